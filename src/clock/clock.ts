@@ -1,0 +1,94 @@
+// Every wait in the agent goes through a Clock so tests can drive time.
+import { AbortedError } from '../errors/errors.js';
+
+/** The source of time and waiting for everything in the agent. */
+export interface Clock {
+  /** Milliseconds since the epoch (possibly scaled, see createScaledClock). */
+  now(): number;
+  /** Resolves after `ms` clock milliseconds; rejects with AbortedError when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** The real clock. */
+export function createSystemClock(): Clock {
+  return createScaledClock(1);
+}
+
+/**
+ * A clock that runs `scale` times faster than real time: `sleep(1000)` waits
+ * 1000/scale real ms and `now()` advances `scale` ms per real ms. Used by the
+ * e2e tests (CLOUDJOBS_TIME_SCALE) to play minutes of backoff in seconds.
+ */
+export function createScaledClock(scale: number): Clock {
+  const origin = Date.now();
+  return {
+    now: () => (scale === 1 ? Date.now() : origin + (Date.now() - origin) * scale),
+    sleep: (ms, signal) => sleepReal(Math.max(0, ms / scale), signal),
+  };
+}
+
+function sleepReal(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new AbortedError());
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(new AbortedError());
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A manually advanced clock for unit tests: sleeps resolve when `advance` passes them. */
+export interface ManualClock extends Clock {
+  advance(ms: number): Promise<void>;
+  /** Number of sleeps currently pending. */
+  pending(): number;
+}
+
+/** Creates a ManualClock starting at `start` ms. */
+export function createManualClock(start = 0): ManualClock {
+  let current = start;
+  let waiters: { at: number; resolve: () => void }[] = [];
+  return {
+    now: () => current,
+    pending: () => waiters.length,
+    sleep(ms, signal) {
+      return new Promise((resolve, reject) => {
+        if (signal?.aborted) {
+          reject(new AbortedError());
+          return;
+        }
+        const waiter = { at: current + Math.max(0, ms), resolve: () => resolve() };
+        waiters.push(waiter);
+        signal?.addEventListener(
+          'abort',
+          () => {
+            waiters = waiters.filter((w) => w !== waiter);
+            reject(new AbortedError());
+          },
+          { once: true },
+        );
+      });
+    },
+    async advance(ms) {
+      const target = current + ms;
+      for (;;) {
+        const due = waiters.filter((w) => w.at <= target).sort((a, b) => a.at - b.at)[0];
+        if (!due) break;
+        current = Math.max(current, due.at);
+        waiters = waiters.filter((w) => w !== due);
+        due.resolve();
+        // let the woken code run before the next waiter fires
+        for (let i = 0; i < 20; i += 1) await Promise.resolve();
+      }
+      current = target;
+    },
+  };
+}

@@ -1,0 +1,177 @@
+// The single source of every configuration key: its type, default, doc line,
+// environment variable and whether it is secret. The loader, `check-config`,
+// the sample agent.ini in the package and the README table all derive from it.
+
+/** The kinds of value a key can hold. */
+export type KeyKind =
+  | 'string'
+  | 'secret'
+  | 'url'
+  | 'path'
+  | 'bool'
+  | 'duration'
+  | 'size'
+  | 'percent'
+  | 'int'
+  | 'enum'
+  | 'list'
+  | 'level';
+
+/** One configuration key. */
+export interface KeySpec {
+  section: string;
+  key: string;
+  kind: KeyKind;
+  /** The default as it would be written in agent.ini ('' means empty/unset). */
+  default: string;
+  /** One line for the sample file, `check-config` and the README table. */
+  doc: string;
+  /** Allowed values of an enum. */
+  values?: readonly string[];
+  /** Lower bound in the key's unit (ms for durations, bytes for sizes). */
+  min?: number;
+  /** Upper bound in the key's unit. */
+  max?: number;
+  /** Required to run the agent (check-config reports it missing). */
+  required?: boolean;
+}
+
+/** The environment variable that overrides a key: CLOUDJOBS_<SECTION>_<KEY>. */
+export function envNameOf(spec: Pick<KeySpec, 'section' | 'key'>): string {
+  return `CLOUDJOBS_${spec.section}_${spec.key}`.toUpperCase();
+}
+
+/** Every key, in the order of the sample file. */
+export const SCHEMA: readonly KeySpec[] = [
+  // [cloud]
+  { section: 'cloud', key: 'api_url', kind: 'url', default: '', required: true,
+    doc: 'Base URL of the cloud API, e.g. https://cloud.example.com/api/v1' },
+  { section: 'cloud', key: 'api_generation', kind: 'enum', default: 'auto', values: ['auto', 'devices', 'agents'],
+    doc: 'Path generation the server speaks: devices (/devices/{uuid}/...), agents (/agents/{uuid}/...) or auto to detect it' },
+  { section: 'cloud', key: 'api_key', kind: 'secret', default: '',
+    doc: 'Device API key sent as X-Device-API-Key; prefer api_key_file or registration' },
+  { section: 'cloud', key: 'api_key_file', kind: 'path', default: '',
+    doc: 'File holding the device API key (first line), readable by root only' },
+  { section: 'cloud', key: 'request_timeout', kind: 'duration', default: '30s', min: 100, max: 600_000,
+    doc: 'Time limit for one HTTP request to the cloud' },
+  { section: 'cloud', key: 'allow_insecure_http', kind: 'bool', default: 'false',
+    doc: 'Allow http:// to hosts other than loopback (API key and jobs travel in clear text)' },
+  { section: 'cloud', key: 'ca_file', kind: 'path', default: '',
+    doc: 'PEM bundle of extra CAs to trust for the API (added to the system CAs)' },
+  { section: 'cloud', key: 'pin_sha256', kind: 'list', default: '',
+    doc: 'Comma-separated base64 SHA-256 of the server public key (SPKI); any other key is refused' },
+  { section: 'cloud', key: 'client_cert', kind: 'path', default: '',
+    doc: 'PEM client certificate for mutual TLS' },
+  { section: 'cloud', key: 'client_key', kind: 'path', default: '',
+    doc: 'PEM private key of client_cert' },
+  // [device]
+  { section: 'device', key: 'uuid', kind: 'string', default: '',
+    doc: 'Device uuid; empty: the identity stored by registration, then the local supervisor API' },
+  { section: 'device', key: 'provisioning_key_file', kind: 'path', default: '',
+    doc: 'File holding a fleet provisioning key; with no identity the agent registers itself' },
+  { section: 'device', key: 'device_name', kind: 'string', default: '',
+    doc: 'Name sent at registration (default: the host name)' },
+  { section: 'device', key: 'device_type', kind: 'string', default: '',
+    doc: 'Type sent at registration (default: the board model, e.g. Raspberry Pi 4 Model B)' },
+  { section: 'device', key: 'supervisor_url', kind: 'url', default: 'http://127.0.0.1:48484',
+    doc: 'Local supervisor API asked for the uuid (GET /v2/device) as a last resort; empty to disable' },
+  // [polling]
+  { section: 'polling', key: 'interval', kind: 'duration', default: '30s', min: 100, max: 86_400_000,
+    doc: 'Time between polls for a new job (values below 5s are for tests and demos)' },
+  { section: 'polling', key: 'jitter', kind: 'percent', default: '10%', min: 0, max: 100,
+    doc: 'Random spread added to each wait so a fleet does not poll in step' },
+  { section: 'polling', key: 'max_backoff', kind: 'duration', default: '5m', min: 1000, max: 86_400_000,
+    doc: 'Longest wait between retries after failures (auth errors retry at this pace)' },
+  // [jobs]
+  { section: 'jobs', key: 'enabled', kind: 'bool', default: 'true',
+    doc: 'Take jobs from the cloud; false keeps the agent running idle' },
+  { section: 'jobs', key: 'run_as_user', kind: 'string', default: 'cloudjobs',
+    doc: 'User that steps run as when a step names no runAsUser' },
+  { section: 'jobs', key: 'allowed_users', kind: 'list', default: '',
+    doc: 'Users a step may ask for with runAsUser (empty: only run_as_user); root only if listed' },
+  { section: 'jobs', key: 'handler_dirs', kind: 'list', default: '/etc/cloudjobs/handlers,/usr/lib/cloudjobs/handlers',
+    doc: 'Directories searched, in order, for runHandler executables' },
+  { section: 'jobs', key: 'work_dir', kind: 'path', default: '/var/cache/cloudjobs/work',
+    doc: 'Each job gets a fresh working directory below this, removed afterwards' },
+  { section: 'jobs', key: 'default_timeout', kind: 'duration', default: '1h', min: 1000, max: 604_800_000,
+    doc: 'Time limit of a job whose offer has no timeout_seconds' },
+  { section: 'jobs', key: 'kill_grace', kind: 'duration', default: '10s', min: 0, max: 600_000,
+    doc: 'Time between SIGTERM and SIGKILL when a step is stopped' },
+  { section: 'jobs', key: 'max_output', kind: 'size', default: '64KiB', min: 1024, max: 16_777_216,
+    doc: 'Output kept per stream of a step (head and tail; the middle is counted and dropped)' },
+  { section: 'jobs', key: 'progress_interval', kind: 'duration', default: '10s', min: 100, max: 3_600_000,
+    doc: 'Time between IN_PROGRESS reports while a job runs' },
+  { section: 'jobs', key: 'max_parallel', kind: 'int', default: '4', min: 1, max: 64,
+    doc: 'Members of a parallel step that run at once' },
+  { section: 'jobs', key: 'path', kind: 'string', default: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    doc: 'PATH given to steps and used to find their commands' },
+  // [agent]
+  { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
+    doc: 'Durable state: identity, job journal, outbox, history' },
+  { section: 'agent', key: 'runtime_dir', kind: 'path', default: '/run/cloudjobs',
+    doc: 'Runtime files: the status that `cloudjobs status` reads, the native helper' },
+  { section: 'agent', key: 'drain_timeout', kind: 'duration', default: '5m', min: 0, max: 3_600_000,
+    doc: 'On stop, how long a running job may finish before it is killed' },
+  { section: 'agent', key: 'history_size', kind: 'int', default: '100', min: 1, max: 10_000,
+    doc: 'Finished jobs kept for `cloudjobs history`' },
+  { section: 'agent', key: 'outbox_max_reports', kind: 'int', default: '1000', min: 10, max: 1_000_000,
+    doc: 'Reports waiting for the cloud at most; when full the oldest progress reports go first' },
+  { section: 'agent', key: 'outbox_max_bytes', kind: 'size', default: '32MiB', min: 65_536, max: 1_073_741_824,
+    doc: 'Bytes of reports waiting for the cloud at most' },
+  // [logging]
+  { section: 'logging', key: 'level', kind: 'level', default: 'info', values: ['error', 'warn', 'info', 'debug'],
+    doc: 'Least severe level logged: error, warn, info or debug' },
+];
+
+/** The parsed, validated, frozen configuration. Durations are ms, sizes bytes. */
+export interface Config {
+  readonly cloud: {
+    readonly api_url: string;
+    readonly api_generation: 'auto' | 'devices' | 'agents';
+    readonly api_key: string;
+    readonly api_key_file: string;
+    readonly request_timeout: number;
+    readonly allow_insecure_http: boolean;
+    readonly ca_file: string;
+    readonly pin_sha256: readonly string[];
+    readonly client_cert: string;
+    readonly client_key: string;
+  };
+  readonly device: {
+    readonly uuid: string;
+    readonly provisioning_key_file: string;
+    readonly device_name: string;
+    readonly device_type: string;
+    readonly supervisor_url: string;
+  };
+  readonly polling: {
+    readonly interval: number;
+    /** A fraction 0..1 (10% -> 0.1). */
+    readonly jitter: number;
+    readonly max_backoff: number;
+  };
+  readonly jobs: {
+    readonly enabled: boolean;
+    readonly run_as_user: string;
+    readonly allowed_users: readonly string[];
+    readonly handler_dirs: readonly string[];
+    readonly work_dir: string;
+    readonly default_timeout: number;
+    readonly kill_grace: number;
+    readonly max_output: number;
+    readonly progress_interval: number;
+    readonly max_parallel: number;
+    readonly path: string;
+  };
+  readonly agent: {
+    readonly state_dir: string;
+    readonly runtime_dir: string;
+    readonly drain_timeout: number;
+    readonly history_size: number;
+    readonly outbox_max_reports: number;
+    readonly outbox_max_bytes: number;
+  };
+  readonly logging: {
+    readonly level: 'error' | 'warn' | 'info' | 'debug';
+  };
+}

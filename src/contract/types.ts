@@ -1,0 +1,55 @@
+// Wire types of the cloud API (../shared/CONTRACT.md) shared by jobs, state and
+// cloud. A bottom module: imports nothing of ours.
+
+/** Every status the server knows. */
+export type JobStatus =
+  | 'QUEUED'
+  | 'IN_PROGRESS'
+  | 'SUCCEEDED'
+  | 'FAILED'
+  | 'TIMED_OUT'
+  | 'REJECTED'
+  | 'CANCELED';
+
+/** Statuses after which nothing more is reported for a job. */
+export const FINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  'SUCCEEDED',
+  'FAILED',
+  'TIMED_OUT',
+  'REJECTED',
+  'CANCELED',
+]);
+
+/** Returns whether `status` ends a job. */
+export function isFinalStatus(status: JobStatus): boolean {
+  return FINAL_STATUSES.has(status);
+}
+
+/** Which generation of device paths a server speaks (CONTRACT.md "Two generations"). */
+export type ApiGeneration = 'devices' | 'agents';
+
+/** A job as handed out by `GET .../jobs/next`, after shape validation. */
+export interface JobOffer {
+  jobId: string;
+  jobName: string;
+  /** Seconds, when the server sent one. */
+  timeoutSeconds: number | null;
+  createdAt: string | null;
+  /** The job document as received (object form; a JSON string was parsed). */
+  document: unknown;
+}
+
+/**
+ * The body of `PATCH .../jobs/{jobId}/status`. The server overwrites every
+ * column on every PATCH, so every field is always present.
+ */
+export interface StatusReport {
+  status: JobStatus;
+  exit_code: number | null;
+  stdout: string;
+  stderr: string;
+  reason: string;
+  executed_steps: number;
+  failed_step: string | null;
+  status_details: Record<string, unknown>;
+}

@@ -1,0 +1,103 @@
+// The agent's logger: a thin, typed face over winston. Transports (stderr lines,
+// journald) are built by main.ts and passed in; this module imports nothing of ours.
+import winston from 'winston';
+import type Transport from 'winston-transport';
+
+/** Structured fields; camelCase names become journald fields (jobId -> JOB_ID). */
+export interface LogFields {
+  jobId?: string;
+  jobName?: string;
+  step?: string | number;
+  jobStatus?: string;
+  cloudStatus?: string | number;
+  [key: string]: unknown;
+}
+
+/** What every module logs through. */
+export interface Log {
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every entry. */
+  child(fields: LogFields): Log;
+}
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/** Options for createLog. */
+export interface LogOptions {
+  level: LogLevel;
+  transports: Transport[];
+  /** Strings that must never reach a log (API keys): replaced by "[redacted]". */
+  secrets?: () => readonly string[];
+}
+
+/** Builds a Log over winston with the given transports. */
+export function createLog(options: LogOptions): Log {
+  const secrets = options.secrets ?? (() => []);
+  const scrub = winston.format((info) => {
+    const list = secrets().filter((s) => s.length >= 4);
+    if (list.length === 0) return info;
+    for (const key of Object.keys(info)) {
+      const value = (info as Record<string, unknown>)[key];
+      if (typeof value === 'string') (info as Record<string, unknown>)[key] = redactString(value, list);
+    }
+    return info;
+  });
+  const logger = winston.createLogger({
+    level: options.level,
+    levels: { error: 0, warn: 1, info: 2, debug: 3 },
+    format: scrub(),
+    transports: options.transports,
+    exitOnError: false,
+  });
+  return wrap(logger);
+}
+
+/** Replaces every occurrence of each secret in `text`. */
+export function redactString(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) if (secret && out.includes(secret)) out = out.split(secret).join('[redacted]');
+  return out;
+}
+
+function wrap(logger: winston.Logger): Log {
+  return {
+    error: (message, fields) => void logger.log('error', message, fields ?? {}),
+    warn: (message, fields) => void logger.log('warn', message, fields ?? {}),
+    info: (message, fields) => void logger.log('info', message, fields ?? {}),
+    debug: (message, fields) => void logger.log('debug', message, fields ?? {}),
+    child: (fields) => wrap(logger.child(fields)),
+  };
+}
+
+/** A transport that writes readable lines to stderr: `2026-11-28T10:00:00.000Z INFO message key=value`. */
+export function createConsoleTransport(stream: NodeJS.WritableStream = process.stderr): Transport {
+  return new winston.transports.Stream({
+    stream,
+    format: winston.format.printf((info) => formatLine(info as Record<string, unknown>)),
+  });
+}
+
+const SKIP = new Set(['level', 'message', 'timestamp']);
+
+/** Formats one entry as a human-readable line. */
+export function formatLine(info: Record<string, unknown>): string {
+  const fields = Object.keys(info)
+    .filter((k) => !SKIP.has(k) && info[k] !== undefined)
+    .map((k) => `${k}=${formatValue(info[k])}`);
+  const level = String(info.level).toUpperCase();
+  return `${new Date().toISOString()} ${level} ${String(info.message)}${fields.length ? ` ${fields.join(' ')}` : ''}`;
+}
+
+function formatValue(value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return /[\s"=]/.test(text ?? '') ? JSON.stringify(text) : String(text);
+}
+
+/** A Log that drops everything (tests, quiet commands). */
+export function createNullLog(): Log {
+  const log: Log = { error() {}, warn() {}, info() {}, debug() {}, child: () => log };
+  return log;
+}
