@@ -1,0 +1,347 @@
+// Runs one step as its user: resolves the executable in the step's PATH,
+// spawns it (through setpriv when the agent is root) in its own process group
+// with a clean environment, captures its output within bounds, enforces the
+// step's own time limit and stops it through the kill ladder on request.
+//
+// INVARIANTS
+// - done never rejects: every failure, including ones before the spawn,
+//   becomes a StepResult with failed=true and a failureReason.
+// - Both pipes are read in flowing mode from the spawn on; reading stops only
+//   after the step's process group is gone (then only escaped daemons could
+//   still hold a pipe, and they are not waited for).
+// - The first stop wins; the ladder runs at most once per reason of stopping.
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { Clock } from '../clock/clock.js';
+import type { Log } from '../log/log.js';
+import { describeError } from '../errors/errors.js';
+import { createGroupTarget, runKillLadder } from './kill-ladder.js';
+import { createOutputBuffer, type CapturedText } from './output-buffer.js';
+import type { StepResult, StepSpec } from './types.js';
+import type { UserInfo } from './users.js';
+
+/** Why a running step is being stopped. */
+export type StopKind = 'job-timeout' | 'step-timeout' | 'cancel' | 'shutdown';
+
+/** What a step needs besides its spec. */
+export interface StepContext {
+  jobId: string;
+  jobName: string;
+  /** The run-as account, already looked up. */
+  user: UserInfo;
+  /** The uid the agent runs as: 0 means steps are spawned through setpriv. */
+  agentUid: number;
+  /** Absolute path of setpriv (needed when agentUid is 0). */
+  setprivPath: string | null;
+  cwd: string;
+  /** PATH for the step, also where its executable is looked up. */
+  path: string;
+  maxOutput: number;
+  killGraceMs: number;
+  /** The job's limit, named in the reason when it runs out. */
+  jobTimeoutMs: number;
+  clock: Clock;
+  log: Log;
+}
+
+/** A running step. */
+export interface StepRun {
+  done: Promise<StepResult>;
+  /** Stops the step through the kill ladder; the first call decides how the result reads. */
+  stop(kind: StopKind): void;
+  /** Output captured so far (for progress reports). */
+  partial(): { stdout: CapturedText; stderr: CapturedText };
+}
+
+const NO_OUTPUT: CapturedText = { text: '', bytes: 0, truncated: false, lines: 0 };
+const SETPRIV_CANDIDATES = ['/usr/bin/setpriv', '/bin/setpriv'];
+
+/** Finds util-linux setpriv, which drops to a user with initgroups and no capabilities. */
+export async function findSetpriv(): Promise<string | null> {
+  for (const candidate of SETPRIV_CANDIDATES) {
+    if (await isExecutableFile(candidate)) return candidate;
+  }
+  return null;
+}
+
+/** Starts `spec` in `context`; see StepRun. */
+export function startStep(spec: StepSpec, context: StepContext): StepRun {
+  const { clock } = context;
+  const startedAtMs = clock.now();
+  const stdout = createOutputBuffer(context.maxOutput);
+  const stderr = createOutputBuffer(context.maxOutput);
+  const timer = new AbortController();
+  let stopKind: StopKind | null = null;
+  let pgid: number | null = null;
+  let ladder: Promise<unknown> | null = null;
+  let finished = false;
+
+  const startLadder = (): void => {
+    if (pgid === null || ladder !== null) return;
+    ladder = runKillLadder(createGroupTarget(pgid), context.killGraceMs, clock).catch((error: unknown) => {
+      context.log.error(`could not stop step "${spec.name}": ${describeError(error)}`, { jobId: context.jobId, step: spec.name });
+    });
+  };
+
+  const stop = (kind: StopKind): void => {
+    if (finished || stopKind !== null) return;
+    stopKind = kind;
+    startLadder();
+  };
+
+  if (spec.timeoutMs !== null) {
+    clock.sleep(spec.timeoutMs, timer.signal).then(
+      () => stop('step-timeout'),
+      () => undefined,
+    );
+  }
+
+  const execute = async (): Promise<Outcome> => {
+    const command = describeCommand(spec);
+    const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path);
+    if ('problem' in resolved) return { kind: 'not-started', reason: resolved.problem };
+    if (stopKind !== null) return { kind: 'not-started', reason: null };
+    const launch = buildLaunch(resolved.file, command.slice(1), context);
+    if ('problem' in launch) return { kind: 'not-started', reason: launch.problem };
+    const env = buildStepEnv(spec, context);
+    let child;
+    try {
+      child = execa(launch.file, launch.args, {
+        cwd: context.cwd,
+        env,
+        extendEnv: false,
+        stdin: 'ignore',
+        stdout: 'pipe',
+        stderr: 'pipe',
+        buffer: false,
+        detached: true,
+        cleanup: false,
+        reject: false,
+        stripFinalNewline: false,
+      });
+    } catch (error) {
+      return { kind: 'not-started', reason: `could not start: ${describeError(error)}` };
+    }
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+    child.stdout?.on('data', (chunk: Buffer) => stdout.write(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => stderr.write(chunk));
+    const streamsClosed = Promise.all([whenClosed(child.stdout), whenClosed(child.stderr)]);
+    if (child.pid !== undefined) {
+      pgid = child.pid;
+      if (stopKind !== null) startLadder();
+    }
+    const result = await Promise.race([child, exited.then(() => null)]);
+    if (result !== null && (result.exitCode === undefined || child.pid === undefined) && result.signal === undefined) {
+      // never ran: spawn error (execa resolved without an exit)
+      return { kind: 'not-started', reason: `could not start: ${result.cause instanceof Error ? result.cause.message : result.shortMessage}` };
+    }
+    const exit = await exited;
+    // whatever is left in the group (background children holding the pipes) goes with its leader
+    if (ladder === null) ladder = runKillLadder(createGroupTarget(child.pid ?? -1), context.killGraceMs, clock);
+    await ladder;
+    const drained = await raceSleep(streamsClosed, context.killGraceMs + 1000, clock);
+    if (!drained) {
+      context.log.warn(`step "${spec.name}" exited but a process outside its group still holds its output; no longer reading it`, {
+        jobId: context.jobId,
+        step: spec.name,
+      });
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }
+    await child;
+    return { kind: 'exited', code: exit.code, signal: exit.signal };
+  };
+
+  const done = execute()
+    .catch((error: unknown): Outcome => ({ kind: 'not-started', reason: `could not run: ${describeError(error)}` }))
+    .then((outcome) => {
+      finished = true;
+      timer.abort();
+      return buildResult(spec, context, outcome, stopKind, startedAtMs, stdout.capture(), stderr.capture());
+    });
+
+  return {
+    done,
+    stop,
+    partial: () => ({ stdout: stdout.capture(), stderr: stderr.capture() }),
+  };
+}
+
+/** A StepResult for a step that failed before it could start (e.g. its user does not exist). */
+export function createUnstartedResult(spec: StepSpec, reason: string, clock: Clock): StepResult {
+  return {
+    name: spec.name,
+    argv: describeCommand(spec),
+    handler: spec.action.type === 'runHandler' ? spec.action.handlerPath : null,
+    user: spec.user,
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    canceled: false,
+    durationMs: 0,
+    stdout: '',
+    stderr: '',
+    stdoutBytes: 0,
+    stderrBytes: 0,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    stderrLines: 0,
+    failed: true,
+    ignored: spec.ignoreStepFailure,
+    failureReason: reason,
+    startedAt: new Date(clock.now()).toISOString(),
+  };
+}
+
+/** Formats a limit for reasons: 200ms, 5s, 1.5s, 2m, 1h. */
+export function formatLimit(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms >= 1000) return `${Number((ms / 1000).toFixed(1))}s`;
+  return `${ms}ms`;
+}
+
+type Outcome =
+  | { kind: 'not-started'; reason: string | null }
+  | { kind: 'exited'; code: number | null; signal: NodeJS.Signals | null };
+
+// argv as the job asked for it; a handler gets the run-as user as $1 (AWS convention).
+function describeCommand(spec: StepSpec): string[] {
+  return spec.action.type === 'runCommand' ? [...spec.action.argv] : [spec.action.handlerPath, spec.user, ...spec.action.args];
+}
+
+function buildStepEnv(spec: StepSpec, context: StepContext): Record<string, string> {
+  return {
+    PATH: context.path,
+    HOME: context.user.home,
+    USER: context.user.name,
+    LOGNAME: context.user.name,
+    SHELL: context.user.shell,
+    LANG: 'C.UTF-8',
+    CLOUDJOBS_JOB_ID: context.jobId,
+    CLOUDJOBS_JOB_NAME: context.jobName,
+    CLOUDJOBS_STEP: spec.name,
+  };
+}
+
+// As root: setpriv sets uid, gid and the initgroups list; for anyone but root
+// it also empties every capability set and sets no_new_privs (no setuid way back).
+function buildLaunch(file: string, args: string[], context: StepContext): { file: string; args: string[] } | { problem: string } {
+  const { user, agentUid } = context;
+  if (agentUid !== 0) {
+    if (user.uid !== agentUid) {
+      return {
+        problem: `cannot run as "${user.name}": the agent is not root (uid ${agentUid}) and can only run steps as itself`,
+      };
+    }
+    return { file, args };
+  }
+  if (context.setprivPath === null) {
+    return { problem: 'cannot switch user: setpriv (util-linux) was not found in /usr/bin or /bin' };
+  }
+  const identity = [`--reuid=${user.uid}`, `--regid=${user.gid}`, `--groups=${user.groups.join(',')}`];
+  const drop = user.uid === 0 ? [] : ['--inh-caps=-all', '--ambient-caps=-all', '--bounding-set=-all', '--no-new-privs'];
+  return { file: context.setprivPath, args: [...identity, ...drop, '--', file, ...args] };
+}
+
+async function resolveExecutable(name: string, cwd: string, searchPath: string): Promise<{ file: string } | { problem: string }> {
+  if (name === '') return { problem: 'the command is empty' };
+  if (name.includes('/')) {
+    const file = path.resolve(cwd, name);
+    const info = await stat(file).catch(() => null);
+    if (info === null) return { problem: `"${name}" does not exist` };
+    if (!info.isFile() || (info.mode & 0o111) === 0) return { problem: `"${name}" is not an executable file` };
+    return { file };
+  }
+  for (const dir of searchPath.split(':')) {
+    if (!path.isAbsolute(dir)) continue;
+    const file = path.join(dir, name);
+    if (await isExecutableFile(file)) return { file };
+  }
+  return { problem: `"${name}" not found in PATH (${searchPath})` };
+}
+
+async function isExecutableFile(file: string): Promise<boolean> {
+  const info = await stat(file).catch(() => null);
+  return info !== null && info.isFile() && (info.mode & 0o111) !== 0;
+}
+
+function whenClosed(stream: NodeJS.ReadableStream | null | undefined): Promise<void> {
+  if (!stream) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once('close', () => resolve());
+    stream.once('end', () => resolve());
+    stream.once('error', () => resolve());
+  });
+}
+
+async function raceSleep(work: Promise<unknown>, ms: number, clock: Clock): Promise<boolean> {
+  const timer = new AbortController();
+  try {
+    return await Promise.race([work.then(() => true), clock.sleep(ms, timer.signal).then(() => false)]);
+  } finally {
+    timer.abort();
+  }
+}
+
+function describeStop(kind: StopKind, spec: StepSpec, context: StepContext): string {
+  switch (kind) {
+    case 'job-timeout':
+      return `stopped: the job's time limit of ${formatLimit(context.jobTimeoutMs)} ran out`;
+    case 'step-timeout':
+      return `stopped: its time limit of ${formatLimit(spec.timeoutMs ?? 0)} ran out`;
+    case 'cancel':
+      return 'stopped: the job was canceled';
+    case 'shutdown':
+      return 'stopped by agent shutdown';
+  }
+}
+
+function buildResult(
+  spec: StepSpec,
+  context: StepContext,
+  outcome: Outcome,
+  stopKind: StopKind | null,
+  startedAtMs: number,
+  out: CapturedText,
+  err: CapturedText,
+): StepResult {
+  const exitCode = outcome.kind === 'exited' ? outcome.code : null;
+  const signal = outcome.kind === 'exited' ? outcome.signal : null;
+  let failureReason: string | null = null;
+  if (stopKind !== null) failureReason = describeStop(stopKind, spec, context);
+  else if (outcome.kind === 'not-started') failureReason = outcome.reason ?? 'did not start';
+  else if (signal !== null) failureReason = `was killed by signal ${signal}`;
+  else if (exitCode !== 0) failureReason = `exited with code ${exitCode}`;
+  else if (err.lines > spec.allowStdErr) {
+    failureReason = `wrote ${err.lines} line${err.lines === 1 ? '' : 's'} to stderr, allowStdErr is ${spec.allowStdErr}`;
+  }
+  const failed = failureReason !== null;
+  const stdoutText = outcome.kind === 'exited' ? out : NO_OUTPUT;
+  const stderrText = outcome.kind === 'exited' ? err : NO_OUTPUT;
+  return {
+    name: spec.name,
+    argv: describeCommand(spec),
+    handler: spec.action.type === 'runHandler' ? spec.action.handlerPath : null,
+    user: spec.user,
+    exitCode,
+    signal,
+    timedOut: stopKind === 'job-timeout' || stopKind === 'step-timeout',
+    canceled: stopKind === 'cancel' || stopKind === 'shutdown',
+    durationMs: Math.max(0, context.clock.now() - startedAtMs),
+    stdout: stdoutText.text,
+    stderr: stderrText.text,
+    stdoutBytes: stdoutText.bytes,
+    stderrBytes: stderrText.bytes,
+    stdoutTruncated: stdoutText.truncated,
+    stderrTruncated: stderrText.truncated,
+    stderrLines: stderrText.lines,
+    failed,
+    ignored: failed && spec.ignoreStepFailure,
+    failureReason,
+    startedAt: new Date(startedAtMs).toISOString(),
+  };
+}
