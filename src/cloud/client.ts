@@ -1,0 +1,267 @@
+// The device side of the cloud jobs API (CONTRACT.md): asks for the next job
+// and reports statuses over either path generation, detecting which one the
+// server speaks and remembering it until a route 404 says otherwise.
+import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
+import type { Log } from '../log/log.js';
+import { parseRetryAfter } from './backoff.js';
+import { CloudError } from './cloud-error.js';
+import type { HttpResponse, HttpTransport } from './http.js';
+import { isNoPendingJobs, isRecord, parseJsonBody, parseNextAnswer, readErrorWords, readServerMessage } from './parse-answer.js';
+
+/** What a poll for the next job found. */
+export type PollAnswer = { kind: 'job'; offer: JobOffer } | { kind: 'none' };
+
+/**
+ * accepted: stored; canceled: the server canceled the job (409/410, or a row
+ * saying CANCELED); gone: the job no longer exists (404 "Job status not
+ * found"), stop reporting it; refused: 400, permanent, do not retry.
+ */
+export type StatusOutcome = 'accepted' | 'canceled' | 'gone' | 'refused';
+
+/** Options of createCloudClient. */
+export interface CloudClientOptions {
+  /** cloud.api_url, e.g. https://cloud.example.com/api/v1 */
+  apiUrl: string;
+  generation: 'auto' | ApiGeneration;
+  uuid: string;
+  apiKey: string;
+  transport: HttpTransport;
+  log: Log;
+  /** Wall-clock time for Retry-After dates when the answer has no Date header. */
+  now?: () => number;
+}
+
+/** The agent's view of the cloud. */
+export interface CloudClient {
+  /** Asks for the next job; throws CloudError for anything but a job or "no job". */
+  nextJob(signal?: AbortSignal): Promise<PollAnswer>;
+  /** Sends one status report (every field, the server overwrites all); throws CloudError when it should be retried. */
+  sendStatus(jobId: string, report: StatusReport, signal?: AbortSignal): Promise<StatusOutcome>;
+  /** The generation in use: the configured one, or the detected one; null while `auto` has not seen an answer yet. */
+  generation(): ApiGeneration | null;
+}
+
+type Attempt<T> = { kind: 'route'; response: HttpResponse; path: string } | { kind: 'done'; value: T };
+
+/** Returns the path of `what` for a generation (CONTRACT.md "Two generations"). */
+export function buildJobPath(generation: ApiGeneration, uuid: string, jobId?: string): string {
+  const base = `/${generation}/${encodeURIComponent(uuid)}/jobs`;
+  return jobId === undefined ? `${base}/next` : `${base}/${encodeURIComponent(jobId)}/status`;
+}
+
+/** Creates the client. In `auto` it tries generation agents first and switches on a route 404. */
+export function createCloudClient(options: CloudClientOptions): CloudClient {
+  const { transport, log, uuid } = options;
+  const base = options.apiUrl.replace(/\/+$/, '');
+  const now = options.now ?? (() => Date.now());
+  const auto = options.generation === 'auto';
+  let current: ApiGeneration = auto ? 'agents' : (options.generation as ApiGeneration);
+  let detected: ApiGeneration | null = auto ? null : current;
+
+  const headers = { 'x-device-api-key': options.apiKey };
+
+  function confirm(generation: ApiGeneration): void {
+    if (detected === generation) return;
+    const before = detected;
+    detected = generation;
+    current = generation;
+    if (auto) {
+      log.info(
+        before === null
+          ? `cloud API generation detected: ${generation}`
+          : `cloud API generation changed from ${before} to ${generation}`,
+        { cloudStatus: generation },
+      );
+    }
+  }
+
+  // Runs `attempt` on the current generation; in auto, a route 404 tries the other one once.
+  async function withGeneration<T>(
+    method: string,
+    attempt: (generation: ApiGeneration) => Promise<Attempt<T>>,
+  ): Promise<T> {
+    const first = current;
+    const one = await attempt(first);
+    if (one.kind === 'done') return one.value;
+    if (!auto) throw routeError(method, [one]);
+    const other: ApiGeneration = first === 'agents' ? 'devices' : 'agents';
+    log.debug(`no route ${method} ${one.path} (generation ${first}); trying generation ${other}`);
+    const two = await attempt(other);
+    if (two.kind === 'done') return two.value;
+    throw routeError(method, [one, two]);
+  }
+
+  function routeError(method: string, misses: { response: HttpResponse; path: string }[]): CloudError {
+    const last = misses[misses.length - 1]!;
+    const said = readServerMessage(last.response.body);
+    const tried = misses.map((m) => `${method} ${base}${m.path}`).join(' and ');
+    const generationAdvice = auto ? '' : ` and cloud.api_generation (${current})`;
+    return new CloudError(
+      'route',
+      `the server has no such route: ${tried} answered 404${said ? ` (${said})` : ''}; check cloud.api_url (it usually ends in /api/v1)${generationAdvice}`,
+      { status: 404, serverMessage: said },
+    );
+  }
+
+  async function nextJob(signal?: AbortSignal): Promise<PollAnswer> {
+    return withGeneration<PollAnswer>('GET', async (generation) => {
+      const path = buildJobPath(generation, uuid);
+      const response = await transport.request({ method: 'GET', url: base + path, headers, ...(signal ? { signal } : {}) });
+      const status = response.status;
+      if (status === 204) {
+        confirm(generation);
+        return done<PollAnswer>({ kind: 'none' });
+      }
+      if (status === 200) {
+        const answer = parseNextAnswer(parseJsonBody(response), status);
+        confirm(generation);
+        if (answer.kind === 'none') return done<PollAnswer>({ kind: 'none' });
+        for (const warning of answer.warnings) {
+          log.warn(`job offer: ${warning}`, { jobId: answer.offer.jobId, jobName: answer.offer.jobName });
+        }
+        return done<PollAnswer>({ kind: 'job', offer: answer.offer });
+      }
+      if (status === 404) {
+        const words = readErrorWords(response.body);
+        if (/no pending jobs?/.test(words) || isNoPendingJobs(safeJson(response.body))) {
+          confirm(generation);
+          return done<PollAnswer>({ kind: 'none' });
+        }
+        if (/device not found/.test(words)) {
+          confirm(generation);
+          throw deviceUnknown(response);
+        }
+        return { kind: 'route', response, path };
+      }
+      if (status >= 200 && status < 300) {
+        throw new CloudError('protocol', `the server answered GET ${path} with ${status}, which is neither a job nor "no job"`, {
+          status,
+        });
+      }
+      throw describeStatus('GET', path, response);
+    });
+  }
+
+  async function sendStatus(jobId: string, report: StatusReport, signal?: AbortSignal): Promise<StatusOutcome> {
+    return withGeneration<StatusOutcome>('PATCH', async (generation) => {
+      const path = buildJobPath(generation, uuid, jobId);
+      const response = await transport.request({
+        method: 'PATCH',
+        url: base + path,
+        headers,
+        json: report,
+        ...(signal ? { signal } : {}),
+      });
+      const status = response.status;
+      if (status >= 200 && status < 300) {
+        confirm(generation);
+        const row = safeJson(response.body);
+        if (isRecord(row) && row.status === 'CANCELED' && report.status !== 'CANCELED') return done<StatusOutcome>('canceled');
+        return done<StatusOutcome>('accepted');
+      }
+      if (status === 409 || status === 410) {
+        confirm(generation);
+        log.info(`the server says job ${jobId} was canceled (${status}: ${readServerMessage(response.body)})`, {
+          jobId,
+          cloudStatus: status,
+        });
+        return done<StatusOutcome>('canceled');
+      }
+      if (status === 400) {
+        confirm(generation);
+        log.warn(`the server refused the ${report.status} report of job ${jobId} (400: ${readServerMessage(response.body)}); not retrying it`, {
+          jobId,
+          jobStatus: report.status,
+          cloudStatus: status,
+        });
+        return done<StatusOutcome>('refused');
+      }
+      if (status === 404) {
+        const words = readErrorWords(response.body);
+        if (/job status not found|job not found/.test(words)) {
+          confirm(generation);
+          return done<StatusOutcome>('gone');
+        }
+        if (/device not found/.test(words)) {
+          confirm(generation);
+          throw deviceUnknown(response);
+        }
+        return { kind: 'route', response, path };
+      }
+      throw describeStatus('PATCH', path, response);
+    });
+  }
+
+  function deviceUnknown(response: HttpResponse): CloudError {
+    const said = readServerMessage(response.body);
+    return new CloudError(
+      'device-unknown',
+      `the server does not know device ${uuid} (404: ${said}); check device.uuid, or register the device with \`cloudjobs register\``,
+      { status: 404, serverMessage: said },
+    );
+  }
+
+  function describeStatus(method: string, path: string, response: HttpResponse): CloudError {
+    const status = response.status;
+    const said = readServerMessage(response.body);
+    const saidPart = said ? `: ${said}` : '';
+    if (status === 401) {
+      return new CloudError(
+        'auth',
+        `the server refused this device's API key (401${saidPart}); check cloud.api_key or cloud.api_key_file, or register the device again`,
+        { status, serverMessage: said },
+      );
+    }
+    if (status === 403) {
+      return new CloudError('auth', `the server refused device ${uuid} (403${saidPart}); ask the fleet administrator`, {
+        status,
+        serverMessage: said,
+      });
+    }
+    if (status === 429 || status === 503) {
+      const retryAfterMs = readRetryAfter(response);
+      const wait = retryAfterMs === undefined ? '' : `; the server asks to wait ${Math.ceil(retryAfterMs / 1000)}s`;
+      return new CloudError(
+        status === 429 ? 'rate-limited' : 'server',
+        status === 429 ? `rate limited by the server (429${saidPart})${wait}` : `the server is unavailable (503${saidPart})${wait}`,
+        { status, serverMessage: said, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) },
+      );
+    }
+    if (status >= 500) {
+      return new CloudError('server', `the server failed to answer ${method} ${path} (${status}${saidPart})`, {
+        status,
+        serverMessage: said,
+      });
+    }
+    return new CloudError('protocol', `the server answered ${method} ${path} with an unexpected ${status}${saidPart}`, {
+      status,
+      serverMessage: said,
+    });
+  }
+
+  function readRetryAfter(response: HttpResponse): number | undefined {
+    const date = Date.parse(response.header('date') ?? '');
+    // measure an HTTP-date against the server's own Date: a Pi without RTC may have a wrong clock
+    const header = parseRetryAfter(response.header('retry-after'), Number.isNaN(date) ? now() : date);
+    if (header !== null) return header;
+    const body = safeJson(response.body);
+    if (isRecord(body) && typeof body.retryAfter === 'number' && Number.isFinite(body.retryAfter) && body.retryAfter >= 0) {
+      return Math.round(body.retryAfter * 1000);
+    }
+    return undefined;
+  }
+
+  return { nextJob, sendStatus, generation: () => detected };
+}
+
+function done<T>(value: T): Attempt<T> {
+  return { kind: 'done', value };
+}
+
+function safeJson(body: string): unknown {
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    return undefined;
+  }
+}

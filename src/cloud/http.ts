@@ -1,0 +1,249 @@
+// The one HTTP(S) transport every cloud call goes through: keep-alive sockets,
+// one deadline per request (headers and body alike), a streamed size cap,
+// same-origin redirects only, and TLS with extra CAs, pinning and mTLS.
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import fetch, { type Response } from 'node-fetch';
+import type { Clock } from '../clock/clock.js';
+import { AbortedError } from '../errors/errors.js';
+import { CloudError } from './cloud-error.js';
+import { buildTlsAgentOptions, type TlsRefusal, type TlsSettings } from './tls-options.js';
+import { describeTransportFailure } from './transport-errors.js';
+
+/** Default answer size limit: the server itself refuses bodies over 16 MiB. */
+export const DEFAULT_MAX_BODY_BYTES = 17 * 1024 * 1024;
+/** Redirects followed before a request fails with "redirect loop". */
+export const MAX_REDIRECTS = 3;
+
+/** One request. The body, when given, is sent as JSON. */
+export interface HttpRequest {
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+  url: string;
+  headers?: Readonly<Record<string, string>>;
+  json?: unknown;
+  signal?: AbortSignal;
+  /** Overrides the transport's timeout for this request (e.g. a short supervisor probe). */
+  timeoutMs?: number;
+}
+
+/** A complete answer, body fully read and decoded as UTF-8. */
+export interface HttpResponse {
+  status: number;
+  /** The URL that answered (after redirects). */
+  url: string;
+  /** Lower-cased media type without parameters, '' when absent. */
+  contentType: string;
+  body: string;
+  header(name: string): string | null;
+}
+
+/** What the cloud client, registration and the supervisor probe call. */
+export interface HttpTransport {
+  /** Sends a request; resolves with any HTTP status, throws CloudError when there is no usable answer. */
+  request(request: HttpRequest): Promise<HttpResponse>;
+  /** Closes idle keep-alive sockets. */
+  close(): void;
+}
+
+/** Options of createHttpTransport. */
+export interface HttpTransportOptions {
+  /** cloud.request_timeout: covers connecting, waiting for headers and reading the body. */
+  timeoutMs: number;
+  clock: Clock;
+  tls?: TlsSettings;
+  maxBodyBytes?: number;
+  /** Sockets per origin; the agent makes one request at a time, so a few suffice. */
+  maxSockets?: number;
+  userAgent?: string;
+}
+
+/** Creates the keep-alive transport. */
+export function createHttpTransport(options: HttpTransportOptions): HttpTransport {
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const refusals = new Map<string, TlsRefusal>();
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 2, maxFreeSockets: 1 };
+  const httpAgent = new http.Agent(agentOptions);
+  const httpsAgent = new https.Agent({
+    ...agentOptions,
+    ...buildTlsAgentOptions(options.tls ?? { extraCaPems: [], pinSha256: [] }, (refusal) =>
+      refusals.set(refusal.host, refusal),
+    ),
+  });
+  const pickAgent = (url: URL): http.Agent => (url.protocol === 'https:' ? httpsAgent : httpAgent);
+
+  async function request(req: HttpRequest): Promise<HttpResponse> {
+    if (req.signal?.aborted) throw new AbortedError();
+    const timeoutMs = req.timeoutMs ?? options.timeoutMs;
+    const controller = new AbortController();
+    const stopTimer = new AbortController();
+    let timedOut = false;
+    let phase: 'answer' | 'body' = 'answer';
+    options.clock.sleep(timeoutMs, stopTimer.signal).then(
+      () => {
+        timedOut = true;
+        controller.abort();
+      },
+      () => undefined,
+    );
+    const onOuterAbort = (): void => controller.abort();
+    req.signal?.addEventListener('abort', onOuterAbort, { once: true });
+    let url = new URL(req.url);
+    try {
+      for (let redirects = 0; ; redirects += 1) {
+        refusals.delete(url.hostname);
+        let response: Response;
+        try {
+          response = await fetch(url.href, {
+            method: req.method,
+            headers: buildHeaders(req, options.userAgent),
+            body: req.json === undefined ? undefined : JSON.stringify(req.json),
+            redirect: 'manual',
+            agent: pickAgent,
+            signal: controller.signal,
+          });
+        } catch (error) {
+          throw classify(error, url);
+        }
+        if (isRedirect(response.status)) {
+          (response.body as Readable | null)?.destroy();
+          url = followRedirect(url, response, redirects, req.method);
+          continue;
+        }
+        phase = 'body';
+        let body: string;
+        try {
+          body = await readCapped(response, maxBodyBytes, url, controller);
+        } catch (error) {
+          throw classify(error, url);
+        }
+        const contentType = (response.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+        return {
+          status: response.status,
+          url: url.href,
+          contentType,
+          body,
+          header: (name) => response.headers.get(name),
+        };
+      }
+    } finally {
+      stopTimer.abort();
+      req.signal?.removeEventListener('abort', onOuterAbort);
+    }
+
+    function classify(error: unknown, at: URL): Error {
+      if (error instanceof CloudError) return error;
+      if (req.signal?.aborted) return new AbortedError();
+      if (timedOut) {
+        const what = phase === 'answer' ? 'no answer' : 'the answer did not finish';
+        return new CloudError(
+          'timeout',
+          `timeout: ${what} from ${at.origin} within ${formatMs(timeoutMs)} (cloud.request_timeout)`,
+          { cause: error },
+        );
+      }
+      const refusal = refusals.get(at.hostname);
+      return describeTransportFailure(error, refusal ? { url: at, refusal } : { url: at });
+    }
+  }
+
+  return {
+    request,
+    close() {
+      httpAgent.destroy();
+      httpsAgent.destroy();
+    },
+  };
+}
+
+function buildHeaders(req: HttpRequest, userAgent: string | undefined): Record<string, string> {
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (userAgent) headers['user-agent'] = userAgent;
+  if (req.json !== undefined) headers['content-type'] = 'application/json';
+  return { ...headers, ...req.headers };
+}
+
+function isRedirect(status: number): boolean {
+  return status === 301 || status === 302 || status === 303 || status === 307 || status === 308;
+}
+
+// Same origin only: the API key travels in a header and must not reach another host.
+function followRedirect(from: URL, response: Response, redirects: number, method: string): URL {
+  const location = response.headers.get('location');
+  if (!location) {
+    throw new CloudError('protocol', `the server answered ${response.status} without a Location header at ${from.href}`, {
+      status: response.status,
+    });
+  }
+  let to: URL;
+  try {
+    to = new URL(location, from);
+  } catch {
+    throw new CloudError('protocol', `the server answered ${response.status} with an invalid Location ${JSON.stringify(location)}`, {
+      status: response.status,
+    });
+  }
+  if (redirects >= MAX_REDIRECTS) {
+    throw new CloudError(
+      'protocol',
+      `redirect loop: ${from.origin} redirected more than ${MAX_REDIRECTS} times (last to ${to.href}); set cloud.api_url to the final address`,
+      { status: response.status },
+    );
+  }
+  if (to.origin !== from.origin) {
+    throw new CloudError(
+      'protocol',
+      `the server redirected ${from.href} to another origin (${to.origin}); not following it with the API key: set cloud.api_url to the address the server wants`,
+      { status: response.status },
+    );
+  }
+  if (method !== 'GET' && response.status !== 307 && response.status !== 308) {
+    throw new CloudError(
+      'protocol',
+      `the server answered ${method} ${from.pathname} with ${response.status} to ${to.pathname}, which would drop the request body; set cloud.api_url to the final address`,
+      { status: response.status },
+    );
+  }
+  return to;
+}
+
+// Reads the body chunk by chunk and stops at the cap without buffering the rest.
+async function readCapped(response: Response, maxBytes: number, url: URL, controller: AbortController): Promise<string> {
+  const tooLarge = (): CloudError =>
+    new CloudError(
+      'protocol',
+      `the server's answer from ${url.origin} is larger than the ${formatBytes(maxBytes)} limit; not reading it`,
+      { status: response.status },
+    );
+  const declared = Number(response.headers.get('content-length') ?? 'NaN');
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    controller.abort();
+    throw tooLarge();
+  }
+  if (!response.body) return '';
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    total += buffer.length;
+    if (total > maxBytes) {
+      controller.abort();
+      throw tooLarge();
+    }
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
+/** Formats a duration for messages: 250ms, 30s, 5m. */
+export function formatMs(ms: number): string {
+  if (ms < 1000 || ms % 1000 !== 0) return `${ms}ms`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${ms / 1000}s`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes % (1024 * 1024) === 0) return `${bytes / (1024 * 1024)} MiB`;
+  if (bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}

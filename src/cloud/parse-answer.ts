@@ -1,0 +1,150 @@
+// Reading the server's answers: JSON bodies, the server's own error message, and
+// the shape of a job offer. Anything unusable becomes a one-line protocol error.
+import type { JobOffer } from '../contract/types.js';
+import { CloudError } from './cloud-error.js';
+import type { HttpResponse } from './http.js';
+
+/** Parses a JSON body; HTML, empty, non-JSON and truncated bodies throw a protocol CloudError naming the problem. */
+export function parseJsonBody(response: HttpResponse): unknown {
+  const text = response.body.trim();
+  const status = response.status;
+  if (response.contentType === 'text/html' || text.startsWith('<')) {
+    throw new CloudError(
+      'protocol',
+      `the server answered ${status} with ${response.contentType || 'markup'} instead of JSON (is cloud.api_url the API and not the web portal?)`,
+      { status },
+    );
+  }
+  if (text === '') {
+    throw new CloudError('protocol', `the server answered ${status} with an empty body instead of JSON`, { status });
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    const kind = response.contentType && !response.contentType.includes('json') ? response.contentType : 'JSON';
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new CloudError(
+      'protocol',
+      kind === 'JSON'
+        ? `the server answered ${status} with JSON that does not parse (${reason}; ${response.body.length} bytes)`
+        : `the server answered ${status} with ${kind} instead of JSON`,
+      { status, cause: error },
+    );
+  }
+}
+
+/** Returns the server's explanation from an error body ({"error","message"}), or a short excerpt of a non-JSON body. */
+export function readServerMessage(body: string): string {
+  try {
+    const value = JSON.parse(body) as unknown;
+    if (isRecord(value)) {
+      const error = typeof value.error === 'string' ? value.error : '';
+      const message = typeof value.message === 'string' ? value.message : '';
+      if (error && message && error !== message) return `${error}: ${message}`;
+      if (message || error) return message || error;
+    }
+  } catch {
+    // not JSON: fall through to an excerpt
+  }
+  const flat = body.replace(/\s+/g, ' ').trim();
+  return flat.length > 200 ? `${flat.slice(0, 200)}...` : flat;
+}
+
+/** Returns the `error` and `message` strings of a JSON body, lower-cased, for telling 404s apart. */
+export function readErrorWords(body: string): string {
+  try {
+    const value = JSON.parse(body) as unknown;
+    if (isRecord(value)) {
+      return [value.error, value.message].filter((v): v is string => typeof v === 'string').join(' | ').toLowerCase();
+    }
+  } catch {
+    // not JSON
+  }
+  return '';
+}
+
+/** What a 200 on jobs/next held. */
+export type NextAnswer = { kind: 'none' } | { kind: 'job'; offer: JobOffer; warnings: string[] };
+
+/**
+ * Validates a 200 answer of jobs/next. No job_id (and no "No pending jobs"),
+ * or not an object: protocol error. A job_id with a bad document still comes
+ * back as an offer: its document is passed on as received so the job engine
+ * REJECTs it and the job does not stay IN_PROGRESS on the server forever.
+ */
+export function parseNextAnswer(value: unknown, status: number): NextAnswer {
+  if (!isRecord(value)) {
+    throw new CloudError('protocol', `the server answered ${status} with ${describeJsonType(value)} instead of a job object`, {
+      status,
+    });
+  }
+  if (value.job_id === undefined || value.job_id === null) {
+    if (isNoPendingJobs(value)) return { kind: 'none' };
+    const keys = Object.keys(value).slice(0, 8).join(', ');
+    throw new CloudError('protocol', `the server answered ${status} with a job without job_id (keys: ${keys || 'none'})`, {
+      status,
+    });
+  }
+  if (typeof value.job_id !== 'string' || value.job_id.trim() === '') {
+    throw new CloudError(
+      'protocol',
+      `the server answered ${status} with a job whose job_id is not a non-empty string (got ${describeJsonType(value.job_id)})`,
+      { status },
+    );
+  }
+  const warnings: string[] = [];
+  const jobId = value.job_id;
+  let jobName = jobId;
+  if (typeof value.job_name === 'string' && value.job_name.trim() !== '') jobName = value.job_name;
+  else if (value.job_name !== undefined && value.job_name !== null) warnings.push(`job_name is ${describeJsonType(value.job_name)}, using the job_id as name`);
+
+  let timeoutSeconds: number | null = null;
+  const rawTimeout = value.timeout_seconds;
+  if (typeof rawTimeout === 'number' && Number.isFinite(rawTimeout) && rawTimeout > 0) timeoutSeconds = rawTimeout;
+  else if (rawTimeout !== undefined && rawTimeout !== null) {
+    warnings.push(`timeout_seconds is ${JSON.stringify(rawTimeout)}, not a positive number; using the default job timeout`);
+  }
+  const createdAt = typeof value.created_at === 'string' ? value.created_at : null;
+  return {
+    kind: 'job',
+    offer: { jobId, jobName, timeoutSeconds, createdAt, document: readDocument(value.job_document, warnings) },
+    warnings,
+  };
+}
+
+// An object stays; a JSON string of an object is parsed; anything else goes on as received (the engine rejects it).
+function readDocument(raw: unknown, warnings: string[]): unknown {
+  if (typeof raw !== 'string') {
+    if (!isRecord(raw)) warnings.push(`job_document is ${describeJsonType(raw)}, not an object`);
+    return raw;
+  }
+  try {
+    const parsed = JSON.parse(raw) as unknown;
+    if (isRecord(parsed)) return parsed;
+    warnings.push(`job_document is a JSON string holding ${describeJsonType(parsed)}, not an object`);
+  } catch {
+    warnings.push('job_document is a string that is not valid JSON');
+  }
+  return raw;
+}
+
+/** Returns whether a body says "No pending jobs" (in `message` or `error`). */
+export function isNoPendingJobs(value: unknown): boolean {
+  if (!isRecord(value)) return false;
+  return [value.message, value.error].some((v) => typeof v === 'string' && /no pending jobs?/i.test(v));
+}
+
+/** Names a JSON value's type for messages: "a JSON array", "the number 42", "null". */
+export function describeJsonType(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
+  if (Array.isArray(value)) return 'a JSON array';
+  if (typeof value === 'string') return value.length > 40 ? 'a string' : `the string ${JSON.stringify(value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `the ${typeof value} ${String(value)}`;
+  return 'a JSON object';
+}
+
+/** Returns whether `value` is a plain JSON object. */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
