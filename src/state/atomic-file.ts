@@ -1,0 +1,140 @@
+// Crash-safe file primitives (balena-supervisor lib/fs-utils.ts writeFileAtomic).
+//
+// INVARIANTS (the crash-consistency protocol every state file relies on):
+// - A state file is only ever replaced by rename(2) of a complete, fsynced
+//   temp file in the same directory, followed by an fsync of the directory.
+//   After a crash at any point a reader sees either the old content or the
+//   new content, never a mix, and never a missing file that existed before.
+// - Temp files are named `.<name>.tmp-<random hex>` and created with O_EXCL,
+//   so two writers never share one and an attacker cannot pre-create it.
+//   Temp files left by a crash are invisible to readers (they match no state
+//   file pattern) and are removed by removeStaleTempFiles when a store opens.
+// - A removal is durable only after the directory is fsynced
+//   (removeFileDurable), so an acknowledged report stays acknowledged.
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { AgentError } from '../errors/errors.js';
+
+const TEMP_MARK = '.tmp-';
+
+/** Options for writeFileAtomic. */
+export interface AtomicWriteOptions {
+  /** Permission bits of the file, applied exactly (not reduced by the umask). */
+  mode: number;
+}
+
+/** Replaces `path` with `data` so that a crash leaves either the old or the new content. */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions,
+): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}${TEMP_MARK}${randomBytes(8).toString('hex')}`);
+  let handle;
+  try {
+    handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, options.mode);
+  } catch (error) {
+    throw describeIoError('create a temporary file for', path, error);
+  }
+  try {
+    await handle.chmod(options.mode);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temp, path);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    throw describeIoError('write', path, error);
+  }
+  await syncDirectory(dir);
+}
+
+/** Removes `path` (a missing file is fine) and makes the removal durable; returns whether it existed. */
+export async function removeFileDurable(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (isErrnoCode(error, 'ENOENT')) return false;
+    throw describeIoError('remove', path, error);
+  }
+  await syncDirectory(dirname(path));
+  return true;
+}
+
+/** Flushes a directory's entries (new names, renames, removals) to disk. */
+export async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await handle.sync();
+  } catch (error) {
+    throw describeIoError('flush the directory', dir, error);
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/** Creates a directory (and its parents) with `mode`, or tightens an existing one that is looser. */
+export async function ensureDir(path: string, mode: number): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true, mode });
+    const info = await stat(path);
+    if (!info.isDirectory()) {
+      throw new AgentError('STATE_IO', `${path} exists but is not a directory; move it away so cloudjobs can keep its state there`);
+    }
+    const current = info.mode & 0o7777;
+    if ((current & ~mode) !== 0) await chmod(path, current & mode);
+  } catch (error) {
+    if (error instanceof AgentError) throw error;
+    throw describeIoError('create the directory', path, error);
+  }
+}
+
+/** Creates a directory only its owner can enter (0700 unless told otherwise), tightening a looser one. */
+export async function ensurePrivateDir(path: string, mode = 0o700): Promise<void> {
+  await ensureDir(path, mode);
+}
+
+/** Removes the temp files a crash left in `dir` (only call it from the single process that owns `dir`); returns their names. */
+export async function removeStaleTempFiles(dir: string): Promise<string[]> {
+  const names = await listDirectory(dir);
+  const stale = names.filter((name) => isTempFileName(name));
+  for (const name of stale) await unlink(join(dir, name)).catch(() => undefined);
+  if (stale.length > 0) await syncDirectory(dir);
+  return stale;
+}
+
+/** Returns whether `name` is a temp file made by writeFileAtomic. */
+export function isTempFileName(name: string): boolean {
+  return name.startsWith('.') && name.includes(TEMP_MARK);
+}
+
+/** Lists the names in `dir`, sorted; a missing directory is empty. */
+export async function listDirectory(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch (error) {
+    if (isErrnoCode(error, 'ENOENT')) return [];
+    throw describeIoError('list the directory', dir, error);
+  }
+}
+
+/** Returns whether `error` is a Node system error with `code`. */
+export function isErrnoCode(error: unknown, code: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}
+
+/** Wraps a file system error into a STATE_IO AgentError that names the file and the cause. */
+export function describeIoError(action: string, path: string, error: unknown): AgentError {
+  const reason = error instanceof Error ? error.message : String(error);
+  return new AgentError(
+    'STATE_IO',
+    `could not ${action} ${path} (${reason}); check that the state directory exists, is writable by the agent and the disk is not full`,
+    { cause: error },
+  );
+}

@@ -1,0 +1,225 @@
+// History: the last N finished jobs with their final reports, so `cloudjobs
+// history` can show them and a re-offered job id is answered with the stored
+// final report instead of running the job again.
+//
+// One file per job (`history/<key>.json`, key = encodeFileKey(jobId)) rather
+// than one file rewritten: adding a job writes one report (bounded by
+// max_output) instead of rewriting up to N of them on an SD card, trimming is
+// an unlink, and a corrupt file costs one entry, not the whole history.
+//
+// INVARIANTS
+// - Order is by a stored sequence number, not by time: a Pi without a
+//   real-time clock may finish a job "before" an older one.
+// - add() writes the new file before trimming; a crash in between leaves N+1
+//   files, which the next open trims.
+// - Memory holds summaries only; reports are read from disk on get()/list().
+// - A read-only history (for the CLI while the agent runs) never writes,
+//   quarantines or removes anything: the agent owns the directory.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Clock } from '../clock/clock.js';
+import type { JobStatus, StatusReport } from '../contract/types.js';
+import { AgentError } from '../errors/errors.js';
+import type { Log } from '../log/log.js';
+import {
+  describeIoError,
+  ensurePrivateDir,
+  isErrnoCode,
+  listDirectory,
+  removeFileDurable,
+  removeStaleTempFiles,
+} from './atomic-file.js';
+import { encodeFileKey, isFileKeyName } from './file-key.js';
+import { checkJson, quarantineFile, writeJsonFile } from './json-file.js';
+import { createSerialQueue } from './serial-queue.js';
+import { resolveStatePaths } from './state-paths.js';
+import { expectInteger, expectNonEmptyString, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
+import { validateStatusReport } from './validate-records.js';
+
+const HISTORY_VERSION = 1;
+const SUFFIX = '.json';
+
+/** What the agent records when a job is finished. */
+export interface FinishedJob {
+  jobId: string;
+  jobName: string;
+  /** ISO time the offer was received. */
+  receivedAt: string;
+  /** ISO time the final report was made. */
+  finishedAt: string;
+  report: StatusReport;
+}
+
+/** A finished job as stored. */
+export interface HistoryEntry extends FinishedJob {
+  version: 1;
+  seq: number;
+}
+
+/** What memory keeps of each entry. */
+export interface HistorySummary {
+  seq: number;
+  jobId: string;
+  jobName: string;
+  status: JobStatus;
+  reason: string;
+  receivedAt: string;
+  finishedAt: string;
+}
+
+/** The bounded history of finished jobs. */
+export interface History {
+  /** Stores a finished job (replacing an older entry of the same id) and trims to the bound. */
+  add(job: FinishedJob): Promise<HistoryEntry>;
+  /** The stored entry of `jobId`, with its final report. */
+  get(jobId: string): Promise<HistoryEntry | undefined>;
+  /** Whether `jobId` is in the history (no disk I/O). */
+  has(jobId: string): boolean;
+  /** Up to `limit` entries, newest first, with reports. */
+  list(limit?: number): Promise<HistoryEntry[]>;
+  /** Up to `limit` summaries, newest first (no disk I/O). */
+  summaries(limit?: number): HistorySummary[];
+}
+
+/** Options for openHistory. */
+export interface HistoryOptions {
+  stateDir: string;
+  /** `[agent] history_size`. */
+  size: number;
+  log: Log;
+  clock: Clock;
+  /** Only read: for a CLI reading the directory of a running agent. */
+  readOnly?: boolean;
+}
+
+/** Opens the history under `stateDir/history`. */
+export async function openHistory(options: HistoryOptions): Promise<History> {
+  const { log, clock, size } = options;
+  const readOnly = options.readOnly ?? false;
+  const paths = resolveStatePaths(options.stateDir);
+  const dir = paths.historyDir;
+  if (!readOnly) {
+    await ensurePrivateDir(paths.stateDir);
+    await ensurePrivateDir(dir);
+    await removeStaleTempFiles(dir);
+  }
+  const pathFor = (jobId: string): string => join(dir, `${encodeFileKey(jobId)}${SUFFIX}`);
+
+  // jobId -> summary; kept sorted by seq ascending on every change
+  const index = new Map<string, HistorySummary>();
+  for (const name of await listDirectory(dir)) {
+    if (!isFileKeyName(name, SUFFIX)) continue;
+    const path = join(dir, name);
+    const read = await readEntry(path);
+    if (read === null) continue;
+    if ('reason' in read || `${encodeFileKey(read.entry.jobId)}${SUFFIX}` !== name) {
+      const reason = 'reason' in read ? read.reason : 'it holds a job whose file name is different';
+      if (readOnly) log.warn(`history file ${path} is unreadable (${reason}); skipped it`, { file: path });
+      else await quarantineFile(path, reason, log, clock);
+      continue;
+    }
+    const previous = index.get(read.entry.jobId);
+    if (!previous || previous.seq < read.entry.seq) index.set(read.entry.jobId, summarize(read.entry));
+  }
+  let ordered = [...index.values()].sort((a, b) => a.seq - b.seq);
+  let nextSeq = ordered.length > 0 ? ordered[ordered.length - 1]!.seq + 1 : 1;
+  const queue = createSerialQueue();
+  if (!readOnly) await trim();
+
+  async function readEntry(path: string): Promise<{ entry: HistoryEntry } | { reason: string } | null> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      if (isErrnoCode(error, 'ENOENT')) return null;
+      throw describeIoError('read', path, error);
+    }
+    const checked = checkJson(text, validateHistoryEntry);
+    return 'reason' in checked ? checked : { entry: checked.value };
+  }
+
+  async function trim(): Promise<void> {
+    while (ordered.length > size) {
+      const oldest = ordered.shift()!;
+      await removeFileDurable(pathFor(oldest.jobId));
+      index.delete(oldest.jobId);
+    }
+  }
+
+  async function load(summary: HistorySummary): Promise<HistoryEntry | undefined> {
+    const path = pathFor(summary.jobId);
+    const read = await readEntry(path);
+    if (read !== null && !('reason' in read)) return read.entry;
+    if (read !== null) {
+      if (readOnly) {
+        log.warn(`history file ${path} is unreadable (${read.reason}); skipped it`, { file: path });
+        return undefined;
+      }
+      await quarantineFile(path, read.reason, log, clock);
+    }
+    index.delete(summary.jobId);
+    ordered = ordered.filter((s) => s.jobId !== summary.jobId);
+    return undefined;
+  }
+
+  const newestFirst = (limit: number): HistorySummary[] => ordered.slice(-Math.max(0, limit)).reverse();
+
+  return {
+    add: (job) =>
+      queue.run(async () => {
+        if (readOnly) throw new AgentError('STATE_IO', 'this history was opened read-only');
+        const entry: HistoryEntry = { version: HISTORY_VERSION, seq: nextSeq, ...structuredClone(job) };
+        await writeJsonFile(pathFor(job.jobId), entry);
+        nextSeq += 1;
+        ordered = ordered.filter((s) => s.jobId !== job.jobId);
+        const summary = summarize(entry);
+        ordered.push(summary);
+        index.set(job.jobId, summary);
+        await trim();
+        return structuredClone(entry);
+      }),
+    get: (jobId) =>
+      queue.run(async () => {
+        const summary = index.get(jobId);
+        return summary ? load(summary) : undefined;
+      }),
+    has: (jobId) => index.has(jobId),
+    list: (limit = size) =>
+      queue.run(async () => {
+        const out: HistoryEntry[] = [];
+        for (const summary of newestFirst(limit)) {
+          const entry = await load(summary);
+          if (entry) out.push(entry);
+        }
+        return out;
+      }),
+    summaries: (limit = size) => newestFirst(limit).map((s) => ({ ...s })),
+  };
+}
+
+function summarize(entry: HistoryEntry): HistorySummary {
+  return {
+    seq: entry.seq,
+    jobId: entry.jobId,
+    jobName: entry.jobName,
+    status: entry.report.status,
+    reason: entry.report.reason,
+    receivedAt: entry.receivedAt,
+    finishedAt: entry.finishedAt,
+  };
+}
+
+/** Validates a history file's content. */
+export function validateHistoryEntry(value: unknown): HistoryEntry {
+  const r = expectRecord(value, 'history entry');
+  expectVersion(r, HISTORY_VERSION);
+  return {
+    version: HISTORY_VERSION,
+    seq: expectInteger(r, 'seq', 1),
+    jobId: expectNonEmptyString(r, 'jobId'),
+    jobName: expectString(r, 'jobName'),
+    receivedAt: expectTimestamp(r, 'receivedAt'),
+    finishedAt: expectTimestamp(r, 'finishedAt'),
+    report: validateStatusReport(r.report),
+  };
+}

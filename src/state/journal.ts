@@ -1,0 +1,236 @@
+// The job journal: one file per job that has started and is not yet handed
+// over to outbox and history, so a crash never makes a job run twice or vanish.
+//
+// INVARIANTS
+// - begin() returns only after the entry is durably on disk; the agent starts
+//   the first process of a job only after begin() resolved. So after any
+//   crash a job either has no entry (nothing ran) or has one (it may have run).
+// - Every change rewrites the job's file atomically (writeJsonFile), through a
+//   serial queue; the in-memory copy changes only after the write succeeded,
+//   so memory never claims more than the disk holds.
+// - An entry with `final === null` at open time was interrupted; `running`
+//   names the step(s) that were running. An entry with a final was finished
+//   but not yet handed to outbox/history: the agent must enqueue the final
+//   (outbox de-duplicates nothing, so it checks hasPendingFinal/history first)
+//   and only then remove() the entry.
+// - File names are derived from a hash of the job id (encodeFileKey), never
+//   from the id itself, and the id inside the file must match the name.
+import { join } from 'node:path';
+import type { Clock } from '../clock/clock.js';
+import type { JobOffer, StatusReport } from '../contract/types.js';
+import { AgentError } from '../errors/errors.js';
+import type { StepResult } from '../jobs/types.js';
+import type { Log } from '../log/log.js';
+import { ensurePrivateDir, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { encodeFileKey, isFileKeyName } from './file-key.js';
+import { quarantineFile, readJsonFile, writeJsonFile } from './json-file.js';
+import { createSerialQueue } from './serial-queue.js';
+import { resolveStatePaths } from './state-paths.js';
+import {
+  expectArray,
+  expectInteger,
+  expectNonEmptyString,
+  expectNullableString,
+  expectRecord,
+  expectString,
+  expectTimestamp,
+  expectVersion,
+  failValidation,
+} from './validate.js';
+import { validateJobOffer, validateStatusReport, validateStepResult } from './validate-records.js';
+
+const JOURNAL_VERSION = 1;
+const SUFFIX = '.json';
+
+/** A step that had started and not finished when the entry was last written. */
+export interface RunningStep {
+  /** 0-based position of the step in the job. */
+  index: number;
+  /** Number of steps in the job (so "step index+1 of total"). */
+  total: number;
+  name: string;
+  startedAt: string;
+}
+
+/** A finished step's result at its 0-based position. */
+export interface RecordedStep {
+  index: number;
+  result: StepResult;
+}
+
+/** One job's journal file. */
+export interface JournalEntry {
+  version: 1;
+  jobId: string;
+  jobName: string;
+  offer: JobOffer;
+  /** ISO time the offer was received. */
+  receivedAt: string;
+  /** Finished steps, sorted by index. */
+  steps: RecordedStep[];
+  /** Steps running when last written, sorted by index (more than one inside a parallel group). */
+  running: RunningStep[];
+  final: StatusReport | null;
+  finishedAt: string | null;
+}
+
+/** The job journal. */
+export interface Journal {
+  /** Records a job before its first process starts; fails if the job is already journaled. */
+  begin(offer: JobOffer, receivedAt: number): Promise<JournalEntry>;
+  /** Records that step `index` (0-based) of `total` started. */
+  recordStepStart(jobId: string, index: number, total: number, name: string): Promise<void>;
+  /** Records a step's result and clears it from the running steps. */
+  recordStep(jobId: string, index: number, result: StepResult): Promise<void>;
+  /** Records the final report; must be on disk before the report is enqueued or sent. */
+  recordFinal(jobId: string, report: StatusReport): Promise<void>;
+  /** Forgets a job once its final is in the outbox and history; missing is fine. */
+  remove(jobId: string): Promise<void>;
+  /** The entry of one job. */
+  get(jobId: string): JournalEntry | undefined;
+  /** Every entry, oldest received first (at open: the jobs to recover). */
+  list(): JournalEntry[];
+  /** Resolves when every write queued so far has settled. */
+  flush(): Promise<void>;
+}
+
+/** Options for openJournal. */
+export interface JournalOptions {
+  stateDir: string;
+  log: Log;
+  clock: Clock;
+}
+
+/** Opens the journal under `stateDir/journal`, loading (and quarantining) what a previous run left. */
+export async function openJournal(options: JournalOptions): Promise<Journal> {
+  const { log, clock } = options;
+  const paths = resolveStatePaths(options.stateDir);
+  const dir = paths.journalDir;
+  await ensurePrivateDir(paths.stateDir);
+  await ensurePrivateDir(dir);
+  await removeStaleTempFiles(dir);
+
+  const entries = new Map<string, JournalEntry>();
+  for (const name of await listDirectory(dir)) {
+    if (!isFileKeyName(name, SUFFIX)) continue;
+    const path = join(dir, name);
+    const entry = await readJsonFile(path, validateJournalEntry, log, clock);
+    if (entry === null) continue;
+    if (fileNameFor(entry.jobId) !== name) {
+      await quarantineFile(path, `it holds job ${JSON.stringify(entry.jobId.slice(0, 80))}, whose file name is different`, log, clock);
+      continue;
+    }
+    entries.set(entry.jobId, entry);
+  }
+
+  const queue = createSerialQueue();
+  const pathFor = (jobId: string): string => join(dir, fileNameFor(jobId));
+
+  const update = (jobId: string, change: (entry: JournalEntry) => void): Promise<void> =>
+    queue.run(async () => {
+      const current = entries.get(jobId);
+      if (!current) {
+        throw new AgentError('STATE_IO', `job ${jobId} is not in the journal; begin() must come first`);
+      }
+      const next = structuredClone(current);
+      change(next);
+      await writeJsonFile(pathFor(jobId), next);
+      entries.set(jobId, next);
+    });
+
+  return {
+    begin: (offer, receivedAt) =>
+      queue.run(async () => {
+        if (entries.has(offer.jobId)) {
+          throw new AgentError('STATE_IO', `job ${offer.jobId} is already in the journal; it must not run twice`);
+        }
+        const entry: JournalEntry = {
+          version: JOURNAL_VERSION,
+          jobId: offer.jobId,
+          jobName: offer.jobName,
+          offer: structuredClone(offer),
+          receivedAt: new Date(receivedAt).toISOString(),
+          steps: [],
+          running: [],
+          final: null,
+          finishedAt: null,
+        };
+        await writeJsonFile(pathFor(offer.jobId), entry);
+        entries.set(offer.jobId, entry);
+        return structuredClone(entry);
+      }),
+    recordStepStart: (jobId, index, total, name) =>
+      update(jobId, (entry) => {
+        entry.running = entry.running.filter((r) => r.index !== index);
+        entry.running.push({ index, total, name, startedAt: new Date(clock.now()).toISOString() });
+        entry.running.sort((a, b) => a.index - b.index);
+      }),
+    recordStep: (jobId, index, result) =>
+      update(jobId, (entry) => {
+        entry.running = entry.running.filter((r) => r.index !== index);
+        entry.steps = entry.steps.filter((s) => s.index !== index);
+        entry.steps.push({ index, result: structuredClone(result) });
+        entry.steps.sort((a, b) => a.index - b.index);
+      }),
+    recordFinal: (jobId, report) =>
+      update(jobId, (entry) => {
+        entry.final = structuredClone(report);
+        entry.finishedAt = new Date(clock.now()).toISOString();
+        entry.running = [];
+      }),
+    remove: (jobId) =>
+      queue.run(async () => {
+        await removeFileDurable(pathFor(jobId));
+        entries.delete(jobId);
+      }),
+    get: (jobId) => {
+      const entry = entries.get(jobId);
+      return entry ? structuredClone(entry) : undefined;
+    },
+    list: () =>
+      [...entries.values()]
+        .sort((a, b) => a.receivedAt.localeCompare(b.receivedAt))
+        .map((entry) => structuredClone(entry)),
+    flush: () => queue.idle(),
+  };
+}
+
+function fileNameFor(jobId: string): string {
+  return `${encodeFileKey(jobId)}${SUFFIX}`;
+}
+
+/** Validates a journal file's content. */
+export function validateJournalEntry(value: unknown): JournalEntry {
+  const r = expectRecord(value, 'journal entry');
+  expectVersion(r, JOURNAL_VERSION);
+  const jobId = expectNonEmptyString(r, 'jobId');
+  const offer = validateJobOffer(r.offer);
+  if (offer.jobId !== jobId) failValidation('offer.jobId: does not match jobId');
+  const steps = expectArray(r, 'steps').map((item, i) => {
+    const s = expectRecord(item, `steps[${i}]`);
+    return { index: expectInteger(s, 'index', 0), result: validateStepResult(s.result, `steps[${i}].result`) };
+  });
+  const running = expectArray(r, 'running').map((item, i) => {
+    const s = expectRecord(item, `running[${i}]`);
+    return {
+      index: expectInteger(s, 'index', 0),
+      total: expectInteger(s, 'total', 0),
+      name: expectString(s, 'name'),
+      startedAt: expectTimestamp(s, 'startedAt'),
+    };
+  });
+  const final = r.final === null ? null : validateStatusReport(r.final, 'final');
+  const finishedAt = expectNullableString(r, 'finishedAt');
+  if ((final === null) !== (finishedAt === null)) failValidation('finishedAt: must be set exactly when final is');
+  return {
+    version: JOURNAL_VERSION,
+    jobId,
+    jobName: expectString(r, 'jobName'),
+    offer,
+    receivedAt: expectTimestamp(r, 'receivedAt'),
+    steps,
+    running,
+    final,
+    finishedAt,
+  };
+}

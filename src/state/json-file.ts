@@ -1,0 +1,90 @@
+// Versioned JSON state files: written atomically, validated on read, and moved
+// aside (never deleted or silently replaced) when they do not read back.
+import { readFile, rename, lstat } from 'node:fs/promises';
+import type { Clock } from '../clock/clock.js';
+import type { Log } from '../log/log.js';
+import { describeIoError, isErrnoCode, syncDirectory, writeFileAtomic } from './atomic-file.js';
+import { ValidationProblem, type Validator } from './validate.js';
+import { dirname } from 'node:path';
+
+/** Mode of state files: they may hold job output and secrets. */
+export const STATE_FILE_MODE = 0o600;
+
+/** Where the time of a quarantine comes from (a Clock, or anything with now()). */
+export type TimeSource = Pick<Clock, 'now'>;
+
+/** Reads and validates a JSON state file: null when missing; a corrupt file is quarantined with one warning and null returned. */
+export async function readJsonFile<T>(
+  path: string,
+  validate: Validator<T>,
+  log: Log,
+  clock: TimeSource = { now: () => Date.now() },
+): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if (isErrnoCode(error, 'ENOENT')) return null;
+    throw describeIoError('read', path, error);
+  }
+  const problem = checkJson(text, validate);
+  if ('value' in problem) return problem.value;
+  await quarantineFile(path, problem.reason, log, clock);
+  return null;
+}
+
+/** Parses and validates `text`; returns the value or the reason it is unusable. */
+export function checkJson<T>(text: string, validate: Validator<T>): { value: T } | { reason: string } {
+  if (text.length === 0) return { reason: 'the file is empty' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return { reason: error instanceof Error ? error.message : String(error) };
+  }
+  try {
+    return { value: validate(raw) };
+  } catch (error) {
+    if (error instanceof ValidationProblem) return { reason: error.message };
+    throw error;
+  }
+}
+
+/** Writes `value` as JSON atomically (no trailing newline, so any truncation is detectable). */
+export async function writeJsonFile(path: string, value: unknown, mode = STATE_FILE_MODE): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value), { mode });
+}
+
+/** Moves an unusable state file to `<name>.corrupt-<UTC timestamp>` and warns once; returns the new path. */
+export async function quarantineFile(path: string, reason: string, log: Log, clock: TimeSource): Promise<string> {
+  const stamp = formatQuarantineStamp(clock.now());
+  let target = `${path}.corrupt-${stamp}`;
+  for (let n = 1; await pathExists(target); n += 1) target = `${path}.corrupt-${stamp}-${n}`;
+  try {
+    await rename(path, target);
+  } catch (error) {
+    throw describeIoError('move aside the corrupt state file', path, error);
+  }
+  await syncDirectory(dirname(path));
+  log.warn(`state file ${path} is corrupt (${reason}); moved it to ${target} and went on without it`, {
+    file: path,
+    quarantinedTo: target,
+    reason,
+  });
+  return target;
+}
+
+/** Formats ms since the epoch as `20261128T100000Z`. */
+export function formatQuarantineStamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (error) {
+    if (isErrnoCode(error, 'ENOENT')) return false;
+    throw describeIoError('inspect', path, error);
+  }
+}
