@@ -1,0 +1,68 @@
+// What every route handler of the reference cloud shares: the tables, the
+// resolved options and a way to answer that also fills in the request log.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApiGeneration } from '../../src/contract/types.js';
+import type { CloudState, RequestRecord } from './cloud-state.js';
+import { writeJson, writeRaw } from './http-io.js';
+
+/** How the server answers a status PATCH for a job canceled through the admin API (EXTENSION). */
+export type CancelMode = 'off' | '409' | '410' | '200-canceled';
+
+/** The resolved, mutable settings of one server instance. */
+export interface CloudCore {
+  state: CloudState;
+  generation: ApiGeneration;
+  basePath: string;
+  now: () => number;
+  /** 'contract': the generation's own "no job" answer; '204': 204 No Content. */
+  noJobAnswer: 'contract' | '204';
+  cancelMode: CancelMode;
+  /** PEM put into registration answers as api.tlsConfig.caCert, or null. */
+  registrationCaCert: string | null;
+  registrationLimit: { max: number; windowMs: number };
+  challengeTtlMs: number;
+  maxBodyBytes: number;
+  recordRequests: boolean;
+  /** Called after every change of jobs, patches or devices (for --state-file). */
+  onChange: () => void;
+}
+
+/** One device-side request in flight. */
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  record: RequestRecord;
+  path: string;
+}
+
+/** Answers JSON and notes the status in the request log. */
+export function answerJson(ctx: RouteContext, status: number, body: unknown, headers?: Record<string, string>): void {
+  ctx.record.status = status;
+  writeJson(ctx.res, status, body, headers);
+}
+
+/** Answers a route the server does not have, in the body shape of its generation. */
+export function answerUnknownRoute(core: CloudCore, ctx: RouteContext): void {
+  const method = ctx.req.method ?? 'GET';
+  ctx.record.status = 404;
+  if (core.generation === 'agents') {
+    writeJson(ctx.res, 404, {
+      error: 'Not found',
+      message: `Route ${method} ${ctx.path} not found`,
+      timestamp: new Date(core.now()).toISOString(),
+    });
+    return;
+  }
+  // Express's default finalhandler page, which the older server leaves in place.
+  writeRaw(
+    ctx.res,
+    404,
+    'text/html; charset=utf-8',
+    `<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n</head>\n<body>\n<pre>Cannot ${method} ${escapeHtml(ctx.path)}</pre>\n</body>\n</html>\n`,
+    { 'Content-Security-Policy': "default-src 'none'", 'X-Content-Type-Options': 'nosniff' },
+  );
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
