@@ -21,6 +21,9 @@ export async function prepareWorkRoot(workDir: string, agentUid: number): Promis
   if ((stat.mode & 0o022) !== 0) {
     return `work_dir ${workDir} is group- or world-writable (mode ${(stat.mode & 0o7777).toString(8)}); fix with: chmod go-w ${workDir}`;
   }
+  if (agentUid === 0 && (stat.mode & 0o001) === 0) {
+    return `work_dir ${workDir} cannot be entered by the users steps run as (mode ${(stat.mode & 0o7777).toString(8)}); fix with: chmod 755 ${workDir}`;
+  }
   return null;
 }
 
