@@ -82,7 +82,9 @@ export async function syncDirectory(dir: string): Promise<void> {
 /** Creates a directory (and its parents) with `mode`, or tightens an existing one that is looser. */
 export async function ensureDir(path: string, mode: number): Promise<void> {
   try {
-    await mkdir(path, { recursive: true, mode });
+    await mkdir(path, { recursive: true, mode }).catch((error: unknown) => {
+      if (!isErrnoCode(error, 'EEXIST')) throw error;
+    });
     const info = await stat(path);
     if (!info.isDirectory()) {
       throw new AgentError('STATE_IO', `${path} exists but is not a directory; move it away so cloudjobs can keep its state there`);

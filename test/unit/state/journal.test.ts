@@ -1,0 +1,161 @@
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createManualClock } from '../../../src/clock/clock.js';
+import { encodeFileKey } from '../../../src/state/file-key.js';
+import { openJournal, type JournalEntry } from '../../../src/state/journal.js';
+import {
+  checkEveryTruncation,
+  createRecordingLog,
+  HOSTILE_JOB_IDS,
+  makeOffer,
+  makeReport,
+  makeStepResult,
+  makeTempDir,
+  T0,
+} from './helpers.js';
+
+async function open(stateDir: string, log = createRecordingLog()) {
+  return openJournal({ stateDir, log, clock: createManualClock(T0 + 5000) });
+}
+
+// one open per byte of the file: generous on a loaded 2-core machine
+const TRUNCATION_TIMEOUT_MS = 180_000;
+const ID = '550e8400-e29b-41d4-a716-446655440000';
+
+describe('journal', () => {
+  it('has the job on disk when begin() resolves', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    const entry = await journal.begin(makeOffer(ID), T0);
+    const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
+    const onDisk = JSON.parse(await readFile(path, 'utf8')) as JournalEntry;
+    expect(onDisk).toEqual(entry);
+    expect(onDisk).toEqual({
+      version: 1,
+      jobId: ID,
+      jobName: 'Restart Redis',
+      offer: makeOffer(ID),
+      receivedAt: '2026-11-28T10:00:00.000Z',
+      steps: [],
+      running: [],
+      final: null,
+      finishedAt: null,
+    });
+  });
+
+  it('recovers an interrupted job with the step that was running and the results so far', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 5, 'a');
+    await journal.recordStep(ID, 0, makeStepResult('a'));
+    await journal.recordStepStart(ID, 1, 5, 'b');
+
+    const entries = (await open(stateDir)).list();
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.final).toBeNull();
+    expect(entries[0]!.running).toEqual([{ index: 1, total: 5, name: 'b', startedAt: '2026-11-28T10:00:05.000Z' }]);
+    expect(entries[0]!.steps).toEqual([{ index: 0, result: makeStepResult('a') }]);
+  });
+
+  it('keeps a finished entry with its final until removed', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 1, 'a');
+    await journal.recordFinal(ID, makeReport('SUCCEEDED'));
+    const reopened = await open(stateDir);
+    const [entry] = reopened.list();
+    expect(entry!.final).toEqual(makeReport('SUCCEEDED'));
+    expect(entry!.finishedAt).toBe('2026-11-28T10:00:05.000Z');
+    expect(entry!.running).toEqual([]);
+    await reopened.remove(ID);
+    expect(reopened.list()).toEqual([]);
+    expect(await readdir(join(stateDir, 'journal'))).toEqual([]);
+    expect((await open(stateDir)).list()).toEqual([]);
+  });
+
+  it('records concurrent steps of a parallel group without losing one', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await Promise.all([0, 1, 2].map((i) => journal.recordStepStart(ID, i, 3, `p${i}`)));
+    await Promise.all([2, 0, 1].map((i) => journal.recordStep(ID, i, makeStepResult(`p${i}`))));
+    const [entry] = (await open(stateDir)).list();
+    expect(entry!.steps.map((s) => [s.index, s.result.name])).toEqual([
+      [0, 'p0'],
+      [1, 'p1'],
+      [2, 'p2'],
+    ]);
+    expect(entry!.running).toEqual([]);
+  });
+
+  it('refuses to begin a job twice and to record an unknown job', async () => {
+    const journal = await open(await makeTempDir());
+    await journal.begin(makeOffer(ID), T0);
+    await expect(journal.begin(makeOffer(ID), T0)).rejects.toThrow(
+      `job ${ID} is already in the journal; it must not run twice`,
+    );
+    await expect(journal.recordStep('other', 0, makeStepResult('a'))).rejects.toThrow(
+      'job other is not in the journal; begin() must come first',
+    );
+  });
+
+  it('stores hostile job ids inside its directory and reads them back exactly', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    for (const id of HOSTILE_JOB_IDS) await journal.begin(makeOffer(id), T0);
+    expect((await readdir(stateDir)).sort()).toEqual(['journal']);
+    const names = await readdir(join(stateDir, 'journal'));
+    expect(names).toHaveLength(HOSTILE_JOB_IDS.length);
+    for (const name of names) expect(name).toMatch(/^[A-Za-z0-9_-]{0,40}-[0-9a-f]{64}\.json$/);
+    const ids = (await open(stateDir)).list().map((e) => e.jobId);
+    expect(ids.sort()).toEqual([...HOSTILE_JOB_IDS].sort());
+  });
+
+  it('removes temp files a crash left and still opens', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    const name = `${encodeFileKey(ID)}.json`;
+    await writeFile(join(stateDir, 'journal', `.${name}.tmp-00ff00ff00ff00ff`), '{"version":1,"jo');
+    const reopened = await open(stateDir);
+    expect(reopened.list().map((e) => e.jobId)).toEqual([ID]);
+    expect(await readdir(join(stateDir, 'journal'))).toEqual([name]);
+  });
+
+  it('quarantines a file whose job id does not match its name', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    const dir = join(stateDir, 'journal');
+    const wrong = join(dir, `${encodeFileKey('other')}.json`);
+    await writeFile(wrong, await readFile(join(dir, `${encodeFileKey(ID)}.json`)));
+    const log = createRecordingLog();
+    const reopened = await open(stateDir, log);
+    expect(reopened.list().map((e) => e.jobId)).toEqual([ID]);
+    expect(log.messages('warn')).toEqual([
+      `state file ${wrong} is corrupt (it holds job "${ID}", whose file name is different); moved it to ${wrong}.corrupt-20261128T100005Z and went on without it`,
+    ]);
+  });
+
+  it('quarantines an entry truncated to every length and still opens with the other jobs', async () => {
+    const stateDir = await makeTempDir({ onTmpfs: true });
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 2, 'a');
+    await journal.recordStep(ID, 0, makeStepResult('a', 3));
+    await journal.recordFinal(ID, makeReport('FAILED'));
+    await journal.begin(makeOffer('survivor'), T0);
+    const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
+    const full = await readFile(path);
+    const checked = await checkEveryTruncation(path, full, async (log) => {
+      const reopened = await openJournal({ stateDir, log, clock: createManualClock(T0) });
+      expect(reopened.list().map((e) => e.jobId)).toEqual(['survivor']);
+    });
+    expect(checked).toBe(full.length);
+    await writeFile(path, full);
+    expect((await open(stateDir)).list().map((e) => e.jobId).sort()).toEqual([ID, 'survivor']);
+  }, TRUNCATION_TIMEOUT_MS);
+});
