@@ -55,7 +55,7 @@ export function describeTransportFailure(error: unknown, context: FailureContext
     return fail('tls', `TLS unknown CA: the server's certificate for ${where} is not signed by a trusted CA; set cloud.ca_file to the CA that signed it`);
   }
   if (code !== undefined && CLIENT_CERT_REFUSED.has(code)) {
-    return fail('tls', `TLS client certificate refused: ${where} did not accept this device's client certificate (${code}); check cloud.client_cert and cloud.client_key`);
+    return fail('tls', `TLS client certificate refused: ${where} requires a client certificate and did not accept this device's (${code}); check cloud.client_cert and cloud.client_key`);
   }
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(message)) {
     return fail('tls', `TLS handshake failed: ${where} does not speak TLS on this port; check the scheme and port of cloud.api_url`);
