@@ -44,6 +44,8 @@ export function createGroupTarget(pgid: number): KillTarget {
       signalQuietly(-pgid, signal);
     },
     async alive() {
+      // fast path: no process at all in the group; else look closer (zombies do not count)
+      if (!signalQuietly(-pgid, 0)) return false;
       return (await findGroupMembers(pgid)).length > 0;
     },
   };
@@ -66,11 +68,14 @@ export function createJobTarget(jobId: string, agentPid: number): KillTarget {
 }
 
 // ESRCH (already gone) and EPERM (not ours: pid reused) are both "nothing to do".
-function signalQuietly(pid: number, signal: NodeJS.Signals): void {
+// Returns whether the signal was delivered.
+function signalQuietly(pid: number, signal: NodeJS.Signals | 0): boolean {
   try {
     process.kill(pid, signal);
+    return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'ESRCH' && code !== 'EPERM') throw error;
+    return false;
   }
 }

@@ -11,18 +11,16 @@ export interface ProcessEntry {
 
 /** Lists live processes (zombies and unreadable entries are skipped). */
 export async function listProcesses(procRoot = '/proc'): Promise<ProcessEntry[]> {
-  const names = await readdir(procRoot);
-  const entries: ProcessEntry[] = [];
-  for (const name of names) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = await readFile(`${procRoot}/${name}/stat`, 'utf8').catch(() => null);
-    if (stat === null) continue;
-    const parsed = parseStat(stat);
-    if (parsed !== null && parsed.state !== 'Z' && parsed.state !== 'X') {
-      entries.push({ pid: Number(name), pgid: parsed.pgid });
-    }
-  }
-  return entries;
+  const pids = (await readdir(procRoot)).filter((name) => /^\d+$/.test(name));
+  const entries = await Promise.all(
+    pids.map(async (name): Promise<ProcessEntry | null> => {
+      const stat = await readFile(`${procRoot}/${name}/stat`, 'utf8').catch(() => null);
+      const parsed = stat === null ? null : parseStat(stat);
+      if (parsed === null || parsed.state === 'Z' || parsed.state === 'X') return null;
+      return { pid: Number(name), pgid: parsed.pgid };
+    }),
+  );
+  return entries.filter((entry): entry is ProcessEntry => entry !== null);
 }
 
 /** Returns the live members of process group `pgid`. */
@@ -36,13 +34,15 @@ export async function findGroupMembers(pgid: number, procRoot = '/proc'): Promis
  * only its own processes, which are the only ones it could have started.
  */
 export async function findProcessesWithEnv(entry: string, excludePid: number, procRoot = '/proc'): Promise<number[]> {
-  const found: number[] = [];
-  for (const proc of await listProcesses(procRoot)) {
-    if (proc.pid === excludePid) continue;
-    const environ = await readFile(`${procRoot}/${proc.pid}/environ`).catch(() => null);
-    if (environ !== null && environ.toString('utf8').split('\0').includes(entry)) found.push(proc.pid);
-  }
-  return found;
+  const wanted = Buffer.from(`\0${entry}\0`);
+  const candidates = (await listProcesses(procRoot)).filter((proc) => proc.pid !== excludePid);
+  const matches = await Promise.all(
+    candidates.map(async (proc) => {
+      const environ = await readFile(`${procRoot}/${proc.pid}/environ`).catch(() => null);
+      return environ !== null && Buffer.concat([Buffer.from([0]), environ, Buffer.from([0])]).includes(wanted) ? proc.pid : null;
+    }),
+  );
+  return matches.filter((pid): pid is number => pid !== null);
 }
 
 /** Parses the state and pgid out of /proc/PID/stat (comm may hold spaces and parens). */
