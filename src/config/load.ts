@@ -156,7 +156,8 @@ function readConfigText(options: LoadOptions, problems: ConfigProblem[], warning
 }
 
 function applyFile(text: string, raw: Map<string, RawValue>, problems: ConfigProblem[]): void {
-  const parsed = ini.parse(text, { bracketedArray: false }) as Record<string, unknown>;
+  // A byte-order mark from a Windows editor would otherwise hide the first [section].
+  const parsed = ini.parse(text.replace(/^\uFEFF/, ''), { bracketedArray: false }) as Record<string, unknown>;
   const sections = [...new Set(SCHEMA.map((spec) => spec.section))];
   for (const [name, content] of Object.entries(parsed)) {
     if (!isPlainObject(content)) {

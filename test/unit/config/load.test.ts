@@ -113,6 +113,12 @@ describe('defaults and types', () => {
     expect(config.logging.level).toBe('debug');
   });
 
+  it('reads a file saved with a byte-order mark and CRLF line ends', () => {
+    const { config } = load('\uFEFF[cloud]\r\napi_url = https://cloud.example.com\r\n[polling]\r\ninterval = 45s\r\n');
+    expect(config.cloud.api_url).toBe('https://cloud.example.com');
+    expect(config.polling.interval).toBe(45_000);
+  });
+
   it('ignores comments and reads quoted values', () => {
     const { config } = load(`${BASE}; comment\n# comment\napi_key = "a;b#c"\n[jobs]\nrun_as_user = pi ; inline\n`);
     expect(config.cloud.api_key).toBe('a;b#c');
