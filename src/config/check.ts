@@ -33,7 +33,8 @@ export function formatCheckConfig(config: Config, extra: CheckConfigExtra): stri
       section = spec.section;
       lines.push('', `[${section}]`);
     }
-    const text = `${spec.key} = ${formatValue(spec, values[spec.section]?.[spec.key])}`;
+    const value = formatValue(spec, values[spec.section]?.[spec.key]);
+    const text = value === '' ? `${spec.key} =` : `${spec.key} = ${value}`;
     const source = extra.sources?.[`${spec.section}.${spec.key}`];
     lines.push(source === undefined || source === 'default' ? text : `${text}  ; from ${source}`);
   }

@@ -41,7 +41,7 @@ export function renderSampleIni(): string {
     }
     lines.push('', `# ${spec.doc}`);
     lines.push(`# ${describeKey(spec)}`);
-    lines.push(`#${spec.key} = ${spec.default}`);
+    lines.push(spec.default === '' ? `#${spec.key} =` : `#${spec.key} = ${spec.default}`);
   }
   return `${lines.join('\n')}\n`;
 }

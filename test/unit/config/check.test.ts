@@ -61,7 +61,7 @@ describe('formatCheckConfig', () => {
   });
 
   it('shows an unset API key as empty', () => {
-    expect(check('[cloud]\napi_url = https://cloud.example.com\n', {}).split('\n')).toContain('api_key = ');
+    expect(check('[cloud]\napi_url = https://cloud.example.com\n', {}).split('\n')).toContain('api_key =');
   });
 
   it('is INI that loads back to the same configuration', () => {

@@ -8,7 +8,7 @@ const ENV = { CLOUD_API_URL: 'https://cloud.example.com/api/v1' };
 
 /** Uncomments every key line ("#key = value") the way an operator would. */
 function uncommentAll(sample: string): string {
-  return sample.replace(/^#([a-z0-9_]+ = .*)$/gm, '$1');
+  return sample.replace(/^#([a-z0-9_]+ =( .*)?)$/gm, '$1');
 }
 
 describe('renderSampleIni', () => {
@@ -21,7 +21,7 @@ describe('renderSampleIni', () => {
   });
 
   it('parses to the defaults with every key uncommented', () => {
-    const uncommented = uncommentAll(renderSampleIni()).replace(/^api_url = $/m, 'api_url = https://cloud.example.com/api/v1');
+    const uncommented = uncommentAll(renderSampleIni()).replace(/^api_url =$/m, 'api_url = https://cloud.example.com/api/v1');
     const loaded = loadConfig({ file: FILE, fileText: uncommented, env: {} });
     const defaults = loadConfig({ file: FILE, fileText: '', env: ENV });
     expect(loaded.config).toEqual(defaults.config);
@@ -29,11 +29,15 @@ describe('renderSampleIni', () => {
     expect(fromFile).toEqual(SCHEMA.map((spec) => `${spec.section}.${spec.key}`));
   });
 
+  it('has no trailing whitespace', () => {
+    expect(renderSampleIni().split('\n').filter((line) => line !== line.trimEnd())).toEqual([]);
+  });
+
   it('documents every key with its doc line, kind and environment variable, in schema order', () => {
     const lines = renderSampleIni().split('\n');
     let cursor = 0;
     for (const spec of SCHEMA) {
-      const keyLine = lines.indexOf(`#${spec.key} = ${spec.default}`, cursor);
+      const keyLine = lines.indexOf(spec.default === '' ? `#${spec.key} =` : `#${spec.key} = ${spec.default}`, cursor);
       expect(keyLine, `${spec.section}.${spec.key}`).toBeGreaterThan(cursor);
       expect(lines[keyLine - 2]).toBe(`# ${spec.doc}`);
       expect(lines[keyLine - 1]).toContain(`env ${envNameOf(spec)}`);
@@ -43,7 +47,7 @@ describe('renderSampleIni', () => {
     expect(lines[lines.indexOf('#interval = 30s') - 1]).toBe(
       '# duration from 100ms to 1d; env CLOUDJOBS_POLLING_INTERVAL, seed CLOUD_JOBS_POLLING_INTERVAL (milliseconds)',
     );
-    expect(lines[lines.indexOf('#api_url = ') - 1]).toBe('# URL; required; env CLOUDJOBS_CLOUD_API_URL, seed CLOUD_API_URL');
+    expect(lines[lines.indexOf('#api_url =') - 1]).toBe('# URL; required; env CLOUDJOBS_CLOUD_API_URL, seed CLOUD_API_URL');
   });
 });
 
