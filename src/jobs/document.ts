@@ -13,8 +13,13 @@
 // - allowStdErr must be a JSON integer >= 0; a numeric string such as "2" is
 //   refused (AWS sends numbers and silently ignores strings, which would mean
 //   0 there: refusing says so instead of guessing).
+// - name is optional although AWS requires it (the seed guide's example has
+//   none): an unnamed step is "step N", a parallel member "step N.M".
 // - An empty runAsUser, input.path or name means "not given" (AWS's managed
 //   templates send `"runAsUser": ""` and `"path": ""`).
+// - run_as_user is always allowed (it is the admin's own setting); any other
+//   runAsUser, root included, only when allowed_users lists it. A user that
+//   does not exist rejects the job: there is no fallback to the agent's user.
 // - conditions are checked for shape like AWS does (key, value) and never
 //   evaluated.
 // - Unknown fields anywhere (e.g. "_comment") are ignored, so documents
@@ -198,7 +203,7 @@ function parseDocument(raw: unknown, problems: ProblemList): Json | null {
 function checkVersion(document: Json, problems: ProblemList): void {
   const version = document.version;
   if (version === undefined || version === null) {
-    if ('operation' in document) {
+    if (Object.hasOwn(document, 'operation')) {
       problems.add(
         'version is missing: this is AWS IoT Device Client\'s old "operation" schema, which is not supported; ' +
           'write version "1.0" with steps',
@@ -269,10 +274,10 @@ type DraftAction =
 type DraftNode = { kind: 'step'; draft: Draft } | { kind: 'parallel'; name: string; members: Draft[] };
 
 function parseNode(raw: unknown, position: number, problems: ProblemList): DraftNode | null {
-  if (isObject(raw) && 'parallel' in raw) {
+  if (isObject(raw) && Object.hasOwn(raw, 'parallel')) {
     const name = readName(raw.name, `step ${position}`, problems);
     const label = labelOf(`step ${position}`, raw.name);
-    if ('type' in raw || 'action' in raw || 'input' in raw) {
+    if (Object.hasOwn(raw, 'type') || Object.hasOwn(raw, 'action') || Object.hasOwn(raw, 'input')) {
       problems.add(`${label}: has parallel and also type, action or input; a parallel group only holds steps`);
     }
     const members = raw.parallel;
@@ -283,7 +288,7 @@ function parseNode(raw: unknown, position: number, problems: ProblemList): Draft
     const drafts: Draft[] = [];
     members.forEach((member: unknown, index) => {
       const at = `step ${position}.${index + 1}`;
-      if (isObject(member) && 'parallel' in member) {
+      if (isObject(member) && Object.hasOwn(member, 'parallel')) {
         problems.add(`${labelOf(at, member.name)}: a parallel group cannot contain another parallel group`);
         return;
       }
@@ -297,7 +302,7 @@ function parseNode(raw: unknown, position: number, problems: ProblemList): Draft
 }
 
 function parseFinalStep(raw: unknown, problems: ProblemList): Draft | null {
-  if (isObject(raw) && 'parallel' in raw) {
+  if (isObject(raw) && Object.hasOwn(raw, 'parallel')) {
     problems.add('finalStep: cannot be a parallel group; it must be one step');
     return null;
   }
@@ -310,7 +315,7 @@ function parseStep(raw: unknown, position: string, defaultName: string, problems
     return null;
   }
   let fields: Json = raw;
-  if ('action' in raw) {
+  if (Object.hasOwn(raw, 'action')) {
     if (!isObject(raw.action)) {
       problems.add(`${labelOf(position, undefined)}: action must be an object, got ${describe(raw.action)}`);
       return null;
@@ -319,7 +324,7 @@ function parseStep(raw: unknown, position: string, defaultName: string, problems
   }
   const label = labelOf(position, fields.name);
   const before = problems.size();
-  if (fields !== raw && ('type' in raw || 'input' in raw)) {
+  if (fields !== raw && (Object.hasOwn(raw, 'type') || Object.hasOwn(raw, 'input'))) {
     problems.add(`${label}: has action and also a flattened type or input; use one shape`);
   }
   const name = readName(fields.name, defaultName, problems, label);
