@@ -1,11 +1,11 @@
 // Versioned JSON state files: written atomically, validated on read, and moved
 // aside (never deleted or silently replaced) when they do not read back.
-import { readFile, rename, lstat } from 'node:fs/promises';
+import { chmod, lstat, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Clock } from '../clock/clock.js';
 import type { Log } from '../log/log.js';
 import { describeIoError, isErrnoCode, syncDirectory, writeFileAtomic } from './atomic-file.js';
 import { ValidationProblem, type Validator } from './validate.js';
-import { dirname } from 'node:path';
 
 /** Mode of state files: they may hold job output and secrets. */
 export const STATE_FILE_MODE = 0o600;
@@ -55,7 +55,7 @@ export async function writeJsonFile(path: string, value: unknown, mode = STATE_F
   await writeFileAtomic(path, JSON.stringify(value), { mode });
 }
 
-/** Moves an unusable state file to `<name>.corrupt-<UTC timestamp>` and warns once; returns the new path. */
+/** Moves an unusable state file to `<name>.corrupt-<UTC timestamp>` (mode 0600) and warns once; returns the new path. */
 export async function quarantineFile(path: string, reason: string, log: Log, clock: TimeSource): Promise<string> {
   const stamp = formatQuarantineStamp(clock.now());
   let target = `${path}.corrupt-${stamp}`;
@@ -65,6 +65,8 @@ export async function quarantineFile(path: string, reason: string, log: Log, clo
   } catch (error) {
     throw describeIoError('move aside the corrupt state file', path, error);
   }
+  // a corrupt state file may still hold secrets or job output: keep it private
+  await chmod(target, 0o600).catch(() => undefined);
   await syncDirectory(dirname(path));
   log.warn(`state file ${path} is corrupt (${reason}); moved it to ${target} and went on without it`, {
     file: path,
