@@ -162,7 +162,7 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
     return undefined;
   }
 
-  const newestFirst = (limit: number): HistorySummary[] => ordered.slice(-Math.max(0, limit)).reverse();
+  const newestFirst = (limit: number): HistorySummary[] => (limit > 0 ? ordered.slice(-limit).reverse() : []);
 
   return {
     add: (job) =>

@@ -51,6 +51,8 @@ describe('history', () => {
       ['j5', 'j5 done'],
       ['j4', 'j4 done'],
     ]);
+    expect(await history.list(0)).toEqual([]);
+    expect(history.summaries(10).map((s) => s.jobId)).toEqual(['j5', 'j4', 'j3']);
   });
 
   it('orders by when it was added, not by the finished time (a Pi may have no real-time clock)', async () => {
