@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startJob, type JobRun } from '../../../src/jobs/engine.js';
 import type { StepResult } from '../../../src/jobs/types.js';
-import { AGENT_USER, commandStep, makeJob, makeOptions, scriptStep, STEP_PATH } from './engine-helpers.js';
+import { AGENT_USER, commandStep, makeJob, makeOptions, SCRIPTS, scriptStep, STEP_PATH } from './engine-helpers.js';
 
 const cleanups: string[] = [];
 afterEach(async () => {
@@ -141,6 +141,15 @@ describe('startJob outcomes', () => {
     expect(report.stdout).toBe('=== Step: Echo ===\nhello world\n');
   });
 
+  it('runs a handler with the run-as user as $1 and its args after it', async () => {
+    const handlerPath = path.join(SCRIPTS, 'print-args.sh');
+    const step = { ...scriptStep('Handler', 'print-args.sh'), action: { type: 'runHandler' as const, handlerPath, args: ['a b', 'c'] } };
+    const report = await startJob(makeJob([step]), await options(), {}).done;
+    expect(report.status).toBe('SUCCEEDED');
+    expect(report.stdout).toBe(`=== Step: Handler ===\nuser=${AGENT_USER} args=a b c\n`);
+    expect(details(report)[0]).toMatchObject({ handler: handlerPath, args: [AGENT_USER, 'a b', 'c'] });
+  });
+
   it('fails a step whose user does not exist', async () => {
     const report = await startJob(makeJob([scriptStep('Ghost', 'exit-code.sh', ['0'], { user: 'nosuchuser' })]), await options(), {}).done;
     expect(report.status).toBe('FAILED');
@@ -208,10 +217,10 @@ describe('startJob parallel groups', () => {
 
 describe('startJob stopping', () => {
   it('times the job out, naming the step and the job limit, with partial output', async () => {
-    const job = makeJob([scriptStep('Quick', 'exit-code.sh', ['0']), scriptStep('Sleep', 'sleep-then.sh', ['30'])], { timeoutMs: 1500 });
+    const job = makeJob([scriptStep('Quick', 'exit-code.sh', ['0']), scriptStep('Sleep', 'sleep-then.sh', ['30'])], { timeoutMs: 4000 });
     const report = await startJob(job, await options(), {}).done;
     expect(report.status).toBe('TIMED_OUT');
-    expect(report.reason).toBe(`step 2 ("Sleep") was stopped: the job's time limit of 1.5s ran out`);
+    expect(report.reason).toBe(`step 2 ("Sleep") was stopped: the job's time limit of 4s ran out`);
     expect(report.failed_step).toBe('Sleep');
     expect(report.stdout).toBe('=== Step: Quick ===\nargs: 0\n=== Step: Sleep ===\nstarted\n');
     expect(details(report)[1]).toMatchObject({ timed_out: true, canceled: false, signal: 'SIGTERM', exit_code: null });
@@ -226,7 +235,7 @@ describe('startJob stopping', () => {
   });
 
   it('SIGKILLs a step that ignores SIGTERM after the grace', async () => {
-    const job = makeJob([scriptStep('Stubborn', 'ignore-term.sh', [], { timeoutMs: 300 })]);
+    const job = makeJob([scriptStep('Stubborn', 'ignore-term.sh', [], { timeoutMs: 1500 })]);
     const report = await startJob(job, await options({ killGraceMs: 200 }), {}).done;
     expect(report.status).toBe('TIMED_OUT');
     expect(report.stdout).toBe('=== Step: Stubborn ===\nignoring TERM\n');
