@@ -1,7 +1,134 @@
 // Loads the embedded N-API addon that sends AF_UNIX datagrams (sd_notify and
-// the journal's native protocol). Implementation: see the build/native owner.
+// the journal's native protocol). The executable carries the addon's bytes
+// (armv7's Node 20.11 has no SEA assets API, so they ride in the bundle); they
+// are written to a directory only this user can write, checked, and dlopen'ed.
+// Node itself cannot send AF_UNIX datagrams, hence the native code.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentError, describeError } from '../errors/errors.js';
+import type { Log } from '../log/log.js';
 
 /** Sends one datagram to an AF_UNIX socket path, or an abstract name starting with '@'. Throws on failure. */
 export interface DatagramSender {
   send(socketPath: string, data: Buffer): void;
+}
+
+/** Inputs of loadDatagramSender. */
+export interface LoadDatagramSenderOptions {
+  /** The addon embedded in this build (see decodeEmbeddedAddon); null when none is (running from source). */
+  addonBytes: Uint8Array | null;
+  /** Where root writes the addon: runtime_dir (/run/cloudjobs). Must be root-owned and not group/world-writable. */
+  dir: string;
+  log: Log;
+  /** Parent of the fresh private (0700) directory used when not running as root. @default os.tmpdir() */
+  tmpDir?: string;
+}
+
+/** Decodes the base64 addon define (__CLOUDJOBS_ADDON__) of a build; null when the build has none. */
+export function decodeEmbeddedAddon(base64: string | undefined): Uint8Array | null {
+  if (base64 === undefined || base64 === '') return null;
+  return Buffer.from(base64, 'base64');
+}
+
+/** Writes the embedded addon to a private directory, verifies and loads it; on any failure logs ONE warning and returns null. */
+export function loadDatagramSender(options: LoadDatagramSenderOptions): DatagramSender | null {
+  try {
+    const send = loadAddon(options);
+    return { send: (socketPath, data) => void send(socketPath, data) };
+  } catch (error) {
+    options.log.warn(
+      `native datagram addon not loaded: ${describeError(error)}; running without systemd notify and journald fields`,
+    );
+    return null;
+  }
+}
+
+type SendFunction = (socketPath: string, data: Buffer) => unknown;
+
+function loadAddon(options: LoadDatagramSenderOptions): SendFunction {
+  const bytes = options.addonBytes;
+  if (bytes === null || bytes.length === 0) {
+    throw new AgentError('NATIVE', 'this build embeds no addon (running from source, not the built executable)');
+  }
+  if (process.platform !== 'linux') throw new AgentError('NATIVE', `the addon is built for Linux, not ${process.platform}`);
+  const euid = process.geteuid?.() ?? -1;
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  if (euid === 0) {
+    fs.mkdirSync(options.dir, { recursive: true, mode: 0o755 });
+    checkTrustedDirectory(options.dir, euid, 0o022);
+    const file = path.join(options.dir, `datagram-${hash.slice(0, 16)}.node`);
+    writeVerified(file, bytes, hash, euid);
+    return dlopenSend(file);
+  }
+  // Not root: a fresh mkdtemp directory (0700), never a predictable /tmp path; removed once loaded.
+  const dir = fs.mkdtempSync(path.join(options.tmpDir ?? os.tmpdir(), 'cloudjobs-native-'));
+  try {
+    checkTrustedDirectory(dir, euid, 0o077);
+    const file = path.join(dir, 'datagram.node');
+    writeVerified(file, bytes, hash, euid);
+    return dlopenSend(file);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The directory must be a real directory owned by us without the `forbidden` mode bits, and
+// every ancestor must be owned by root or us and not writable by others unless sticky (/tmp).
+function checkTrustedDirectory(dir: string, euid: number, forbidden: number): void {
+  const own = fs.lstatSync(dir);
+  if (!own.isDirectory()) throw new AgentError('NATIVE', `${dir} is not a directory (a symlink?)`);
+  if (own.uid !== euid) throw new AgentError('NATIVE', `${dir} is owned by uid ${own.uid}, not by uid ${euid}`);
+  if ((own.mode & forbidden) !== 0) {
+    throw new AgentError('NATIVE', `${dir} has mode ${formatMode(own.mode)}; it must not be writable by others`);
+  }
+  let current = path.resolve(dir);
+  while (path.dirname(current) !== current) {
+    current = path.dirname(current);
+    const parent = fs.statSync(current);
+    const sticky = (parent.mode & 0o1000) !== 0;
+    if ((parent.uid !== 0 && parent.uid !== euid) || ((parent.mode & 0o022) !== 0 && !sticky)) {
+      throw new AgentError(
+        'NATIVE',
+        `${current} (uid ${parent.uid}, mode ${formatMode(parent.mode)}) lets others replace ${dir}`,
+      );
+    }
+  }
+}
+
+// Writes through a temp file and rename unless an identical file is there, then reads it back.
+function writeVerified(file: string, bytes: Uint8Array, hash: string, euid: number): void {
+  if (!matchesFile(file, hash, euid)) {
+    const temp = `${file}.${process.pid}.tmp`;
+    fs.rmSync(temp, { force: true });
+    fs.writeFileSync(temp, bytes, { flag: 'wx', mode: 0o644 });
+    fs.renameSync(temp, file);
+  }
+  if (!matchesFile(file, hash, euid)) {
+    throw new AgentError('NATIVE', `${file} does not hold the embedded addon after writing it (sha256 mismatch)`);
+  }
+}
+
+function matchesFile(file: string, hash: string, euid: number): boolean {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(file);
+  } catch {
+    return false;
+  }
+  if (!stat.isFile() || stat.uid !== euid || (stat.mode & 0o022) !== 0) return false;
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex') === hash;
+}
+
+function dlopenSend(file: string): SendFunction {
+  const module = { exports: {} as Record<string, unknown> };
+  process.dlopen(module, file, os.constants.dlopen.RTLD_NOW);
+  const send = module.exports.send;
+  if (typeof send !== 'function') throw new AgentError('NATIVE', `${file} does not export send()`);
+  return send as SendFunction;
+}
+
+function formatMode(mode: number): string {
+  return `0${(mode & 0o7777).toString(8)}`;
 }

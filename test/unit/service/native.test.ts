@@ -1,0 +1,246 @@
+// The real x64 datagram addon, built by src/build/addon.sh, loaded by
+// loadDatagramSender and sending to a real AF_UNIX socket owned by python3.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEmbeddedAddon, loadDatagramSender, type DatagramSender } from '../../../src/service/native.js';
+import { createCaptureLog } from '../cloud/capture-log.js';
+
+const ROOT = path.resolve(__dirname, '../../..');
+const RECEIVER = path.join(ROOT, 'test/qemu/receive-datagrams.py');
+const HOST_ARCH = ({ x64: 'x64', arm64: 'arm64', arm: 'armv7' } as Record<string, string>)[process.arch] ?? 'x64';
+const IS_ROOT = process.geteuid?.() === 0;
+// Debian's python3 starts in milliseconds; a pyenv shim takes seconds.
+const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+let addon: Buffer;
+let work: string;
+
+beforeAll(() => {
+  execFileSync(path.join(ROOT, 'src/build/addon.sh'), [HOST_ARCH], { stdio: 'pipe' });
+  addon = fs.readFileSync(path.join(ROOT, 'build/native', HOST_ARCH, 'datagram.node'));
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudjobs-native-test-'));
+});
+
+afterAll(() => {
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+/** Binds `address` in a python3 child; resolves once bound; `received` yields the datagrams. */
+async function receive(address: string, count: number): Promise<{ received: Promise<Buffer[]> }> {
+  const child = spawn(PYTHON, [RECEIVER, address, String(count), '20']);
+  const lines = createInterface({ input: child.stdout });
+  const got: Buffer[] = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`receiver exited with ${code}: ${stderr}`)));
+    lines.once('line', (line) => (line === 'ready' ? resolve() : reject(new Error(`receiver said ${line}`))));
+  });
+  child.removeAllListeners('exit');
+  lines.on('line', (line) => got.push(Buffer.from(line, 'hex')));
+  const received = new Promise<Buffer[]>((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(got) : reject(new Error(`receiver exited ${code}: ${stderr}`)))),
+  );
+  return { received };
+}
+
+function uniqueName(): string {
+  return `cloudjobs-test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+}
+
+describe('loadDatagramSender with the real addon', () => {
+  let sender: DatagramSender | null;
+  const log = createCaptureLog();
+  let runtimeDir: string;
+
+  beforeAll(() => {
+    runtimeDir = path.join(work, 'run', 'cloudjobs');
+    sender = loadDatagramSender({ addonBytes: addon, dir: runtimeDir, log, tmpDir: work });
+  });
+
+  it('loads without logging anything', () => {
+    expect(sender).not.toBeNull();
+    expect(log.entries).toEqual([]);
+  });
+
+  it('sends the exact bytes to a socket path', async () => {
+    const socket = path.join(work, 'notify.sock');
+    const { received } = await receive(socket, 2);
+    sender!.send(socket, Buffer.from('READY=1\nSTATUS=idle\n'));
+    sender!.send(socket, Buffer.from([0, 1, 2, 255, 10]));
+    expect(await received).toEqual([Buffer.from('READY=1\nSTATUS=idle\n'), Buffer.from([0, 1, 2, 255, 10])]);
+  });
+
+  it('sends to an abstract @name', async () => {
+    const name = `@${uniqueName()}`;
+    const { received } = await receive(name, 1);
+    sender!.send(name, Buffer.from('WATCHDOG=1'));
+    expect(await received).toEqual([Buffer.from('WATCHDOG=1')]);
+  });
+
+  it('throws errors with the errno code and the target', () => {
+    const missing = path.join(work, 'missing.sock');
+    expect(() => sender!.send(missing, Buffer.from('x'))).toThrow(
+      expect.objectContaining({ code: 'ENOENT', message: `send to ${missing}: No such file or directory (ENOENT)` }),
+    );
+    const abstract = `@${uniqueName()}`;
+    expect(() => sender!.send(abstract, Buffer.from('x'))).toThrow(
+      expect.objectContaining({ code: 'ECONNREFUSED', message: `send to ${abstract}: Connection refused (ECONNREFUSED)` }),
+    );
+    expect(() => sender!.send(`/${'a'.repeat(107)}`, Buffer.from('x'))).toThrow(
+      expect.objectContaining({ code: 'ENAMETOOLONG' }),
+    );
+    expect(() => sender!.send('', Buffer.from('x'))).toThrow(expect.objectContaining({ code: 'EINVAL' }));
+  });
+
+  it('throws EMSGSIZE for a datagram over the socket limit', async () => {
+    const name = `@${uniqueName()}`;
+    const { received } = await receive(name, 1);
+    expect(() => sender!.send(name, Buffer.alloc(4 * 1024 * 1024, 0x41))).toThrow(
+      expect.objectContaining({ code: 'EMSGSIZE', message: `send to ${name}: Message too long (EMSGSIZE)` }),
+    );
+    sender!.send(name, Buffer.from('after'));
+    expect(await received).toEqual([Buffer.from('after')]);
+  });
+
+  it('throws a TypeError when data is not a Buffer', () => {
+    expect(() => sender!.send('/x', 'text' as unknown as Buffer)).toThrow(
+      new TypeError('send(path: string, data: Buffer) expected'),
+    );
+  });
+
+  it.runIf(IS_ROOT)('as root: keeps the addon in the runtime dir under its content hash, 0644 in a 0755 dir', () => {
+    const hash = createHash('sha256').update(addon).digest('hex');
+    expect(fs.readdirSync(runtimeDir)).toEqual([`datagram-${hash.slice(0, 16)}.node`]);
+    const file = fs.statSync(path.join(runtimeDir, `datagram-${hash.slice(0, 16)}.node`));
+    expect([file.uid, file.mode & 0o7777]).toEqual([0, 0o644]);
+    expect(fs.statSync(runtimeDir).mode & 0o7777).toBe(0o755);
+    expect(fs.readdirSync(work).filter((n) => n.startsWith('cloudjobs-native-'))).toEqual([]);
+  });
+
+  it.runIf(!IS_ROOT)('as a normal user: loads from a private mkdtemp dir and leaves nothing behind', () => {
+    expect(fs.existsSync(runtimeDir)).toBe(false);
+    expect(fs.readdirSync(work).filter((n) => n.startsWith('cloudjobs-native-'))).toEqual([]);
+  });
+});
+
+describe('loadDatagramSender failures: null and exactly one warning', () => {
+  const PREFIX = 'native datagram addon not loaded: ';
+  const SUFFIX = '; running without systemd notify and journald fields';
+
+  function load(addonBytes: Uint8Array | null, dir: string) {
+    const log = createCaptureLog();
+    const sender = loadDatagramSender({ addonBytes, dir, log, tmpDir: work });
+    expect(log.entries).toHaveLength(1);
+    expect(log.entries[0]!.level).toBe('warn');
+    expect(log.entries[0]!.message.startsWith(PREFIX)).toBe(true);
+    expect(log.entries[0]!.message.endsWith(SUFFIX)).toBe(true);
+    return { sender, reason: log.entries[0]!.message.slice(PREFIX.length, -SUFFIX.length) };
+  }
+
+  it('bad bytes: dlopen refuses them', () => {
+    const { sender, reason } = load(Buffer.from('this is not an ELF shared object'), path.join(work, 'bad'));
+    expect(sender).toBeNull();
+    expect(reason).toMatch(/invalid ELF header|file too short/);
+  });
+
+  it('a shared object that is not the addon: no send()', () => {
+    const libc = ['/lib/x86_64-linux-gnu/libm.so.6', '/lib/aarch64-linux-gnu/libm.so.6'].find((f) => fs.existsSync(f));
+    const { sender, reason } = load(fs.readFileSync(libc!), path.join(work, 'not-addon'));
+    expect(sender).toBeNull();
+    expect(reason).toMatch(/Module did not self-register|does not export send\(\)/);
+  });
+
+  it('no embedded addon (running from source)', () => {
+    const { sender, reason } = load(null, path.join(work, 'none'));
+    expect(sender).toBeNull();
+    expect(reason).toBe('this build embeds no addon (running from source, not the built executable)');
+    expect(decodeEmbeddedAddon(undefined)).toBeNull();
+    expect(decodeEmbeddedAddon('')).toBeNull();
+    expect(Buffer.from(decodeEmbeddedAddon(addon.toString('base64'))!)).toEqual(addon);
+  });
+
+  it.runIf(IS_ROOT)('as root: a group/world-writable runtime dir is refused', () => {
+    const dir = path.join(work, 'open');
+    fs.mkdirSync(dir, { mode: 0o777 });
+    fs.chmodSync(dir, 0o777);
+    const { sender, reason } = load(addon, dir);
+    expect(sender).toBeNull();
+    expect(reason).toBe(`${dir} has mode 0777; it must not be writable by others`);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it.runIf(IS_ROOT)('as root: a runtime dir owned by someone else is refused', () => {
+    const dir = path.join(work, 'theirs');
+    fs.mkdirSync(dir, { mode: 0o755 });
+    fs.chownSync(dir, 65534, 65534);
+    const { sender, reason } = load(addon, dir);
+    expect(sender).toBeNull();
+    expect(reason).toBe(`${dir} is owned by uid 65534, not by uid 0`);
+  });
+
+  it.runIf(IS_ROOT)('as root: a symlinked runtime dir is refused', () => {
+    const target = path.join(work, 'real');
+    const link = path.join(work, 'link');
+    fs.mkdirSync(target, { mode: 0o755 });
+    fs.symlinkSync(target, link);
+    const { sender, reason } = load(addon, link);
+    expect(sender).toBeNull();
+    expect(reason).toBe(`${link} is not a directory (a symlink?)`);
+  });
+
+  it.runIf(IS_ROOT)('as root: a runtime dir inside a directory others can write is refused', () => {
+    const parent = path.join(work, 'shared');
+    fs.mkdirSync(parent, { mode: 0o777 });
+    fs.chmodSync(parent, 0o777);
+    const { sender, reason } = load(addon, path.join(parent, 'cloudjobs'));
+    expect(sender).toBeNull();
+    expect(reason).toBe(`${parent} (uid 0, mode 0777) lets others replace ${path.join(parent, 'cloudjobs')}`);
+  });
+});
+
+// As root, prove the non-root path for real: a bundled driver run as `nobody`.
+describe.runIf(IS_ROOT && fs.existsSync('/usr/bin/setpriv'))('as user nobody', () => {
+  it('loads from a fresh 0700 mkdtemp dir, sends, and removes the dir', async () => {
+    const shared = fs.mkdtempSync(path.join(os.tmpdir(), 'cloudjobs-nobody-'));
+    try {
+      fs.chmodSync(shared, 0o755);
+      const tmp = path.join(shared, 'tmp');
+      fs.mkdirSync(tmp, { mode: 0o1777 });
+      fs.chmodSync(tmp, 0o1777);
+      const driver = path.join(shared, 'driver.cjs');
+      execFileSync(path.join(ROOT, 'node_modules/.bin/esbuild'), [
+        '--bundle', '--platform=node', '--format=cjs', '--log-level=warning', `--outfile=${driver}`,
+      ], {
+        input: `import { loadDatagramSender } from ${JSON.stringify(path.join(ROOT, 'src/service/native.ts'))};
+          import fs from 'node:fs';
+          const [addonFile, runtimeDir, tmpDir, target] = process.argv.slice(2);
+          const warnings = [];
+          const log = { warn: (m) => warnings.push(m), error() {}, info() {}, debug() {}, child() { return log; } };
+          const sender = loadDatagramSender({ addonBytes: fs.readFileSync(addonFile), dir: runtimeDir, log, tmpDir });
+          if (!sender) { console.error(warnings.join('\\n')); process.exit(1); }
+          sender.send(target, Buffer.from('from ' + process.geteuid()));
+          console.log(JSON.stringify({ warnings, left: fs.readdirSync(tmpDir), runtimeDir: fs.existsSync(runtimeDir) }));`,
+        cwd: ROOT,
+      });
+      const addonFile = path.join(shared, 'datagram.node');
+      fs.writeFileSync(addonFile, addon, { mode: 0o644 });
+      const name = `@${uniqueName()}`;
+      const { received } = await receive(name, 1);
+      const run = spawnSync('/usr/bin/setpriv', [
+        '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, driver, addonFile, '/run/cloudjobs-test-unused', tmp, name,
+      ], { encoding: 'utf8' });
+      expect(run.stderr).toBe('');
+      expect(JSON.parse(run.stdout)).toEqual({ warnings: [], left: [], runtimeDir: false });
+      expect(run.status).toBe(0);
+      expect(await received).toEqual([Buffer.from('from 65534')]);
+    } finally {
+      fs.rmSync(shared, { recursive: true, force: true });
+    }
+  });
+});
