@@ -3,10 +3,17 @@
 // server speaks and remembering it until a route 404 says otherwise.
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
 import type { Log } from '../log/log.js';
-import { parseRetryAfter } from './backoff.js';
 import { CloudError } from './cloud-error.js';
 import type { HttpResponse, HttpTransport } from './http.js';
-import { isNoPendingJobs, isRecord, parseJsonBody, parseNextAnswer, readErrorWords, readServerMessage } from './parse-answer.js';
+import {
+  isNoPendingJobs,
+  isRecord,
+  parseJsonBody,
+  parseNextAnswer,
+  readErrorWords,
+  readRetryAfterMs,
+  readServerMessage,
+} from './parse-answer.js';
 
 /** What a poll for the next job found. */
 export type PollAnswer = { kind: 'job'; offer: JobOffer } | { kind: 'none' };
@@ -219,7 +226,7 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
       });
     }
     if (status === 429 || status === 503) {
-      const retryAfterMs = readRetryAfter(response);
+      const retryAfterMs = readRetryAfterMs(response, now);
       const wait = retryAfterMs === undefined ? '' : `; the server asks to wait ${Math.ceil(retryAfterMs / 1000)}s`;
       return new CloudError(
         status === 429 ? 'rate-limited' : 'server',
@@ -237,18 +244,6 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
       status,
       serverMessage: said,
     });
-  }
-
-  function readRetryAfter(response: HttpResponse): number | undefined {
-    const date = Date.parse(response.header('date') ?? '');
-    // measure an HTTP-date against the server's own Date: a Pi without RTC may have a wrong clock
-    const header = parseRetryAfter(response.header('retry-after'), Number.isNaN(date) ? now() : date);
-    if (header !== null) return header;
-    const body = safeJson(response.body);
-    if (isRecord(body) && typeof body.retryAfter === 'number' && Number.isFinite(body.retryAfter) && body.retryAfter >= 0) {
-      return Math.round(body.retryAfter * 1000);
-    }
-    return undefined;
   }
 
   return { nextJob, sendStatus, generation: () => detected };

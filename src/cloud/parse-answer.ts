@@ -1,6 +1,7 @@
 // Reading the server's answers: JSON bodies, the server's own error message, and
 // the shape of a job offer. Anything unusable becomes a one-line protocol error.
 import type { JobOffer } from '../contract/types.js';
+import { parseRetryAfter } from './backoff.js';
 import { CloudError } from './cloud-error.js';
 import type { HttpResponse } from './http.js';
 
@@ -147,4 +148,25 @@ export function describeJsonType(value: unknown): string {
 /** Returns whether `value` is a plain JSON object. */
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Returns how long a 429/503 answer asks us to wait: the Retry-After header
+ * (an HTTP date is measured against the answer's own Date header, since a Pi
+ * without a clock battery may be years off), else a JSON body's `retryAfter`
+ * seconds; undefined when the answer says nothing.
+ */
+export function readRetryAfterMs(response: HttpResponse, now: () => number): number | undefined {
+  const date = Date.parse(response.header('date') ?? '');
+  const header = parseRetryAfter(response.header('retry-after'), Number.isNaN(date) ? now() : date);
+  if (header !== null) return header;
+  try {
+    const body = JSON.parse(response.body) as unknown;
+    if (isRecord(body) && typeof body.retryAfter === 'number' && Number.isFinite(body.retryAfter) && body.retryAfter >= 0) {
+      return Math.round(body.retryAfter * 1000);
+    }
+  } catch {
+    // no hint in the body
+  }
+  return undefined;
 }
