@@ -46,8 +46,8 @@ export function makeJob(steps: (StepSpec | StepNode)[], extra: Partial<Normalize
 
 /** A fresh work_dir (0755, ours) and engine options with small limits. */
 export async function makeOptions(extra: Partial<EngineOptions> = {}): Promise<EngineOptions> {
-  const workDir = await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-work-'));
-  await chmod(workDir, 0o755);
+  const workDir = extra.workDir ?? (await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-work-')));
+  if (extra.workDir === undefined) await chmod(workDir, 0o755);
   return {
     workDir,
     killGraceMs: 200,

@@ -365,7 +365,7 @@ describe('startJob work_dir', () => {
   it('creates a missing work_dir and removes the job directory afterwards', async () => {
     const parent = await scratch();
     const workDir = path.join(parent, 'nested', 'work');
-    const report = await startJob(makeJob([commandStep('Pwd', ['pwd'])]), await options({ workDir }), {}).done;
+    const report = await startJob(makeJob([commandStep('Pwd', ['pwd'])]), await makeOptions({ workDir }), {}).done;
     expect(report.status).toBe('SUCCEEDED');
     const cwd = report.stdout.split('\n')[1] ?? '';
     expect(path.dirname(cwd)).toBe(workDir);
