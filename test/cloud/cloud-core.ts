@@ -33,18 +33,31 @@ export interface RouteContext {
   res: ServerResponse;
   record: RequestRecord;
   path: string;
+  /** Fault 'lose-answer': do the work, then cut the connection instead of answering. */
+  loseAnswer: boolean;
+}
+
+/** Returns false (after cutting the connection) when the answer must be lost; the caller then writes nothing. */
+export function mayAnswer(ctx: RouteContext, status: number): boolean {
+  if (!ctx.loseAnswer) {
+    ctx.record.status = status;
+    return true;
+  }
+  ctx.record.status = 0;
+  ctx.req.socket.destroy();
+  return false;
 }
 
 /** Answers JSON and notes the status in the request log. */
 export function answerJson(ctx: RouteContext, status: number, body: unknown, headers?: Record<string, string>): void {
-  ctx.record.status = status;
+  if (!mayAnswer(ctx, status)) return;
   writeJson(ctx.res, status, body, headers);
 }
 
 /** Answers a route the server does not have, in the body shape of its generation. */
 export function answerUnknownRoute(core: CloudCore, ctx: RouteContext): void {
   const method = ctx.req.method ?? 'GET';
-  ctx.record.status = 404;
+  if (!mayAnswer(ctx, 404)) return;
   if (core.generation === 'agents') {
     writeJson(ctx.res, 404, {
       error: 'Not found',

@@ -90,8 +90,10 @@ export interface PatchRecord {
   rawBody: string;
   /** The parsed body, or null when it did not parse. */
   body: unknown;
-  /** The HTTP status the server answered with. */
+  /** The HTTP status the server answered with (0: the client went away before the body was read). */
   answer: number;
+  /** A 'lose-answer' fault cut the connection instead of sending `answer` (the row was still updated). */
+  answerLost: boolean;
 }
 
 /** One request to the device side of the server. */

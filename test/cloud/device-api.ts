@@ -1,7 +1,7 @@
 // The device job routes of CONTRACT.md: GET .../jobs/next and
 // PATCH .../jobs/{jobId}/status, behind the device API key check.
 import type { JobStatus } from '../../src/contract/types.js';
-import { answerJson, type CloudCore, type RouteContext } from './cloud-core.js';
+import { answerJson, mayAnswer, type CloudCore, type RouteContext } from './cloud-core.js';
 import { hashApiKey, takeNextJob, type DeviceRecord, type JobRow } from './cloud-state.js';
 import { asRecord, parseJsonBody, readBody } from './http-io.js';
 
@@ -67,7 +67,7 @@ export function handleNextJob(core: CloudCore, ctx: RouteContext, uuid: string):
   const row = takeNextJob(core.state, uuid, core.now());
   if (!row) {
     if (core.noJobAnswer === '204') {
-      ctx.record.status = 204;
+      if (!mayAnswer(ctx, 204)) return;
       ctx.res.writeHead(204);
       ctx.res.end();
     } else if (core.generation === 'agents') {
@@ -101,6 +101,7 @@ export async function handleStatusPatch(core: CloudCore, ctx: RouteContext, uuid
     rawBody: body.ok ? body.raw.toString('utf8') : '',
     body: null as unknown,
     answer: 0,
+    answerLost: ctx.loseAnswer,
   };
   core.state.patches.push(patch);
   const finish = (status: number, answer: unknown): void => {

@@ -8,6 +8,7 @@ export type FaultKind =
   | 'status' // an HTTP error status (default 500) with a JSON body
   | 'rate-limit' // 429 with Retry-After in seconds or as an HTTP date
   | 'drop' // destroy the socket without answering
+  | 'lose-answer' // handle the request for real (a job is marked IN_PROGRESS), then destroy the socket instead of answering
   | 'hang' // accept the request and never answer
   | 'slow' // answer normally after delayMs
   | 'html' // an HTML error page
@@ -28,9 +29,9 @@ export interface FaultSpec {
   status?: number;
   /** For 'status': the JSON body. @default {"error":"Internal Server Error"} */
   body?: unknown;
-  /** For 'rate-limit': seconds until retry. @default 1 */
+  /** For 'rate-limit' (default 1) and 'status' (no header unless set): seconds until retry. */
   retryAfterSeconds?: number;
-  /** For 'rate-limit': send Retry-After as seconds, as an HTTP date, or not at all. @default 'seconds' */
+  /** For 'rate-limit' and 'status': send Retry-After as seconds, as an HTTP date, or not at all. @default 'seconds' */
   retryAfterForm?: 'seconds' | 'date' | 'none';
   /** For 'slow': how long to wait before the real answer. @default 1000 */
   delayMs?: number;
@@ -51,7 +52,7 @@ export interface ActiveFault {
 export function checkFaultSpec(spec: unknown): string | null {
   if (typeof spec !== 'object' || spec === null) return 'fault must be an object';
   const s = spec as Record<string, unknown>;
-  const kinds: FaultKind[] = ['status', 'rate-limit', 'drop', 'hang', 'slow', 'html', 'truncated-json', 'wrong-shape', 'job-without-id', 'huge', 'redirect-loop'];
+  const kinds: FaultKind[] = ['status', 'rate-limit', 'drop', 'lose-answer', 'hang', 'slow', 'html', 'truncated-json', 'wrong-shape', 'job-without-id', 'huge', 'redirect-loop'];
   if (!kinds.includes(s.kind as FaultKind)) return `fault kind must be one of ${kinds.join(', ')}, got ${JSON.stringify(s.kind)}`;
   if (s.times !== undefined && s.times !== 'always' && !(Number.isInteger(s.times) && (s.times as number) > 0)) {
     return `times must be a positive integer or "always", got ${JSON.stringify(s.times)}`;
@@ -106,13 +107,15 @@ const CHUNK = Buffer.alloc(1024 * 1024, 'a');
 
 /**
  * Answers a request with the fault's broken response. Returns false for 'slow'
- * (the caller answers normally after the delay). 'hang' leaves the request open.
+ * and 'lose-answer' (the caller handles the request itself). 'hang' leaves the request open.
  */
 export function answerWithFault(req: IncomingMessage, res: ServerResponse, spec: FaultSpec, nowMs: number): boolean {
   switch (spec.kind) {
-    case 'status':
-      writeJson(res, spec.status ?? 500, spec.body ?? { error: 'Internal Server Error' });
+    case 'status': {
+      const header = spec.retryAfterSeconds === undefined ? null : formatRetryAfter(spec, nowMs);
+      writeJson(res, spec.status ?? 500, spec.body ?? { error: 'Internal Server Error' }, header === null ? {} : { 'Retry-After': header });
       return true;
+    }
     case 'rate-limit': {
       const seconds = spec.retryAfterSeconds ?? 1;
       const header = formatRetryAfter(spec, nowMs);
@@ -130,6 +133,7 @@ export function answerWithFault(req: IncomingMessage, res: ServerResponse, spec:
     case 'hang':
       return true;
     case 'slow':
+    case 'lose-answer':
       return false;
     case 'html':
       writeRaw(

@@ -225,7 +225,7 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
       status: 0,
     };
     if (core.recordRequests) core.state.requests.push(record);
-    const ctx: RouteContext = { req, res, record, path };
+    const ctx: RouteContext = { req, res, record, path, loseAnswer: false };
     const fault = takeFault(faults, method, path);
     if (fault) {
       record.fault = fault.spec.kind;
@@ -237,6 +237,11 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
       }
       if (answerWithFault(req, res, fault.spec, now())) {
         if (fault.spec.kind !== 'drop' && fault.spec.kind !== 'hang') record.status = res.statusCode;
+        return;
+      }
+      if (fault.spec.kind === 'lose-answer') {
+        ctx.loseAnswer = true;
+        route(ctx, false);
         return;
       }
       const timer = setTimeout(() => {

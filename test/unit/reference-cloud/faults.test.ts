@@ -44,6 +44,37 @@ describe('reference cloud: fault injection', () => {
     ]);
   });
 
+  it('loses the answer after doing the work: the job is IN_PROGRESS but the client never hears of it', async () => {
+    const c = await start();
+    const job = c.queueJob(UUID, { name: 'Lost', document: DOC });
+    c.injectFault({ kind: 'lose-answer', match: 'jobs/next$' });
+    const error = await next(c).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(errorCode(error)).toBe('ECONNRESET');
+    expect(c.getJob(job.job_id)?.status).toBe('IN_PROGRESS');
+    expect((await next(c)).json()).toEqual({ message: 'No pending jobs' });
+
+    c.injectFault({ kind: 'lose-answer' });
+    const lost = await send(`${c.url}/devices/${UUID}/jobs/${job.job_id}/status`, { method: 'PATCH', headers: auth, json: { status: 'SUCCEEDED' } }).then(
+      () => null,
+      (e: unknown) => errorCode(e),
+    );
+    expect(lost).toBe('ECONNRESET');
+    expect(c.getJob(job.job_id)?.status).toBe('SUCCEEDED');
+    expect(c.patches().map((p) => [p.answer, p.answerLost])).toEqual([[200, true]]);
+  });
+
+  it('can add Retry-After to a 503', async () => {
+    const c = await start();
+    c.injectFault({ kind: 'status', status: 503, retryAfterSeconds: 4, body: { error: 'Service Unavailable' } });
+    const res = await next(c);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('4');
+    expect(res.json()).toEqual({ error: 'Service Unavailable' });
+  });
+
   it('keeps an "always" fault until cleared', async () => {
     const c = await start();
     c.injectFault({ kind: 'status', status: 500, times: 'always' });
