@@ -108,7 +108,8 @@ export interface OutboxOptions extends OutboxLimits {
   clock: Clock;
 }
 
-interface StoredOutboxEntry {
+/** An outbox file as stored. */
+export interface StoredOutboxEntry {
   version: 1;
   seq: number;
   jobId: string;
