@@ -138,7 +138,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
         const what = phase === 'answer' ? 'no answer' : 'the answer did not finish';
         return new CloudError(
           'timeout',
-          `timeout: ${what} from ${at.origin} within ${formatMs(timeoutMs)} (cloud.request_timeout)`,
+          `timeout: ${what} from ${at.origin} within ${formatMs(timeoutMs)}${req.timeoutMs === undefined ? ' (cloud.request_timeout)' : ''}`,
           { cause: error },
         );
       }
