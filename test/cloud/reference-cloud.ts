@@ -4,7 +4,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
-import type { ApiGeneration } from '../../src/contract/types.js';
+import { FINAL_STATUSES, type ApiGeneration, type JobStatus } from '../../src/contract/types.js';
 import { handleAdminRequest } from './admin-http.js';
 import { answerUnknownRoute, type CancelMode, type CloudCore, type RouteContext } from './cloud-core.js';
 import {
@@ -129,6 +129,8 @@ export interface ReferenceCloud {
   reset(): void;
   /** Resolves once `predicate(this)` is truthy (polling); rejects after timeoutMs naming `what`. */
   waitFor<T>(predicate: (cloud: ReferenceCloud) => T | undefined | null | false, timeoutMs?: number, what?: string): Promise<T>;
+  /** Resolves with the job row once its status is one of `statuses` (default: any final status). */
+  waitForJobStatus(jobId: string, statuses?: JobStatus | readonly JobStatus[], timeoutMs?: number): Promise<JobView>;
   /** A JSON snapshot of devices, jobs and PATCHes (for --state-file). */
   snapshot(): CloudSnapshot;
   close(): Promise<void>;
@@ -488,6 +490,17 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
     },
     waitFor(predicate, timeoutMs = 10_000, what = 'condition') {
       return waitFor(() => predicate(cloud), timeoutMs, what);
+    },
+    waitForJobStatus(jobId, statuses = [...FINAL_STATUSES], timeoutMs = 10_000) {
+      const wanted: readonly JobStatus[] = typeof statuses === 'string' ? [statuses] : statuses;
+      return waitFor(
+        () => {
+          const row = cloud.getJob(jobId);
+          return row && wanted.includes(row.status) ? row : undefined;
+        },
+        timeoutMs,
+        () => `job ${jobId} to reach ${wanted.join('|')} (now ${cloud.getJob(jobId)?.status ?? 'deleted'})`,
+      );
     },
     snapshot() {
       return {

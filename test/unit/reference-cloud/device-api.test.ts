@@ -177,6 +177,19 @@ describe('reference cloud: status PATCH', () => {
     expect(c.getJob(jobId)?.completed_at).toBeNull();
   });
 
+  it('waits for a job to reach a status', async () => {
+    const c = await start();
+    const jobId = await started(c);
+    const waiting = c.waitForJobStatus(jobId);
+    await patch(c, jobId, { status: 'IN_PROGRESS' });
+    await patch(c, jobId, { status: 'TIMED_OUT', reason: 'timeout' });
+    expect(await waiting).toMatchObject({ job_id: jobId, status: 'TIMED_OUT', reason: 'timeout' });
+    const late = c.waitForJobStatus(jobId, 'SUCCEEDED', 1000);
+    await patch(c, jobId, { status: 'FAILED' });
+    await expect(late).rejects.toThrow(`timed out after 1000 ms waiting for job ${jobId} to reach SUCCEEDED (now FAILED)`);
+    await expect(c.waitForJobStatus(jobId, 'SUCCEEDED', 50)).rejects.toThrow(`timed out after 50 ms waiting for job ${jobId} to reach SUCCEEDED (now FAILED)`);
+  });
+
   it('records every PATCH in order with the body as received and the answer given', async () => {
     const c = await start();
     const jobId = await started(c);
