@@ -32,8 +32,8 @@ export interface EnginePort {
   /** Validates an offer; rejects with the list of problems (JobValidationError). */
   validate(offer: JobOffer): Promise<NormalizedJob>;
   start(job: NormalizedJob, hooks: {
-    onStepStart(index: number, total: number, name: string): Promise<void>;
-    onStepEnd(result: StepResult, index: number, total: number): Promise<void>;
+    onStepStart(index: number, total: number, name: string): void | Promise<void>;
+    onStepEnd(result: StepResult, index: number, total: number): void | Promise<void>;
   }): JobRunPort;
   rejectedReport(problems: readonly string[]): StatusReport;
   interruptedReport(entry: JournalEntry): StatusReport;
@@ -48,7 +48,7 @@ export interface NotifierPort {
 
 /** What `cloudjobs status` shows, kept current under runtime_dir. */
 export interface AgentStatus {
-  version: string;
+  agentVersion: string;
   pid: number;
   state: 'starting' | 'idle' | 'running' | 'backoff' | 'disabled' | 'stopping';
   polling: boolean;
@@ -60,6 +60,8 @@ export interface AgentStatus {
   nextPollAt: number | null;
   outbox: { count: number; bytes: number; oldestAgeSeconds: number | null };
   updatedAt: number;
+  /** The same sentence systemd gets as STATUS=. */
+  describe?: string;
 }
 
 /** Everything the agent needs. */
@@ -127,7 +129,7 @@ export class Agent {
     this.deps = deps;
     this.lastProgressAt = deps.clock.now();
     this.status = {
-      version: deps.version,
+      agentVersion: deps.version,
       pid: deps.pid,
       state: 'starting',
       polling: false,
@@ -144,7 +146,7 @@ export class Agent {
 
   /** The agent's current status (the seed adapter's getStatus()). */
   getStatus(): AgentStatus {
-    return { ...this.status, outbox: this.outboxStats() };
+    return { ...this.status, outbox: this.outboxStats(), describe: this.describe() };
   }
 
   /** The last `limit` finished jobs, newest first (the seed adapter's getJobHistory()). */
@@ -374,12 +376,10 @@ export class Agent {
       onStepStart: async (index, total, name) => {
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
-        log.info(`step ${index}/${total} (${name}) started`, { ...fields, step: name });
         await journal.recordStepStart(offer.jobId, index - 1, total, name);
       },
-      onStepEnd: async (result, index, total) => {
-        const outcome = result.failed ? `failed: ${result.failureReason ?? 'failed'}` : 'succeeded';
-        log.info(`step ${index}/${total} (${result.name}) ${outcome}`, { ...fields, step: result.name });
+      // the engine logs each step's start and end with its fields
+      onStepEnd: async (result, index) => {
         await journal.recordStep(offer.jobId, index - 1, result);
       },
     });

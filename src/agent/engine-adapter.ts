@@ -1,0 +1,103 @@
+// Binds the job engine to the configuration: validation with the run-as and
+// handler rules, runs with the [jobs] limits, and the reports the agent makes
+// without running anything (rejected, interrupted by a crash).
+import type { Clock } from '../clock/clock.js';
+import type { Config } from '../config/schema.js';
+import type { JobOffer, StatusReport } from '../contract/types.js';
+import { validateJob } from '../jobs/document.js';
+import { startJob } from '../jobs/engine.js';
+import { composeReport, createRejectedReport } from '../jobs/report.js';
+import type { UserInfo } from '../jobs/users.js';
+import type { Log } from '../log/log.js';
+import type { JournalEntry } from '../state/journal.js';
+import type { EnginePort } from './agent.js';
+
+/** What createEngine needs besides the configuration. */
+export interface EngineDeps {
+  jobs: Config['jobs'];
+  agentVersion: string;
+  clock: Clock;
+  log: Log;
+  lookupUser: (name: string) => Promise<UserInfo | null>;
+  /** The uid the agent runs as (only root can run steps as other users). */
+  agentUid: number;
+}
+
+/** Creates the engine the agent and `cloudjobs exec` use. */
+export function createEngine(deps: EngineDeps): EnginePort {
+  const { jobs, agentVersion, clock, log, lookupUser, agentUid } = deps;
+  return {
+    validate: (offer: JobOffer) =>
+      validateJob(offer, {
+        runAsUser: jobs.run_as_user,
+        allowedUsers: jobs.allowed_users,
+        handlerDirs: jobs.handler_dirs,
+        defaultTimeoutMs: jobs.default_timeout,
+        lookupUser,
+      }),
+    start: (job, hooks) =>
+      startJob(
+        job,
+        {
+          workDir: jobs.work_dir,
+          killGraceMs: jobs.kill_grace,
+          maxOutput: jobs.max_output,
+          maxParallel: jobs.max_parallel,
+          path: jobs.path,
+          agentVersion,
+          clock,
+          log,
+          lookupUser,
+          agentUid,
+        },
+        hooks,
+      ),
+    rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
+    interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
+  };
+}
+
+/** The FAILED report of a job that was running when the agent stopped (crash, kill -9, power loss). */
+export function createInterruptedReport(entry: JournalEntry, agentVersion: string): StatusReport {
+  const results = entry.steps.map((s) => s.result);
+  const running = entry.running[0];
+  const total = running?.total ?? null;
+  let where: string;
+  if (running) {
+    const others = entry.running.length > 1 ? ` and ${entry.running.length - 1} more step(s) beside it` : '';
+    where = `while step ${running.index + 1} of ${running.total} (${running.name})${others} was running`;
+  } else if (results.length > 0) {
+    where = `after ${results.length} step${results.length === 1 ? '' : 's'} had finished${total ? ` of ${total}` : ''}`;
+  } else {
+    where = 'before the first step started';
+  }
+  const receivedAt = Date.parse(entry.receivedAt);
+  const lastEnd = results.reduce((max, r) => Math.max(max, Date.parse(r.startedAt) + r.durationMs), receivedAt);
+  return composeReport({
+    status: 'FAILED',
+    reason: `interrupted: the agent stopped ${where}; the job was not resumed`,
+    results,
+    includeStdOut: readIncludeStdOut(entry.offer.document),
+    agentVersion,
+    durationMs: Number.isFinite(lastEnd - receivedAt) ? lastEnd - receivedAt : 0,
+    decisive: null,
+    extraDetails: { interrupted: true, running_steps: entry.running.map((r) => ({ index: r.index + 1, name: r.name })) },
+  });
+}
+
+// Same default as validation (AWS): stdout is reported only when the document asks for it.
+function readIncludeStdOut(document: unknown): boolean {
+  let doc = document;
+  if (typeof doc === 'string') {
+    try {
+      doc = JSON.parse(doc) as unknown;
+    } catch {
+      return false;
+    }
+  }
+  if (doc && typeof doc === 'object' && 'includeStdOut' in doc) {
+    const value = (doc as { includeStdOut: unknown }).includeStdOut;
+    return value === true || value === 'true';
+  }
+  return false;
+}

@@ -1,0 +1,26 @@
+// `cloudjobs check-config`: the effective configuration with secrets redacted
+// and the identity source, or every problem (exit 78 via ConfigError).
+import { createSystemClock } from '../clock/clock.js';
+import { describeIdentitySource } from './obtain-identity.js';
+import { formatCheckConfig } from '../config/check.js';
+import type { Command } from './args.js';
+import { EXIT, type CliContext } from './context.js';
+import { loadCliConfig } from './setup.js';
+
+type CheckCommand = Extract<Command, { name: 'check-config' }>;
+
+/** Prints the effective configuration; ConfigError propagates as exit 78. */
+export async function runCheckConfig(ctx: CliContext, command: CheckCommand): Promise<number> {
+  const loaded = loadCliConfig(ctx, command, { requireApiUrl: true });
+  const identitySource = await describeIdentitySource(loaded.config, loaded.sources, createSystemClock());
+  ctx.stdout.write(
+    formatCheckConfig(loaded.config, {
+      configFile: command.configFile,
+      identitySource,
+      warnings: loaded.warnings,
+      sources: loaded.sources,
+      disabledReason: loaded.disabledReason,
+    }),
+  );
+  return EXIT.ok;
+}

@@ -1,0 +1,62 @@
+// Dispatches a command line to its command and turns errors into exit codes:
+// 2 usage, 78 configuration, 1 anything else.
+import { AgentError, ConfigError, UsageError, describeError } from '../errors/errors.js';
+import { parseArgs } from './args.js';
+import { runCheckConfig } from './check-config-command.js';
+import { EXIT, type CliContext } from './context.js';
+import { runExec } from './exec-command.js';
+import { HELP_TEXT } from './help.js';
+import { runHistory, runStatus } from './status-command.js';
+import { runRegister } from './register-command.js';
+import { runAgentCommand } from './run-command.js';
+
+/** Runs one command line; resolves with the exit code. */
+export async function runCli(ctx: CliContext): Promise<number> {
+  let command;
+  try {
+    command = parseArgs(ctx.argv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      ctx.stderr.write(`cloudjobs: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    throw error;
+  }
+  try {
+    switch (command.name) {
+      case 'help':
+        ctx.stdout.write(HELP_TEXT);
+        return EXIT.ok;
+      case 'version':
+        ctx.stdout.write(`cloudjobs ${ctx.version}\n`);
+        return EXIT.ok;
+      case 'check-config':
+        return await runCheckConfig(ctx, command);
+      case 'status':
+        return await runStatus(ctx, command);
+      case 'history':
+        return await runHistory(ctx, command);
+      case 'exec':
+        return await runExec(ctx, command);
+      case 'register':
+        return await runRegister(ctx, command);
+      case 'run':
+        return await runAgentCommand(ctx, command);
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      ctx.stderr.write(`cloudjobs: ${error.message}\n`);
+      return EXIT.config;
+    }
+    if (error instanceof UsageError) {
+      ctx.stderr.write(`cloudjobs: ${error.message}\n`);
+      return EXIT.usage;
+    }
+    if (error instanceof AgentError) {
+      ctx.stderr.write(`cloudjobs: ${error.message}\n`);
+      return EXIT.failure;
+    }
+    ctx.stderr.write(`cloudjobs: ${describeError(error)}\n`);
+    return EXIT.failure;
+  }
+}

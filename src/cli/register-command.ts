@@ -1,0 +1,174 @@
+// `cloudjobs register`: obtains this device's identity with a fleet
+// provisioning key and stores it in state_dir; also what `run` does by itself
+// when a provisioning key is configured and no identity exists yet.
+import { readFile } from 'node:fs/promises';
+import { createSystemClock, type Clock } from '../clock/clock.js';
+import { computeFailureDelay } from '../cloud/backoff.js';
+import { readDeviceName, readDeviceType, readMacAddress, readOsVersion } from '../cloud/device-facts.js';
+import { createHttpTransport } from '../cloud/http.js';
+import { registerDevice, RegistrationError, type RegisteredIdentity } from '../cloud/register.js';
+import { loadTlsSettings } from '../cloud/tls-options.js';
+import type { Config } from '../config/schema.js';
+import { AbortedError, describeError, UsageError } from '../errors/errors.js';
+import type { Log } from '../log/log.js';
+import { identityPath, readIdentity, writeIdentity, type StoredIdentity } from '../state/identity-store.js';
+import type { Command } from './args.js';
+import { EXIT, type CliContext } from './context.js';
+import { createCliLog, loadCliConfig } from './setup.js';
+
+type RegisterCommand = Extract<Command, { name: 'register' }>;
+
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/** Registers the device once; a registered device is left as it is. */
+export async function runRegister(ctx: CliContext, command: RegisterCommand): Promise<number> {
+  ctx.setTitle('cloudjobs register');
+  const loaded = loadCliConfig(ctx, command, { requireApiUrl: true });
+  const { config } = loaded;
+  const key = await readProvisioningKey(command.provisioningKey, command.provisioningKeyFile ?? (config.device.provisioning_key_file || undefined));
+  const { log } = createCliLog(ctx, { level: config.logging.level, secrets: () => [key] });
+  for (const warning of loaded.warnings) log.warn(warning);
+  const clock = createSystemClock();
+  const existing = await readIdentity(config.agent.state_dir, log, clock);
+  if (existing) {
+    ctx.stdout.write(
+      `this device is already registered as ${existing.uuid} (generation ${existing.generation}, since ${existing.registeredAt}); nothing changed.\n` +
+        `To register it again, stop the agent and remove ${identityPath(config.agent.state_dir)} first.\n`,
+    );
+    return EXIT.ok;
+  }
+  const identity = await registerOnce({ config, key, clock, log, version: ctx.version, deviceName: command.deviceName, deviceType: command.deviceType });
+  ctx.stdout.write(
+    `registered as ${identity.uuid} (generation ${identity.generation}); identity stored in ${identityPath(config.agent.state_dir)}.\n` +
+      'Start the agent with: systemctl enable --now cloudjobs\n',
+  );
+  return EXIT.ok;
+}
+
+/** Reads the provisioning key from the option or the file; UsageError when neither is given. */
+export async function readProvisioningKey(key: string | undefined, file: string | undefined): Promise<string> {
+  if (key) return key.trim();
+  if (!file) {
+    throw new UsageError('register needs --provisioning-key-file FILE (or --provisioning-key KEY, or [device] provisioning_key_file)');
+  }
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`cannot read the provisioning key file ${file}: ${describeError(error)}`);
+  }
+  const first = text.split('\n')[0]?.trim() ?? '';
+  if (!first) throw new UsageError(`the provisioning key file ${file} is empty`);
+  return first;
+}
+
+interface RegisterOnceOptions {
+  config: Config;
+  key: string;
+  clock: Clock;
+  log: Log;
+  version: string;
+  deviceName?: string | undefined;
+  deviceType?: string | undefined;
+  signal?: AbortSignal;
+}
+
+// One registration attempt, stored atomically when it succeeds.
+async function registerOnce(options: RegisterOnceOptions): Promise<StoredIdentity> {
+  const { config, key, clock, log } = options;
+  const tls = await loadTlsSettings({
+    caFile: config.cloud.ca_file,
+    systemBundleFile: SYSTEM_CA_BUNDLE,
+    pinSha256: config.cloud.pin_sha256,
+    clientCert: config.cloud.client_cert,
+    clientKey: config.cloud.client_key,
+  });
+  const transport = createHttpTransport({ timeoutMs: config.cloud.request_timeout, clock, tls, userAgent: `cloudjobs/${options.version}` });
+  try {
+    const registered: RegisteredIdentity = await registerDevice({
+      apiUrl: config.cloud.api_url,
+      generation: config.cloud.api_generation,
+      provisioningKey: key,
+      deviceName: options.deviceName || config.device.device_name || readDeviceName(),
+      deviceType: options.deviceType || config.device.device_type || (await readDeviceType()),
+      macAddress: readMacAddress(),
+      osVersion: await readOsVersion(),
+      agentVersion: options.version,
+      transport,
+      log,
+      ...(options.signal ? { signal: options.signal } : {}),
+      identityFile: identityPath(config.agent.state_dir),
+      now: () => clock.now(),
+    });
+    const stored: StoredIdentity = {
+      version: 1,
+      uuid: registered.uuid,
+      apiKey: registered.apiKey,
+      generation: registered.generation,
+      deviceName: registered.deviceName,
+      registeredAt: new Date(clock.now()).toISOString(),
+      ...(registered.publicKeyPem ? { publicKeyPem: registered.publicKeyPem } : {}),
+      ...(registered.privateKeyPem ? { privateKeyPem: registered.privateKeyPem } : {}),
+      ...(registered.caCertPem ? { caCertPem: registered.caCertPem } : {}),
+    };
+    await writeIdentity(config.agent.state_dir, stored);
+    log.info(`registered as ${stored.uuid} (generation ${stored.generation}); identity stored in ${identityPath(config.agent.state_dir)}`);
+    return stored;
+  } finally {
+    transport.close();
+  }
+}
+
+/** Inputs of registerWithBackoff (what `run` has at hand). */
+export interface RegisterWithBackoffOptions {
+  ctx: CliContext;
+  config: Config;
+  clock: Clock;
+  log: Log;
+  signal: AbortSignal;
+  secrets: string[];
+  notifier: { ready(): void; status(text: string): void };
+}
+
+/**
+ * Registers with the configured provisioning key, retrying with backoff
+ * (429 Retry-After is a floor; the server allows 5 attempts per 15 minutes
+ * per IP) until it works or `signal` aborts.
+ */
+export async function registerWithBackoff(options: RegisterWithBackoffOptions): Promise<StoredIdentity | null> {
+  const { ctx, config, clock, log, signal, secrets } = options;
+  const key = await readProvisioningKey(undefined, config.device.provisioning_key_file);
+  secrets.push(key);
+  let lastProblem = '';
+  for (let attempt = 1; !signal.aborted; attempt += 1) {
+    try {
+      return await registerOnce({ config, key, clock, log, version: ctx.version, signal });
+    } catch (error) {
+      if (error instanceof AbortedError || signal.aborted) return null;
+      const delay = computeFailureDelay(attempt, readFacts(error), { maxBackoffMs: config.polling.max_backoff, jitter: 0.1, random: Math.random });
+      const message = describeError(error);
+      if (message !== lastProblem) {
+        lastProblem = message;
+        log.error(`registration failed: ${message}; retrying in ${Math.round(delay / 1000)}s`);
+      }
+      options.notifier.ready();
+      options.notifier.status(`registering: ${message.split('\n')[0] ?? ''}; retry in ${Math.round(delay / 1000)}s`);
+      try {
+        await clock.sleep(delay, signal);
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+function readFacts(error: unknown): { kind?: string; status?: number; retryAfterMs?: number } {
+  if (error instanceof RegistrationError) {
+    // a wrong key or an already registered device will not fix itself quickly
+    const slow = error.kind === 'provisioning-key' || error.kind === 'already-registered' || error.kind === 'refused';
+    return { kind: slow ? 'auth' : error.kind, ...(error.status !== undefined ? { status: error.status } : {}), ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}) };
+  }
+  if (error && typeof error === 'object' && 'kind' in error) return error as { kind: string };
+  return {};
+}

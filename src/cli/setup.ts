@@ -1,0 +1,58 @@
+// Pieces every command shares: loading the configuration for a command line,
+// building its logger, loading the native helper.
+import fs from 'node:fs';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { createConsoleTransport, createLog, type Log, type LogLevel } from '../log/log.js';
+import { createJournaldTransport, shouldUseJournal } from '../service/journald-transport.js';
+import { loadDatagramSender, type DatagramSender } from '../service/native.js';
+import type { Command } from './args.js';
+import type { CliContext } from './context.js';
+
+/** Loads the configuration named by the command line (a missing default file is fine). */
+export function loadCliConfig(ctx: CliContext, command: Command, options: { requireApiUrl: boolean }): LoadedConfig {
+  return loadConfig({
+    file: command.configFile,
+    fileOptional: !command.configGiven,
+    env: ctx.env,
+    requireApiUrl: options.requireApiUrl,
+  });
+}
+
+/** Options of createCliLog. */
+export interface CliLogOptions {
+  level: LogLevel;
+  /** The native sender; with it, and stderr connected to the journal, entries go to journald natively. */
+  sender?: DatagramSender | null;
+  secrets?: () => readonly string[];
+}
+
+/** Builds the command's logger: journald when systemd connected stderr to the journal, else lines on stderr. */
+export function createCliLog(ctx: CliContext, options: CliLogOptions): { log: Log; journal: boolean } {
+  const journal = options.sender ? isStderrJournal(ctx) : false;
+  const transports = [
+    journal && options.sender
+      ? createJournaldTransport({ sender: options.sender, fallback: (line) => ctx.stderr.write(`${line}\n`) })
+      : createConsoleTransport(ctx.stderr),
+  ];
+  return { log: createLog({ level: options.level, transports, secrets: options.secrets }), journal };
+}
+
+function isStderrJournal(ctx: CliContext): boolean {
+  let stderr: { dev: number; ino: number } | null = null;
+  try {
+    const stat = fs.fstatSync(typeof ctx.stderr.fd === 'number' ? ctx.stderr.fd : 2);
+    stderr = { dev: stat.dev, ino: stat.ino };
+  } catch {
+    stderr = null;
+  }
+  return shouldUseJournal({ journalStream: ctx.env.JOURNAL_STREAM, stderr });
+}
+
+/** Loads the embedded native helper into `dir` (root) or a private temp dir; null when unavailable. */
+export function loadNative(ctx: CliContext, dir: string, log: Log): DatagramSender | null {
+  if (!ctx.addon) {
+    log.debug('no native helper is embedded (running from source): systemd notify and journald are off');
+    return null;
+  }
+  return loadDatagramSender({ addonBytes: ctx.addon, dir, log });
+}

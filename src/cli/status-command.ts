@@ -1,0 +1,80 @@
+// `cloudjobs status` and `cloudjobs history`: read what the running agent
+// keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
+import { createSystemClock } from '../clock/clock.js';
+import { createNullLog } from '../log/log.js';
+import { openHistory } from '../state/history.js';
+import { readRuntimeStatus } from '../state/runtime-status.js';
+import type { Command } from './args.js';
+import { EXIT, type CliContext } from './context.js';
+import { loadCliConfig } from './setup.js';
+
+type StatusCommand = Extract<Command, { name: 'status' }>;
+type HistoryCommand = Extract<Command, { name: 'history' }>;
+
+/** Prints the running agent's status; exit 1 when no agent is running. */
+export async function runStatus(ctx: CliContext, command: StatusCommand): Promise<number> {
+  const { config } = loadCliConfig(ctx, command, { requireApiUrl: false });
+  const file = await readRuntimeStatus(config.agent.runtime_dir);
+  if (!file) {
+    ctx.stderr.write(
+      `cloudjobs: the agent is not running (no status file at ${config.agent.runtime_dir}/status.json); start it with: systemctl start cloudjobs\n`,
+    );
+    return EXIT.failure;
+  }
+  const status = file.status;
+  if (command.json) {
+    ctx.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  ctx.stdout.write(formatStatus(status, Date.now()));
+  return EXIT.ok;
+}
+
+/** Formats the status file for a terminal. */
+export function formatStatus(status: Record<string, unknown>, now: number): string {
+  const s = status as {
+    agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null;
+    identitySource?: string; generation?: string | null; describe?: string;
+    currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
+    lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
+    outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
+  };
+  const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
+  const lines = [
+    `state:          ${s.state ?? 'unknown'}${s.describe ? ` (${s.describe})` : ''}`,
+    `polling:        ${s.polling ? 'yes' : 'no'}${s.disabledReason ? ` (jobs disabled: ${s.disabledReason})` : ''}`,
+    `api generation: ${s.generation ?? 'not detected yet'}`,
+    `identity:       ${s.identitySource ?? 'unknown'}`,
+    `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
+    `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
+    `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
+    `queued reports: ${s.outbox ? `${s.outbox.count}${s.outbox.oldestAgeSeconds !== null ? `, oldest ${s.outbox.oldestAgeSeconds}s old` : ''}` : 'unknown'}`,
+    `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** Prints the most recent finished jobs. */
+export async function runHistory(ctx: CliContext, command: HistoryCommand): Promise<number> {
+  const { config } = loadCliConfig(ctx, command, { requireApiUrl: false });
+  const history = await openHistory({
+    stateDir: config.agent.state_dir,
+    size: config.agent.history_size,
+    log: createNullLog(),
+    clock: createSystemClock(),
+    readOnly: true,
+  });
+  const entries = await history.list(command.limit);
+  if (command.json) {
+    ctx.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  if (entries.length === 0) {
+    ctx.stdout.write('no finished jobs yet\n');
+    return EXIT.ok;
+  }
+  for (const entry of entries) {
+    ctx.stdout.write(`${entry.finishedAt}  ${entry.report.status.padEnd(9)}  ${entry.jobName} (${entry.jobId})\n    ${entry.report.reason}\n`);
+  }
+  return EXIT.ok;
+}

@@ -1,0 +1,111 @@
+// `make demo`: starts the reference cloud and the built agent on this machine,
+// queues the Iotistic health-check template and a job in the seed guide's
+// example shape, and prints the reports as the cloud received them.
+// Works as root (steps run as `nobody`) and as a normal user (steps run as you).
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const agentBin = path.join(root, 'build/cloudjobs');
+const cloudBundle = path.join(root, 'build/reference-cloud.cjs');
+const isRoot = process.getuid?.() === 0;
+const runUser = isRoot ? 'nobody' : os.userInfo().username;
+const uuid = randomUUID();
+const apiKey = randomBytes(32).toString('hex');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'cloudjobs-demo-'));
+chmodSync(dir, 0o755);
+const children = [];
+
+function cleanup() {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+}
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+function say(text) {
+  process.stdout.write(`\n\u001b[1m== ${text}\u001b[0m\n`);
+}
+
+async function startCloud() {
+  const child = spawn(process.execPath, [cloudBundle, '--port', '0', '--generation', 'devices', '--device', `${uuid}:${apiKey}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  const line = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`reference cloud exited with ${code}`)));
+  });
+  return JSON.parse(line);
+}
+
+async function admin(base, method, route, body) {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`admin ${method} ${route}: ${res.status} ${await res.text()}`);
+  return res.status === 204 ? null : res.json();
+}
+
+const cloud = await startCloud();
+say(`reference cloud listening at ${cloud.url} (device ${uuid})`);
+
+const healthCheck = JSON.parse(readFileSync(path.join(root, 'test/fixtures/jobs/iotistic-health-check.template.json'), 'utf8'));
+const seedShaped = {
+  version: '1.0',
+  steps: [{ action: { type: 'runCommand', input: { command: 'uname -a' } } }],
+  includeStdOut: true,
+};
+const jobs = [
+  await admin(cloud.adminUrl, 'POST', `/devices/${uuid}/jobs`, { name: 'Test Health Check', document: healthCheck.job_document ?? healthCheck, timeout_seconds: 300 }),
+  await admin(cloud.adminUrl, 'POST', `/devices/${uuid}/jobs`, { name: 'Seed guide example (uname -a)', document: seedShaped, timeout_seconds: 300 }),
+];
+say(`queued ${jobs.length} jobs; starting the agent (steps run as ${runUser})`);
+
+writeFileSync(path.join(dir, 'api-key'), `${apiKey}\n`, { mode: 0o600 });
+writeFileSync(
+  path.join(dir, 'agent.ini'),
+  [
+    '[cloud]', `api_url = ${cloud.url}`, `api_key_file = ${dir}/api-key`,
+    '[device]', `uuid = ${uuid}`, 'supervisor_url = ',
+    '[polling]', 'interval = 2s',
+    '[jobs]', `run_as_user = ${runUser}`, `work_dir = ${dir}/work`,
+    '[agent]', `state_dir = ${dir}/state`, `runtime_dir = ${dir}/run`,
+  ].join('\n'),
+  { mode: 0o600 },
+);
+const agent = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'run'], { stdio: ['ignore', 'inherit', 'inherit'] });
+children.push(agent);
+
+const deadline = Date.now() + 60_000;
+const final = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED']);
+let rows = [];
+while (Date.now() < deadline) {
+  rows = (await admin(cloud.adminUrl, 'GET', `/jobs?uuid=${uuid}`)).jobs;
+  if (rows.every((row) => final.has(row.status))) break;
+  await new Promise((r) => setTimeout(r, 250));
+}
+
+const status = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'status'], { stdio: 'inherit' });
+await new Promise((r) => status.once('exit', r));
+agent.kill('SIGTERM');
+const code = await new Promise((r) => agent.once('exit', (c) => r(c)));
+
+for (const job of jobs) {
+  const { patches } = await admin(cloud.adminUrl, 'GET', `/patches?jobId=${job.job_id}`);
+  say(`${job.job_name}: ${patches.length} PATCHes received by the cloud; the last one:`);
+  const last = patches[patches.length - 1];
+  console.log(JSON.stringify(last?.body ?? null, null, 2));
+}
+say(`agent exited with code ${code}`);
+const unfinished = rows.filter((row) => !final.has(row.status));
+if (unfinished.length > 0 || code !== 0) {
+  console.error(`demo failed: ${unfinished.length} job(s) did not finish, agent exit code ${code}`);
+  process.exit(1);
+}
