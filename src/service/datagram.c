@@ -58,13 +58,20 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &path_len);
   napi_get_buffer_info(env, argv[1], &data, &data_len);
   socklen_t addr_len = offsetof(struct sockaddr_un, sun_path) + path_len + 1;
-  if (addr.sun_path[0] == '@') { addr.sun_path[0] = '\0'; addr_len--; }  // abstract: no trailing NUL
+  bool abstract = addr.sun_path[0] == '@';
+  if (abstract) {  // abstract: leading NUL, length without a trailing NUL
+    addr.sun_path[0] = '\0';
+    addr_len--;
+    // qemu-user adds 1 to an AF_UNIX length whose next byte is NUL; a non-NUL byte past
+    // addr_len (never read by the kernel) keeps the name exact when tests run under qemu.
+    addr.sun_path[path_len] = '\x7f';  // path_len <= 107 was checked above
+  }
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return throw_errno(env, "socket for", "AF_UNIX datagrams", errno);
   ssize_t sent = sendto(fd, data, data_len, MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
   int saved = errno;
   close(fd);
-  if (addr.sun_path[0] == '\0') addr.sun_path[0] = '@';
+  if (abstract) { addr.sun_path[0] = '@'; addr.sun_path[path_len] = '\0'; }
   if (sent < 0) return throw_errno(env, "send to", addr.sun_path, saved);
   return NULL;
 }
