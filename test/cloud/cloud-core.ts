@@ -20,6 +20,8 @@ export interface CloudCore {
   /** PEM put into registration answers as api.tlsConfig.caCert, or null. */
   registrationCaCert: string | null;
   registrationLimit: { max: number; windowMs: number };
+  /** Device API requests allowed per key per window (the real server: about 300/min), or null for no limit. */
+  deviceRateLimit: { max: number; windowMs: number } | null;
   challengeTtlMs: number;
   maxBodyBytes: number;
   recordRequests: boolean;

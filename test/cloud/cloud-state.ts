@@ -143,6 +143,8 @@ export interface CloudState {
   preRegistered: string[];
   /** Registration attempts per client IP: window start and count. */
   registrationAttempts: Map<string, { windowStart: number; count: number }>;
+  /** Device API requests per key hash: window start and count. */
+  deviceRequests: Map<string, { windowStart: number; count: number }>;
   nextDeviceId: number;
   nextPatchSeq: number;
   nextRequestSeq: number;
@@ -160,6 +162,7 @@ export function createCloudState(devices: readonly DeviceSeed[], keys: readonly 
     provisioningKeys: new Map(),
     preRegistered: [],
     registrationAttempts: new Map(),
+    deviceRequests: new Map(),
     nextDeviceId: 1,
     nextPatchSeq: 1,
     nextRequestSeq: 1,

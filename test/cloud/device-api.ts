@@ -47,10 +47,12 @@ export function authenticateDevice(core: CloudCore, ctx: RouteContext, uuid: str
     answerJson(ctx, 403, { error: 'Forbidden', message: 'Device is inactive. Contact administrator.' });
     return null;
   }
-  if (device.apiKeyHash === null || device.apiKeyHash !== hashApiKey(key)) {
+  const hash = hashApiKey(key);
+  if (device.apiKeyHash === null || device.apiKeyHash !== hash) {
     answerJson(ctx, 401, { error: 'Unauthorized', message: 'Invalid device API key' });
     return null;
   }
+  if (!admitDeviceRequest(core, ctx, hash)) return null;
   if (!device.registrationComplete) {
     answerJson(ctx, 403, {
       error: 'Forbidden',
@@ -59,6 +61,28 @@ export function authenticateDevice(core: CloudCore, ctx: RouteContext, uuid: str
     return null;
   }
   return device;
+}
+
+// The per-key rate limit (off unless configured): 429 with retryAfter and a Retry-After header.
+function admitDeviceRequest(core: CloudCore, ctx: RouteContext, keyHash: string): boolean {
+  const limit = core.deviceRateLimit;
+  if (limit === null) return true;
+  const now = core.now();
+  let entry = core.state.deviceRequests.get(keyHash);
+  if (!entry || now - entry.windowStart >= limit.windowMs) {
+    entry = { windowStart: now, count: 0 };
+    core.state.deviceRequests.set(keyHash, entry);
+  }
+  entry.count += 1;
+  if (entry.count <= limit.max) return true;
+  const retryAfter = Math.max(1, Math.ceil((entry.windowStart + limit.windowMs - now) / 1000));
+  answerJson(
+    ctx,
+    429,
+    { error: 'Too many requests', message: `Rate limit exceeded: ${limit.max} requests per ${limit.windowMs / 1000}s`, retryAfter },
+    { 'Retry-After': String(retryAfter) },
+  );
+  return false;
 }
 
 /** GET .../jobs/next: hands out the oldest queued job and marks it IN_PROGRESS. */

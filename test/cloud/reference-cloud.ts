@@ -58,6 +58,8 @@ export interface ReferenceCloudOptions {
   registrationCaCert?: string;
   /** Registration attempts allowed per IP per window. @default { max: 5, windowMs: 900000 } */
   registrationLimit?: { max: number; windowMs: number };
+  /** Device API requests allowed per key per window, e.g. { max: 300, windowMs: 60000 } like the real server. @default no limit */
+  deviceRateLimit?: { max: number; windowMs: number };
   /** Lifetime of an Ed25519 challenge. @default 300000 */
   challengeTtlMs?: number;
   /** Largest request body accepted. @default 16 MiB */
@@ -190,6 +192,7 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
     cancelMode: options.cancelMode ?? 'off',
     registrationCaCert: options.registrationCaCert ?? null,
     registrationLimit: options.registrationLimit ?? { max: 5, windowMs: 15 * 60 * 1000 },
+    deviceRateLimit: options.deviceRateLimit ?? null,
     challengeTtlMs: options.challengeTtlMs ?? 5 * 60 * 1000,
     maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024,
     recordRequests: options.recordRequests ?? true,

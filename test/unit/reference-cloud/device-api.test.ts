@@ -60,6 +60,22 @@ describe('reference cloud: authentication', () => {
     expect(c.requests().map((r) => r.auth)).toEqual(['bearer', 'x-device-api-key']);
   });
 
+  it('limits requests per key when a rate limit is configured', async () => {
+    let now = Date.parse('2026-11-28T10:00:00.000Z');
+    const c = await start({ deviceRateLimit: { max: 3, windowMs: 60_000 }, now: () => now });
+    for (let i = 0; i < 3; i += 1) expect((await send(`${c.url}/devices/${UUID}/jobs/next`, { headers: auth })).status).toBe(200);
+    now += 15_000;
+    const limited = await send(`${c.url}/devices/${UUID}/jobs/next`, { headers: auth });
+    expect(limited.status).toBe(429);
+    expect(limited.headers['retry-after']).toBe('45');
+    expect(limited.json()).toEqual({ error: 'Too many requests', message: 'Rate limit exceeded: 3 requests per 60s', retryAfter: 45 });
+    // Another key has its own budget.
+    c.addDevice({ uuid: 'second', apiKey: 'k-second' });
+    expect((await send(`${c.url}/devices/second/jobs/next`, { headers: { 'X-Device-API-Key': 'k-second' } })).status).toBe(200);
+    now += 45_000;
+    expect((await send(`${c.url}/devices/${UUID}/jobs/next`, { headers: auth })).status).toBe(200);
+  });
+
   it('follows admin changes to the active flag', async () => {
     const c = await start();
     c.setDeviceActive(UUID, false);
