@@ -47,6 +47,10 @@ export function readServerMessage(body: string): string {
   } catch {
     // not JSON: fall through to an excerpt
   }
+  if (body.trimStart().startsWith('<')) {
+    const title = /<title[^>]*>([^<]*)<\/title>/i.exec(body)?.[1]?.replace(/\s+/g, ' ').trim();
+    return title ? `an HTML page titled ${JSON.stringify(title)}` : 'an HTML page';
+  }
   const flat = body.replace(/\s+/g, ' ').trim();
   return flat.length > 200 ? `${flat.slice(0, 200)}...` : flat;
 }

@@ -165,7 +165,7 @@ describe('cloud client: generations and detection', () => {
     const error = await failure(client.nextJob());
     expect(error.kind).toBe('route');
     expect(error.message).toBe(
-      `the server has no such route: GET ${server.url}/api/v1/agents/${UUID}/jobs/next answered 404 (<!DOCTYPE html><pre>Cannot GET /api/v1/agents/${UUID}/jobs/next</pre>); check cloud.api_url (it usually ends in /api/v1) and cloud.api_generation (agents)`,
+      `the server has no such route: GET ${server.url}/api/v1/agents/${UUID}/jobs/next answered 404 (an HTML page); check cloud.api_url (it usually ends in /api/v1) and cloud.api_generation (agents)`,
     );
     expect(server.seen).toHaveLength(1);
   });

@@ -79,6 +79,18 @@ describe('http transport', () => {
     expect(error.message).toBe(`timeout: no answer from ${server.url} within 300ms (cloud.request_timeout)`);
   });
 
+  it('waits for a slow answer that arrives within the timeout', async () => {
+    const server = await serve((_req, res) => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"slow":');
+        setTimeout(() => res.end('true}'), 100);
+      }, 150);
+    });
+    const response = await transport({ timeoutMs: 5000 }).request({ method: 'GET', url: `${server.url}/next` });
+    expect([response.status, response.body]).toEqual([200, '{"slow":true}']);
+  });
+
   it('times out an answer whose body never finishes', async () => {
     const server = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
