@@ -2,11 +2,20 @@
 # fresh clone; every tool they need is installed here (apt and npm only).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
 VERSION := $(shell node -p "require('./package.json').version")
+HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/' -e 's/armv[78]l/armv7/')
+ARCHES := x64 arm64 armv7
+# `make deb ARCH=arm64` builds one package; the default builds all three.
 ARCH ?= all
+DEB_ARCHES := $(if $(filter all,$(ARCH)),amd64 arm64 armhf,$(ARCH))
+deb_exe = $(if $(filter amd64,$(1)),x64,$(if $(filter armhf,$(1)),armv7,arm64))
 VITEST := node_modules/.bin/vitest
+ESBUILD := node_modules/.bin/esbuild
+TS_SOURCES := $(shell find src -name '*.ts') package.json
+CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 
-.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration demo bench clean
+.PHONY: all deps apt-deps build binaries deb lint-deb test unit typecheck e2e qemu-test integration demo bench clean
 
 all: build
 
@@ -20,12 +29,68 @@ deps: node_modules/.stamp
 # Debian packages the build and tests use; installed only when missing.
 APT_PACKAGES := qemu-user-static lintian systemd-container debootstrap \
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross \
-  binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf dpkg-dev fakeroot openssl iproute2
+  libatomic1-armhf-cross libstdc++6-armhf-cross libstdc++6-arm64-cross \
+  binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf dpkg-dev fakeroot openssl iproute2 \
+  python3 util-linux procps binfmt-support
 apt-deps:
 	@src/build/apt-deps.sh $(APT_PACKAGES)
 
+# --- single executables ---------------------------------------------------
+build/native/%/datagram.node: src/service/datagram.c src/build/addon.sh | apt-deps
+	src/build/addon.sh $*
+
+build/bundle/%/cloudjobs.cjs: $(TS_SOURCES) build/native/%/datagram.node src/build/bundle.mjs | deps
+	node src/build/bundle.mjs $*
+
+build/cloudjobs-linux-%: build/bundle/%/cloudjobs.cjs src/build/sea.sh src/build/node-pins.json src/build/lib.sh | apt-deps
+	src/build/sea.sh $*
+
+build/cloudjobs: build/cloudjobs-linux-$(HOST_ARCH)
+	cp --preserve=mode $< $@
+
+build/reference-cloud.cjs: $(CLOUD_SOURCES) | deps
+	$(ESBUILD) test/cloud/main.ts --bundle --platform=node --format=cjs --target=node20 --log-level=warning --outfile=$@
+
+build: build/cloudjobs
+
+binaries: $(addprefix build/cloudjobs-linux-,$(ARCHES)) build/cloudjobs
+
+# --- Debian packages --------------------------------------------------------
+build/cloudjobs_$(VERSION)-1_%.deb: build/cloudjobs-linux-x64 $(shell find debian systemd -type f) src/build/deb.sh $(TS_SOURCES)
+	src/build/deb.sh $*
+
+deb: binaries | apt-deps
+	@for a in $(DEB_ARCHES); do src/build/deb.sh $$a; done
+
+lint-deb: deb
+	@for a in $(DEB_ARCHES); do echo "lintian --pedantic build/cloudjobs_$(VERSION)-1_$$a.deb"; \
+	  lintian --pedantic --fail-on error,warning,info,pedantic build/cloudjobs_$(VERSION)-1_$$a.deb; done
+
+# --- tests ------------------------------------------------------------------
 typecheck: deps
 	node_modules/.bin/tsc --noEmit -p .
+
+unit: deps apt-deps
+	$(VITEST) run --config test/vitest.config.ts
+
+e2e: build build/reference-cloud.cjs
+	$(VITEST) run --config test/vitest.e2e.config.ts
+
+qemu-test: binaries
+	test/qemu/run.sh
+
+integration: deb build/reference-cloud.cjs
+	test/integration/nspawn-systemd.sh
+
+test: typecheck unit e2e qemu-test lint-deb integration
+	@echo "make test: every suite passed"
+
+# --- demo and benchmarks -----------------------------------------------------
+demo: build build/reference-cloud.cjs
+	node test/demo/demo.mjs
+
+bench: binaries build/reference-cloud.cjs
+	node test/bench/run.mjs
 
 clean:
 	rm -rf build
