@@ -286,6 +286,7 @@ export class Agent {
         } else {
           this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
           delay = scheduler.afterIdle();
+          log.debug(`no pending job; polling again in ${delay}ms`);
         }
         this.setState('idle');
       } catch (error) {
@@ -325,7 +326,9 @@ export class Agent {
     const fields = { cloudStatus: failure.status ?? failure.kind };
     if (key !== this.lastCloudProblem) {
       this.lastCloudProblem = key;
-      this.deps.log.warn(`polling for jobs failed: ${failure.message}; retrying in ${formatDelay(delay)}`, fields);
+      // TLS (pin mismatch, unknown CA) and auth problems need a person: say them loudly
+      const loud = failure.kind === 'tls' || failure.kind === 'auth' || failure.kind === 'device-unknown';
+      this.deps.log[loud ? 'error' : 'warn'](`polling for jobs failed: ${failure.message}; retrying in ${formatDelay(delay)}`, fields);
     } else {
       this.deps.log.debug(`polling for jobs failed again: ${failure.message}; retrying in ${formatDelay(delay)}`, fields);
     }
