@@ -306,6 +306,8 @@ function applyOwnEnv(
   const sections = [...new Set(SCHEMA.map((spec) => spec.section.toUpperCase()))];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('CLOUDJOBS_') || value === undefined) continue;
+    // Read by `run` itself (tests play waits faster), not a configuration key.
+    if (name === 'CLOUDJOBS_TEST_TIME_SCALE') continue;
     const spec = byName.get(name);
     if (spec) {
       raw.set(idOf(spec), { text: value, origin: name });
