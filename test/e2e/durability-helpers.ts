@@ -1,0 +1,197 @@
+// Helpers for the durability e2e tests (issue 4): jobs whose steps append to a
+// file the run user can write, checks of the PATCH bodies the cloud received,
+// state-dir inspection, a seeded random source, and /proc readings.
+import { chmod, mkdir, readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
+import { FINAL_STATUSES, type JobStatus } from '../../src/contract/types.js';
+import type { PatchRecord, ReferenceCloud } from '../cloud/reference-cloud.js';
+import type { AgentDirs, AgentProcess } from './harness.js';
+
+/** The keys every status PATCH carries (CONTRACT.md: the server NULLs what is left out). */
+export const REPORT_KEYS = ['status', 'exit_code', 'stdout', 'stderr', 'reason', 'executed_steps', 'failed_step', 'status_details'] as const;
+
+/** A status PATCH body as the agent sends it. */
+export interface ReportBody {
+  status: JobStatus;
+  exit_code: number | null;
+  stdout: string;
+  stderr: string;
+  reason: string;
+  executed_steps: number;
+  failed_step: string | null;
+  status_details: Record<string, unknown> & { steps: Record<string, unknown>[] };
+}
+
+/** Creates a directory under the agent's root that the job user can write to. */
+export async function createSharedDir(dirs: AgentDirs, name = 'appends'): Promise<string> {
+  const dir = path.join(dirs.root, name);
+  await mkdir(dir, { recursive: true });
+  await chmod(dir, 0o777);
+  return dir;
+}
+
+/** Name of step `k` (1-based) of an append job. */
+export function stepName(k: number): string {
+  return `append ${k}`;
+}
+
+/**
+ * A job of `steps` runCommand steps; step k appends "step k" to `file` as its
+ * first action, prints "did k" and then sleeps `sleepSeconds`, so a kill can
+ * land inside a step as well as between steps.
+ */
+export function appendJob(file: string, steps: number, sleepSeconds: number): Record<string, unknown> {
+  return {
+    version: '1.0',
+    includeStdOut: true,
+    steps: Array.from({ length: steps }, (_, i) => ({
+      action: {
+        name: stepName(i + 1),
+        type: 'runCommand',
+        input: { command: ['/bin/sh', '-c', `echo "step ${i + 1}" >> '${file}'; echo "did ${i + 1}"; sleep ${sleepSeconds}`] },
+      },
+    })),
+  };
+}
+
+/** The lines of a file, or [] when it does not exist. */
+export async function readLines(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return '';
+    throw error;
+  });
+  return text.split('\n').filter((line) => line !== '');
+}
+
+/** The PATCH bodies the cloud received for a job, in order. */
+export function reportBodies(cloud: ReferenceCloud, jobId: string): ReportBody[] {
+  return cloud.patches(jobId).map((p: PatchRecord) => p.body as ReportBody);
+}
+
+/** Whether a status ends a job. */
+export function isFinal(status: string): boolean {
+  return FINAL_STATUSES.has(status as JobStatus);
+}
+
+/** Asserts a PATCH body carries every field of CONTRACT.md with its column type. */
+export function expectCompleteReport(body: unknown): asserts body is ReportBody {
+  expect(body).toBeTypeOf('object');
+  const b = body as Record<string, unknown>;
+  expect(Object.keys(b).sort()).toEqual([...REPORT_KEYS].sort());
+  expect(b.status).toBeTypeOf('string');
+  if (b.exit_code !== null) expect(Number.isInteger(b.exit_code)).toBe(true);
+  expect(b.stdout).toBeTypeOf('string');
+  expect(b.stderr).toBeTypeOf('string');
+  expect(b.reason).toBeTypeOf('string');
+  expect(Number.isInteger(b.executed_steps)).toBe(true);
+  if (b.failed_step !== null) expect(b.failed_step).toBeTypeOf('string');
+  expect(b.status_details).toBeTypeOf('object');
+  expect(Array.isArray((b.status_details as { steps?: unknown }).steps)).toBe(true);
+}
+
+/**
+ * Asserts the PATCHes of one job: every one complete, IN_PROGRESS ones first,
+ * then exactly one final, nothing after it. Returns the final body.
+ */
+export function expectOneFinalLast(cloud: ReferenceCloud, jobId: string): ReportBody {
+  const bodies = reportBodies(cloud, jobId);
+  for (const body of bodies) expectCompleteReport(body);
+  const statuses = bodies.map((b) => b.status);
+  const finals = statuses.filter(isFinal);
+  expect(finals, `final reports of ${jobId}: ${statuses.join(', ')}`).toHaveLength(1);
+  expect(isFinal(statuses[statuses.length - 1]!), `last report of ${jobId}: ${statuses.join(', ')}`).toBe(true);
+  expect(statuses.slice(0, -1).every((s) => s === 'IN_PROGRESS')).toBe(true);
+  expect(cloud.getJob(jobId)?.status).toBe(finals[0]);
+  return bodies[bodies.length - 1]!;
+}
+
+/** Files (not directories) directly under `dir` with their total size. */
+export async function listFiles(dir: string): Promise<{ names: string[]; bytes: number }> {
+  const names: string[] = [];
+  let bytes = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (!entry.isFile()) continue;
+    names.push(entry.name);
+    bytes += (await stat(path.join(dir, entry.name))).size;
+  }
+  return { names: names.sort(), bytes };
+}
+
+/** Resident set size of a process in KiB (VmRSS of /proc/<pid>/status). */
+export async function readRssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
+/** Pids of live processes whose environment holds CLOUDJOBS_JOB_ID=<jobId> (a job's steps). */
+export async function findJobProcesses(jobId: string): Promise<number[]> {
+  const wanted = Buffer.from(`\0CLOUDJOBS_JOB_ID=${jobId}\0`);
+  const found: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const statText = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const state = statText.slice(statText.lastIndexOf(')') + 2, statText.lastIndexOf(')') + 3);
+    if (state === '' || state === 'Z' || state === 'X') continue;
+    const environ = await readFile(`/proc/${name}/environ`).catch(() => null);
+    if (environ && Buffer.concat([Buffer.from([0]), environ]).includes(wanted)) found.push(Number(name));
+  }
+  return found;
+}
+
+/**
+ * Waits for the step processes a killed agent left behind (they end on their
+ * own: every step sleeps briefly); SIGKILLs them by pid after `timeoutMs`.
+ */
+export async function reapOrphanSteps(jobIds: readonly string[], timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = (await Promise.all(jobIds.map((id) => findJobProcesses(id)))).flat();
+    if (pids.length === 0) return;
+    if (Date.now() >= deadline) {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      return;
+    }
+    await sleep(50);
+  }
+}
+
+/** A seeded pseudo-random source in [0, 1) (mulberry32), so a failing run can be replayed. */
+export function createSeededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed from CLOUDJOBS_TEST_SEED, or a fresh one. */
+export function chooseSeed(env: NodeJS.ProcessEnv = process.env): number {
+  const given = env.CLOUDJOBS_TEST_SEED;
+  if (given !== undefined && /^\d+$/.test(given)) return Number(given);
+  return Math.floor(Math.random() * 2 ** 31);
+}
+
+/** Lines of the agent's output that match `pattern`. */
+export function outputLines(agent: AgentProcess, pattern: RegExp): string[] {
+  return agent.output().split('\n').filter((line) => pattern.test(line));
+}
+
+/** Kills an agent with SIGKILL and waits for it to be gone. */
+export async function killHard(agent: AgentProcess): Promise<void> {
+  if (agent.child.exitCode !== null || agent.child.signalCode !== null) return;
+  agent.kill('SIGKILL');
+  await agent.exited;
+}
