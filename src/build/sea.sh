@@ -18,17 +18,21 @@ FUSE=NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2
 work="$out.sea"
 rm -rf "$work"; mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
-# No code cache: it is not reproducible byte for byte, and startup is already short (see README).
+# The blob records main's path (stack traces show it): a fixed relative name keeps
+# the bytes independent of where the checkout lives.
+cp "$bundle" "$work/cloudjobs.cjs"
+# No code cache: it is V8-build specific, would have to be made under qemu for arm, and
+# startup without it is already short (measured: --version in the build report).
 cat >"$work/sea-config.json" <<JSON
 {
-  "main": "$bundle",
-  "output": "$work/blob",
+  "main": "cloudjobs.cjs",
+  "output": "blob",
   "disableExperimentalSEAWarning": true,
   "useSnapshot": false,
   "useCodeCache": false
 }
 JSON
-run_target "$arch" "$node_bin" --experimental-sea-config "$work/sea-config.json" >"$work/sea.log" 2>&1 \
+(cd "$work" && run_target "$arch" "$node_bin" --experimental-sea-config sea-config.json) >"$work/sea.log" 2>&1 \
   || { cat "$work/sea.log" >&2; die "the $arch node could not make the SEA blob"; }
 cp "$node_bin" "$work/exe"
 "$ROOT/node_modules/.bin/postject" "$work/exe" NODE_SEA_BLOB "$work/blob" --sentinel-fuse "$FUSE" >"$work/postject.log" 2>&1 \
