@@ -56,7 +56,10 @@ async function admin(base, method, route, body) {
 const cloud = await startCloud();
 say(`reference cloud listening at ${cloud.url} (device ${uuid})`);
 
-const healthCheck = JSON.parse(readFileSync(path.join(root, 'test/fixtures/jobs/iotistic-health-check.template.json'), 'utf8'));
+// The dashboard fills {{VAR}} placeholders; the CONTRACT's health-check checks ssh.
+const healthCheck = JSON.parse(
+  readFileSync(path.join(root, 'test/fixtures/jobs/iotistic-health-check.template.json'), 'utf8').replaceAll('{{SERVICE_NAME}}', 'ssh'),
+);
 const seedShaped = {
   version: '1.0',
   steps: [{ action: { type: 'runCommand', input: { command: 'uname -a' } } }],
@@ -109,3 +112,5 @@ if (unfinished.length > 0 || code !== 0) {
   console.error(`demo failed: ${unfinished.length} job(s) did not finish, agent exit code ${code}`);
   process.exit(1);
 }
+// the reference cloud is still running (and holds a pipe open): stop it with us
+process.exit(0);
