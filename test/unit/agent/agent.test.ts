@@ -1,0 +1,297 @@
+// The agent's loops over the real journal, outbox, history and job engine (real
+// fixture scripts), with a scripted cloud: recovery, re-offers, cancellation,
+// delivery retries, draining and the disabled mode.
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent, type AgentDeps, type AgentStatus } from '../../../src/agent/agent.js';
+import { createEngine } from '../../../src/agent/engine-adapter.js';
+import { createSystemClock } from '../../../src/clock/clock.js';
+import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';
+import type { CloudClient, PollAnswer, StatusOutcome } from '../../../src/cloud/client.js';
+import { CloudError } from '../../../src/cloud/cloud-error.js';
+import type { JobOffer, StatusReport } from '../../../src/contract/types.js';
+import { lookupUser } from '../../../src/jobs/users.js';
+import { createNullLog } from '../../../src/log/log.js';
+import { openHistory } from '../../../src/state/history.js';
+import { openJournal } from '../../../src/state/journal.js';
+import { openOutbox } from '../../../src/state/outbox.js';
+import { waitFor } from '../../cloud/wait-for.js';
+
+const SCRIPTS = path.resolve('test/fixtures/scripts');
+const RUN_USER = process.getuid?.() === 0 ? 'nobody' : os.userInfo().username;
+
+interface Sent {
+  jobId: string;
+  report: StatusReport;
+}
+
+// A cloud that hands out queued offers and records every report; `answer` decides each report's fate.
+function createScriptedCloud() {
+  const offers: JobOffer[] = [];
+  const sent: Sent[] = [];
+  let polls = 0;
+  const cloud = {
+    offers,
+    sent,
+    polls: () => polls,
+    answer: (_jobId: string, _report: StatusReport, _attempt: number): StatusOutcome | Error => 'accepted',
+    attempts: new Map<string, number>(),
+    client: null as unknown as CloudClient,
+  };
+  cloud.client = {
+    async nextJob(): Promise<PollAnswer> {
+      polls += 1;
+      const offer = offers.shift();
+      return offer ? { kind: 'job', offer } : { kind: 'none' };
+    },
+    async sendStatus(jobId, report) {
+      const key = `${jobId}:${report.status}`;
+      const attempt = (cloud.attempts.get(key) ?? 0) + 1;
+      cloud.attempts.set(key, attempt);
+      const outcome = cloud.answer(jobId, report, attempt);
+      if (outcome instanceof Error) throw outcome;
+      sent.push({ jobId, report });
+      return outcome;
+    },
+    generation: () => 'devices',
+  };
+  return cloud;
+}
+
+function offerOf(jobId: string, steps: unknown[], timeoutSeconds: number | null = 30): JobOffer {
+  return { jobId, jobName: `job ${jobId}`, timeoutSeconds, createdAt: null, document: { version: '1.0', includeStdOut: true, steps } };
+}
+
+function step(name: string, command: string[]): unknown {
+  return { action: { name, type: 'runCommand', input: { command } } };
+}
+
+describe('Agent', () => {
+  let dir: string;
+  let statuses: AgentStatus[];
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-agent-'));
+    await chmod(dir, 0o755);
+    statuses = [];
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function build(cloud: ReturnType<typeof createScriptedCloud>, overrides: Partial<AgentDeps> = {}): Promise<Agent> {
+    const clock = createSystemClock();
+    const log = createNullLog();
+    const stateDir = path.join(dir, 'state');
+    const [journal, outbox, history] = await Promise.all([
+      openJournal({ stateDir, log, clock }),
+      openOutbox({ stateDir, maxReports: 100, maxBytes: 1 << 24, log, clock }),
+      openHistory({ stateDir, size: 10, log, clock }),
+    ]);
+    const random = () => 0.5;
+    return new Agent({
+      clock,
+      log,
+      cloud: cloud.client,
+      scheduler: createPollScheduler({ intervalMs: 20, jitter: 0, maxBackoffMs: 1000, random }),
+      deliveryRetry: createRetryBackoff({ maxBackoffMs: 50, random }),
+      journal,
+      outbox,
+      history,
+      engine: createEngine({
+        jobs: {
+          enabled: true,
+          run_as_user: RUN_USER,
+          allowed_users: [],
+          handler_dirs: [],
+          work_dir: path.join(dir, 'work'),
+          default_timeout: 60_000,
+          kill_grace: 200,
+          max_output: 65_536,
+          progress_interval: 100,
+          max_parallel: 2,
+          path: '/usr/sbin:/usr/bin:/sbin:/bin',
+        },
+        agentVersion: '9.9.9-test',
+        clock,
+        log,
+        lookupUser,
+        agentUid: process.getuid?.() ?? 0,
+      }),
+      notifier: { ready() {}, status() {}, stopping() {} },
+      writeStatus: async (status) => {
+        statuses.push(status);
+      },
+      version: '9.9.9-test',
+      identitySource: 'test',
+      pid: 1234,
+      disabledReason: null,
+      pollIntervalMs: 20,
+      progressIntervalMs: 100,
+      drainTimeoutMs: 10_000,
+      flushTimeoutMs: 2000,
+      ...overrides,
+    });
+  }
+
+  function finals(sent: Sent[], jobId: string): Sent[] {
+    return sent.filter((s) => s.jobId === jobId && s.report.status !== 'IN_PROGRESS');
+  }
+
+  it('runs a job, reports IN_PROGRESS then exactly one complete final, and keeps it in history', async () => {
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('j1', [step('say', ['echo', 'hello']), step('again', ['echo', 'world'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'j1').length === 1, 20_000, 'the final report');
+    agent.stop();
+    await running;
+    const reports = cloud.sent.filter((s) => s.jobId === 'j1').map((s) => s.report);
+    expect(reports[0]?.status).toBe('IN_PROGRESS');
+    const final = reports[reports.length - 1]!;
+    expect(final).toMatchObject({
+      status: 'SUCCEEDED',
+      exit_code: 0,
+      stdout: '=== Step: say ===\nhello\n=== Step: again ===\nworld\n',
+      stderr: '',
+      reason: '2 of 2 steps succeeded',
+      executed_steps: 2,
+      failed_step: null,
+    });
+    expect(Object.keys(final).sort()).toEqual(
+      ['exit_code', 'executed_steps', 'failed_step', 'reason', 'status', 'status_details', 'stderr', 'stdout'].sort(),
+    );
+    expect(finals(cloud.sent, 'j1')).toHaveLength(1);
+    const history = await agent.getJobHistory(5);
+    expect(history.map((h) => [h.jobId, h.report.status])).toEqual([['j1', 'SUCCEEDED']]);
+    expect(agent.getStatus().outbox.count).toBe(0);
+  });
+
+  it('does not run a job id again that it already finished: it resends the stored final report', async () => {
+    const marks = path.join(dir, 'marks');
+    const cloud = createScriptedCloud();
+    const offer = offerOf('again', [step('mark', [path.join(SCRIPTS, 'mark.sh'), marks, 'ran'])]);
+    await chmod(dir, 0o777); // the run user appends to the marks file
+    cloud.offers.push(offer);
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'again').length === 1, 20_000, 'the first final');
+    cloud.offers.push(offer);
+    await waitFor(() => finals(cloud.sent, 'again').length === 2, 20_000, 'the resent final');
+    agent.stop();
+    await running;
+    expect((await readFile(marks, 'utf8')).trim().split('\n')).toEqual(['ran']);
+    const [first, second] = finals(cloud.sent, 'again');
+    expect(second!.report).toEqual(first!.report);
+  });
+
+  it('recovers a job interrupted by a crash: FAILED with the step that was running, never run again', async () => {
+    const stateDir = path.join(dir, 'state');
+    const clock = createSystemClock();
+    const journal = await openJournal({ stateDir, log: createNullLog(), clock });
+    const offer = offerOf('crashed', [step('first', ['true']), step('second', ['sleep', '5'])]);
+    await journal.begin(offer, clock.now());
+    await journal.recordStepStart('crashed', 1, 2, 'second');
+    const cloud = createScriptedCloud();
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'crashed').length === 1, 20_000, 'the recovered final');
+    agent.stop();
+    await running;
+    const [final] = finals(cloud.sent, 'crashed');
+    expect(final!.report.status).toBe('FAILED');
+    expect(final!.report.reason).toBe(
+      'interrupted: the agent stopped while step 2 of 2 (second) was running; the job was not resumed',
+    );
+    expect(cloud.sent.filter((s) => s.jobId === 'crashed')).toHaveLength(1);
+    const reopened = await openJournal({ stateDir, log: createNullLog(), clock });
+    expect(reopened.list()).toEqual([]);
+  });
+
+  it('keeps a final report until the cloud takes it, retrying through failures', async () => {
+    const cloud = createScriptedCloud();
+    cloud.answer = (_jobId, report, attempt) =>
+      report.status === 'SUCCEEDED' && attempt <= 3 ? new CloudError('server', `HTTP 503 (attempt ${attempt})`, { status: 503 }) : 'accepted';
+    cloud.offers.push(offerOf('flaky', [step('ok', ['true'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'flaky').length === 1, 20_000, 'the delivered final');
+    agent.stop();
+    await running;
+    expect(cloud.attempts.get('flaky:SUCCEEDED')).toBe(4);
+    expect(finals(cloud.sent, 'flaky')).toHaveLength(1);
+  });
+
+  it('stops a job the cloud canceled and ends it CANCELED', async () => {
+    const cloud = createScriptedCloud();
+    cloud.answer = (_jobId, report) => (report.status === 'IN_PROGRESS' ? 'canceled' : 'accepted');
+    cloud.offers.push(offerOf('cancel-me', [step('long', ['sleep', '30']), step('never', ['true'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'cancel-me').length === 1, 20_000, 'the CANCELED final');
+    agent.stop();
+    await running;
+    const [final] = finals(cloud.sent, 'cancel-me');
+    expect(final!.report.status).toBe('CANCELED');
+    expect(final!.report.executed_steps).toBe(1);
+  });
+
+  it('on the first stop lets the running job finish; the second stop ends it as a shutdown', async () => {
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('drain', [step('short', ['sleep', '1'])]));
+    cloud.offers.push(offerOf('kill', [step('long', ['sleep', '30'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => cloud.sent.some((s) => s.jobId === 'drain'), 20_000, 'the first job to start');
+    agent.stop();
+    await running;
+    expect(finals(cloud.sent, 'drain').map((s) => s.report.status)).toEqual(['SUCCEEDED']);
+    expect(cloud.sent.some((s) => s.jobId === 'kill')).toBe(false);
+
+    const second = createScriptedCloud();
+    second.offers.push(offerOf('kill', [step('long', ['sleep', '30'])]));
+    const agent2 = await build(second);
+    const running2 = agent2.run();
+    await waitFor(() => second.sent.some((s) => s.jobId === 'kill'), 20_000, 'the long job to start');
+    agent2.stop();
+    agent2.stop();
+    await running2;
+    const [final] = finals(second.sent, 'kill');
+    expect(final!.report.status).toBe('FAILED');
+    expect(final!.report.reason).toContain('stopped by agent shutdown');
+  });
+
+  it('with jobs disabled stays idle, never polls, and says why', async () => {
+    const cloud = createScriptedCloud();
+    const agent = await build(cloud, { disabledReason: 'jobs.enabled is false' });
+    const running = agent.run();
+    await waitFor(() => statuses.some((s) => s.state === 'disabled'), 5000, 'the disabled state');
+    expect(agent.describe()).toBe('idle: jobs disabled (jobs.enabled is false)');
+    agent.stop();
+    await running;
+    expect(cloud.polls()).toBe(0);
+  });
+
+  it('backs off after poll failures and reports it in its status', async () => {
+    const cloud = createScriptedCloud();
+    const failing = cloud.client.nextJob;
+    let failures = 0;
+    cloud.client.nextJob = async (signal) => {
+      if (failures < 2) {
+        failures += 1;
+        throw new CloudError('network', 'cannot reach 127.0.0.1:9 (ECONNREFUSED)');
+      }
+      return failing(signal);
+    };
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => cloud.polls() > 0, 20_000, 'a poll after the failures');
+    agent.stop();
+    await running;
+    const backoff = statuses.find((s) => s.state === 'backoff');
+    expect(backoff?.lastPoll?.outcome).toBe('network');
+    expect(failures).toBe(2);
+  });
+});
