@@ -103,3 +103,55 @@ export async function listFilesBelow(dir: string): Promise<string[]> {
 export function findLeaks(secret: string, sources: ReadonlyArray<{ label: string; text: string }>): string[] {
   return sources.filter((s) => s.text.includes(secret)).map((s) => s.label);
 }
+
+/** What /proc shows about one process. */
+export interface ProcessView {
+  pid: number;
+  /** /proc/<pid>/comm (the short process title). */
+  comm: string;
+  /** /proc/<pid>/cmdline with NULs as spaces (what ps shows as the title). */
+  cmdline: string;
+  /** /proc/<pid>/environ with NULs as newlines. */
+  environ: string;
+}
+
+/** Reads comm, cmdline and environ of `pid` and all its descendants (processes that exit meanwhile are skipped). */
+export async function readProcessTree(pid: number): Promise<ProcessView[]> {
+  const parents = new Map<number, number>();
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const status = await readFile(`/proc/${name}/status`, 'utf8');
+      const ppid = /^PPid:\s+(\d+)$/m.exec(status);
+      if (ppid) parents.set(Number(name), Number(ppid[1]));
+    } catch {
+      // gone already
+    }
+  }
+  const isBelow = (candidate: number): boolean => {
+    for (let p = candidate, hops = 0; p > 1 && hops < 64; hops += 1) {
+      if (p === pid) return true;
+      p = parents.get(p) ?? 0;
+    }
+    return false;
+  };
+  const views: ProcessView[] = [];
+  for (const candidate of [...parents.keys()].filter(isBelow).sort((a, b) => a - b)) {
+    try {
+      const [comm, cmdline, environ] = await Promise.all([
+        readFile(`/proc/${candidate}/comm`, 'utf8'),
+        readFile(`/proc/${candidate}/cmdline`),
+        readFile(`/proc/${candidate}/environ`),
+      ]);
+      views.push({
+        pid: candidate,
+        comm: comm.trim(),
+        cmdline: cmdline.toString('utf8').replaceAll('\0', ' ').trim(),
+        environ: environ.toString('utf8').replaceAll('\0', '\n'),
+      });
+    } catch {
+      // exited between the scan and the read
+    }
+  }
+  return views;
+}
