@@ -4,9 +4,9 @@
 // their own words in the log while the agent keeps retrying (proved by
 // fixing the server and seeing a job run); http:// to a non-loopback host is
 // refused by check-config and run.
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { CloudTlsOptions, ReferenceCloud } from '../cloud/reference-cloud.js';
+import { startReferenceCloud, type CloudTlsOptions, type ReferenceCloud } from '../cloud/reference-cloud.js';
 import { createTestPki, type CertificatePair, type TestPki } from '../cloud/test-pki.js';
 import {
   commandJob,
@@ -21,6 +21,7 @@ import {
   type IniSections,
   type TestDevice,
 } from './harness.js';
+import { createUnregisteredDirs, readIdentityFile } from './identity-helpers.js';
 
 let pki: TestPki;
 const clouds: ReferenceCloud[] = [];
@@ -161,6 +162,35 @@ describe('HTTPS with a test CA', () => {
 
     const agent = await startTlsAgent(cloud, device, { client_cert: pki.client.certFile, client_key: pki.client.keyFile });
     await expectJobSucceeds(cloud, device);
+    expect(agent.output()).not.toMatch(/TLS /);
+    expect((await stopAgent(agent)).code).toBe(0);
+  });
+});
+
+describe('registration over HTTPS', () => {
+  it('stores the CA of api.tlsConfig.caCert, and run trusts it without cloud.ca_file', async () => {
+    const provisioningKey = 'prov-tls-0123456789abcdef';
+    const cloud = await startReferenceCloud({
+      generation: 'agents',
+      tls: { cert: pki.server.cert, key: pki.server.key },
+      provisioningKeys: [{ key: provisioningKey }],
+      registrationCaCert: pki.caCert,
+    });
+    clouds.push(cloud);
+    const dirs = await createUnregisteredDirs(cloud, provisioningKey, { ini: { cloud: { ca_file: pki.caFile } } });
+    allDirs.push(dirs);
+    const result = await runCommand(['--config', dirs.configFile, 'register', '--provisioning-key-file', dirs.provisioningKeyFile]);
+    expect(result.code).toBe(0);
+    const identity = await readIdentityFile(dirs.identityFile);
+    expect(identity.caCertPem).toBe(pki.caCert);
+
+    // Without ca_file the test CA is trusted only through the stored identity.
+    const config = await readFile(dirs.configFile, 'utf8');
+    expect(config).toContain(`ca_file = ${pki.caFile}\n`);
+    await writeFile(dirs.configFile, config.replace(`ca_file = ${pki.caFile}\n`, ''), { mode: 0o600 });
+    const agent = startAgent(dirs);
+    agents.push(agent);
+    await expectJobSucceeds(cloud, { uuid: identity.uuid, apiKey: identity.apiKey });
     expect(agent.output()).not.toMatch(/TLS /);
     expect((await stopAgent(agent)).code).toBe(0);
   });
