@@ -193,6 +193,27 @@ describe('secrets stay secret', () => {
   });
 });
 
+describe('process titles', () => {
+  it('register --provisioning-key KEY does not show the key in its process title or /proc/<pid>/cmdline while it works', async () => {
+    const cloud = await startReferenceCloud({ generation: 'devices', provisioningKeys: [{ key: PROVISIONING_KEY }] });
+    clouds.push(cloud);
+    // The registration request hangs, so the process stays alive to be inspected.
+    cloud.injectFault({ kind: 'hang', match: '^POST .*/register$', times: 'always' });
+    const dirs = await createAgentDirs(cloud, null, {});
+    allDirs.push(dirs);
+    const register = startAgent(dirs, { args: ['--config', dirs.configFile, 'register', '--provisioning-key', PROVISIONING_KEY] });
+    agents.push(register);
+    await cloud.waitFor((c) => c.requests().some((r) => r.fault === 'hang'), 20_000, 'the hanging registration request');
+    const [view] = (await readProcessTree(register.child.pid!)).filter((v) => v.pid === register.child.pid);
+    expect(view).toBeDefined();
+    expect(view!.cmdline).toBe('cloudjobs register');
+    expect(findLeaks(PROVISIONING_KEY, processSources([view!], 'register'))).toEqual([]);
+    register.kill('SIGTERM');
+    await register.exited;
+    expect(register.output()).not.toContain(PROVISIONING_KEY);
+  });
+});
+
 describe('config files holding secrets', () => {
   it.each([
     { mode: 0o644, octal: '0644', who: 'group and others' },
