@@ -350,6 +350,9 @@ export class Agent {
       return;
     }
     log.info(`received job ${offer.jobName}`, fields);
+    // Journal first: the cloud already marked the job IN_PROGRESS, and validation
+    // (user lookups) takes long enough that a crash inside it would strand the job.
+    await journal.begin(offer, receivedAt);
     let job: NormalizedJob;
     try {
       job = await engine.validate(offer);
@@ -357,13 +360,11 @@ export class Agent {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
       const report = engine.rejectedReport(problems);
       log.warn(`job ${offer.jobName} rejected: ${report.reason}`, { ...fields, jobStatus: 'REJECTED' });
-      await journal.begin(offer, receivedAt);
       await journal.recordFinal(offer.jobId, report);
       await this.settle(offer, receivedAt, report);
       return;
     }
 
-    await journal.begin(offer, receivedAt);
     const current: Current = { offer, run: null, canceled: false, gone: false };
     this.current = current;
     this.status.currentJob = {
