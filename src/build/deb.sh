@@ -17,6 +17,7 @@ die() { echo "deb: $*" >&2; exit 1; }
 
 [ $# -ge 1 ] && [ $# -le 2 ] || die "usage: src/build/deb.sh amd64|arm64|armhf [EXECUTABLE]"
 ARCH=$1
+case "$ARCH" in x64) ARCH=amd64 ;; armv7) ARCH=armhf ;; esac # the build's arch names work too
 case "$ARCH" in
   amd64) NODE_ARCH=x64 MACHINE='X86-64' ;;
   arm64) NODE_ARCH=arm64 MACHINE='AArch64' ;;
