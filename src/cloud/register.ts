@@ -201,13 +201,13 @@ function describeRegisterFailure(options: RegisterOptions, response: HttpRespons
     const file = options.identityFile ?? 'state_dir/identity.json';
     return new RegistrationError(
       'already-registered',
-      `this device (${uuid}) is already registered (409${saidPart}); remove ${file} only if you mean to re-register`,
+      `this device (${uuid}) is already registered (409${saidPart}): the cloud knows this uuid but this device has no identity for it in ${file}; delete the device on the dashboard (or restore ${file} from a backup), then register again`,
       details,
     );
   }
   if (status === 429) {
     const retryAfterMs = readRetryAfterMs(response, nowOf(options));
-    const wait = retryAfterMs === undefined ? '' : `; retrying after ${Math.ceil(retryAfterMs / 1000)}s`;
+    const wait = retryAfterMs === undefined ? '' : `; the server asks to wait ${Math.ceil(retryAfterMs / 1000)}s`;
     return new RegistrationError(
       'rate-limited',
       `registration rate limited by the server (429${saidPart}): it allows 5 attempts per 15 minutes${wait}`,

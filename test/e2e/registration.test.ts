@@ -207,7 +207,7 @@ describe('register', () => {
     const dirs = await unregistered(cloud);
     const result = await register(dirs);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/this device \([0-9a-f-]{36}\) is already registered \(409: Device already registered: Device is already registered\); remove \S+\/state\/identity\.json only if you mean to re-register/);
+    expect(result.stderr).toMatch(/this device \([0-9a-f-]{36}\) is already registered \(409: Device already registered: Device is already registered\); the cloud knows this uuid but this device has no identity for it in \S+\/state\/identity\.json; delete the device on the dashboard/);
     expect(await exists(dirs.identityFile)).toBe(false);
   });
 
@@ -230,7 +230,7 @@ describe('register', () => {
     // Retry-After is rounded up to whole seconds, so waiting it out lands past the window: exactly one 429.
     expect(agentAttempts.map((r) => r.status)).toEqual([429, 200]);
     const [limited, accepted] = agentAttempts as [RequestRecord, RequestRecord];
-    const logged = [...agent.output().matchAll(/registration rate limited by the server \(429: Too many requests: Too many provisioning attempts from this IP, please try again later\): it allows 5 attempts per 15 minutes; retrying after (\d+)s/g)];
+    const logged = [...agent.output().matchAll(/registration rate limited by the server \(429: Too many requests: Too many provisioning attempts from this IP, please try again later\): it allows 5 attempts per 15 minutes; the server asks to wait (\d+)s/g)];
     expect(logged).toHaveLength(1);
     const retryAfterSeconds = Number(logged[0]![1]);
     expect(retryAfterSeconds).toBe(Math.max(1, Math.ceil((attempts[0]!.at + windowMs - limited.at) / 1000)));

@@ -252,7 +252,7 @@ describe('registerDevice', () => {
     const sent = JSON.parse(server.seen[0]!.body).uuid as string;
     expect([error.kind, error.status]).toEqual(['already-registered', 409]);
     expect(error.message).toBe(
-      `this device (${sent}) is already registered (409: Device already registered); remove /var/lib/cloudjobs/identity.json only if you mean to re-register`,
+      `this device (${sent}) is already registered (409: Device already registered): the cloud knows this uuid but this device has no identity for it in /var/lib/cloudjobs/identity.json; delete the device on the dashboard (or restore /var/lib/cloudjobs/identity.json from a backup), then register again`,
     );
   });
 
@@ -264,7 +264,7 @@ describe('registerDevice', () => {
     const error = await registrationFailure(registerDevice(options));
     expect([error.kind, error.status, error.retryAfterMs]).toEqual(['rate-limited', 429, 600_000]);
     expect(error.message).toBe(
-      'registration rate limited by the server (429: Too many registration attempts): it allows 5 attempts per 15 minutes; retrying after 600s',
+      'registration rate limited by the server (429: Too many registration attempts): it allows 5 attempts per 15 minutes; the server asks to wait 600s',
     );
   });
 
