@@ -207,7 +207,7 @@ describe('register', () => {
     const dirs = await unregistered(cloud);
     const result = await register(dirs);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/this device \([0-9a-f-]{36}\) is already registered \(409: Device already registered: Device is already registered\); the cloud knows this uuid but this device has no identity for it in \S+\/state\/identity\.json; delete the device on the dashboard/);
+    expect(result.stderr).toMatch(/this device \([0-9a-f-]{36}\) is already registered \(409: Device already registered: Device is already registered\): the cloud knows this uuid but this device has no identity for it in \S+\/state\/identity\.json; delete the device on the dashboard/);
     expect(await exists(dirs.identityFile)).toBe(false);
   });
 
