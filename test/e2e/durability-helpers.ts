@@ -127,17 +127,20 @@ export async function readRssKiB(pid: number): Promise<number> {
   return Number(match[1]);
 }
 
-/** Pids of live processes whose environment holds CLOUDJOBS_JOB_ID=<jobId> (a job's steps). */
-export async function findJobProcesses(jobId: string): Promise<number[]> {
-  const wanted = Buffer.from(`\0CLOUDJOBS_JOB_ID=${jobId}\0`);
+/** Pids of live processes whose environment holds CLOUDJOBS_JOB_ID=<one of jobIds> (those jobs' steps). */
+export async function findJobProcesses(jobIds: readonly string[]): Promise<number[]> {
+  if (jobIds.length === 0) return [];
+  const wanted = jobIds.map((id) => Buffer.from(`\0CLOUDJOBS_JOB_ID=${id}\0`));
   const found: number[] = [];
   for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    const environ = await readFile(`/proc/${name}/environ`).catch(() => null);
+    if (!environ || environ.length === 0) continue;
+    const padded = Buffer.concat([Buffer.from([0]), environ]);
+    if (!wanted.some((w) => padded.includes(w))) continue;
     const statText = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
     const state = statText.slice(statText.lastIndexOf(')') + 2, statText.lastIndexOf(')') + 3);
-    if (state === '' || state === 'Z' || state === 'X') continue;
-    const environ = await readFile(`/proc/${name}/environ`).catch(() => null);
-    if (environ && Buffer.concat([Buffer.from([0]), environ]).includes(wanted)) found.push(Number(name));
+    if (state !== '' && state !== 'Z' && state !== 'X') found.push(Number(name));
   }
   return found;
 }
@@ -149,7 +152,7 @@ export async function findJobProcesses(jobId: string): Promise<number[]> {
 export async function reapOrphanSteps(jobIds: readonly string[], timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const pids = (await Promise.all(jobIds.map((id) => findJobProcesses(id)))).flat();
+    const pids = await findJobProcesses(jobIds);
     if (pids.length === 0) return;
     if (Date.now() >= deadline) {
       for (const pid of pids) {
@@ -161,7 +164,7 @@ export async function reapOrphanSteps(jobIds: readonly string[], timeoutMs = 300
       }
       return;
     }
-    await sleep(50);
+    await sleep(25);
   }
 }
 
