@@ -61,6 +61,7 @@ async function main(): Promise<void> {
   const host = targets.find((t) => !t.emulated);
   const emulated = targets.filter((t) => t.emulated);
   const started = Date.now();
+  const machine = describeMachine(root, targets.map((t) => `${t.arch} node ${t.nodeVersion}`).join(', '));
 
   const figures: Figure[] = [];
   if (host) {
@@ -99,8 +100,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${renderTextTable(produced).split('\n').slice(2).join('\n')}  (${formatMs(Date.now() - t0)})\n`);
   }
 
-  const agentNode = targets.map((t) => `${t.arch} node ${t.nodeVersion}`).join(', ');
-  const doc = { machine: describeMachine(root, agentNode), rows, method: METHOD, durationMs: Date.now() - started };
+  const doc = { machine, rows, method: METHOD, durationMs: Date.now() - started };
   process.stdout.write(`\n${renderTextTable(rows)}`);
   // A partial run (--only) must not replace the committed results of a full one.
   const out = only ? path.join(outDir, 'RESULTS.partial.md') : (values.results ?? path.join(benchDir, 'RESULTS.md'));

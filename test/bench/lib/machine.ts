@@ -14,6 +14,8 @@ export interface MachineDescription {
   harnessNode: string;
   agentNode: string;
   gitCommit: string;
+  /** 1/5/15-minute load averages when the run started: other work on the machine skews every figure. */
+  loadAverage: string;
 }
 
 /** Collects the machine description; `agentNode` names the Node the executables were built from. */
@@ -29,6 +31,7 @@ export function describeMachine(root: string, agentNode: string): MachineDescrip
     harnessNode: process.version,
     agentNode,
     gitCommit: readGitCommit(root),
+    loadAverage: os.loadavg().map((l) => l.toFixed(2)).join(' '),
   };
 }
 

@@ -94,6 +94,7 @@ export function renderResultsMarkdown(doc: ResultsDocument): string {
   out.push(`- OS: ${m.os}`);
   out.push(`- node (harness): ${m.harnessNode}; executables built from: ${m.agentNode}`);
   out.push(`- git: ${m.gitCommit}`);
+  out.push(`- load average at start (1/5/15 min): ${m.loadAverage}`);
   out.push(`- whole run: ${formatMs(doc.durationMs)}`, '');
   out.push('## Results', '');
   out.push(`| ${HEADERS.join(' | ')} |`, `|${HEADERS.map(() => '---').join('|')}|`);
