@@ -89,8 +89,8 @@ test: typecheck unit e2e qemu-test lint-deb integration
 demo: build build/reference-cloud.cjs
 	node test/demo/demo.mjs
 
-bench: binaries build/reference-cloud.cjs
-	node test/bench/run.mjs
+bench: binaries deb
+	test/bench/run.sh
 
 clean:
 	rm -rf build
