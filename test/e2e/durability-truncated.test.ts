@@ -1,0 +1,195 @@
+// Issue 4, "Done when" 3: a state file truncated to every length from 0 to its
+// full size: the agent starts, quarantines it (moved to *.corrupt-*), says so
+// in one warning naming the file, and runs the next job normally.
+//
+// The files are real: a journal entry and an outbox report of a job the agent
+// was running when it got kill -9 (cloud down), and the history entry of a job
+// it finished. Every length is covered: for each kind, one agent start with a
+// truncated copy at every length (distinct valid file names) in its directory.
+// A sample of lengths is also tested alone, one agent start each, the way it
+// happens in the field (the file under its own name).
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReferenceCloud } from '../cloud/reference-cloud.js';
+import {
+  appendJob,
+  createSharedDir,
+  expectOneFinalLast,
+  killHard,
+  listFiles,
+  outputLines,
+  reapOrphanSteps,
+} from './durability-helpers.js';
+import {
+  commandJob,
+  createAgentDirs,
+  removeDirs,
+  startAgent,
+  startCloudWithDevice,
+  stopAgent,
+  type AgentDirs,
+  type AgentProcess,
+  type TestDevice,
+} from './harness.js';
+
+type Kind = 'journal' | 'outbox' | 'history';
+
+interface RealFile {
+  kind: Kind;
+  name: string;
+  bytes: Buffer;
+}
+
+let cloud: ReferenceCloud;
+let device: TestDevice;
+const real = new Map<Kind, RealFile>();
+const cleanups: AgentDirs[] = [];
+const agents: AgentProcess[] = [];
+let interruptedJobId = '';
+
+// Makes the real files: a finished job (history), then a job killed mid-step while the cloud is down (journal, outbox).
+beforeAll(async () => {
+  ({ cloud, device } = await startCloudWithDevice());
+  const dirs = await createAgentDirs(cloud, device, { jobs: { progress_interval: '200ms' } });
+  cleanups.push(dirs);
+  const shared = await createSharedDir(dirs);
+  const done = cloud.queueJob(device.uuid, { name: 'finished job', document: commandJob(['/bin/echo', 'finished']) });
+  const killed = cloud.queueJob(device.uuid, { name: 'killed job', document: appendJob(`${shared}/killed.log`, 3, 30) });
+  interruptedJobId = killed.job_id;
+  const agent = startAgent(dirs);
+  agents.push(agent);
+  await cloud.waitForJobStatus(done.job_id, 'SUCCEEDED', 20_000);
+  await agent.waitForOutput(/starting step 1 jobId=\S+ jobName="killed job"/);
+  await cloud.down();
+  await agent.waitForOutput(/sending the IN_PROGRESS report failed/);
+  // a progress report that could not be sent waits on disk
+  await sleep(400);
+  await killHard(agent);
+  await reapOrphanSteps([killed.job_id], 0);
+  for (const kind of ['journal', 'outbox', 'history'] as const) {
+    const dir = path.join(dirs.stateDir, kind);
+    const names = (await listFiles(dir)).names;
+    expect(names, `${kind} files after the kill`).toHaveLength(1);
+    real.set(kind, { kind, name: names[0]!, bytes: await readFile(path.join(dir, names[0]!)) });
+  }
+  await cloud.up();
+  console.log(`real state files: ${[...real.values()].map((f) => `${f.kind}/${f.name} ${f.bytes.length} bytes`).join(', ')}`);
+}, 60_000);
+
+afterAll(async () => {
+  for (const agent of agents) await stopAgent(agent);
+  await cloud?.close();
+  for (const dirs of cleanups) await removeDirs(dirs);
+});
+
+// A file name the store reads, distinct per truncation length.
+function copyName(kind: Kind, length: number): string {
+  if (kind === 'outbox') return `${String(1_000_000 + length).padStart(16, '0')}.json`;
+  return `trunc-${length}-${createHash('sha256').update(`${kind}:${length}`).digest('hex')}.json`;
+}
+
+// Asserts `file` was moved to `<file>.corrupt-<stamp>` with the same bytes and named in exactly one warning.
+async function expectQuarantined(agent: AgentProcess, file: string, content: Buffer, dirNames: readonly string[]): Promise<void> {
+  const base = path.basename(file);
+  expect(dirNames).not.toContain(base);
+  const moved = dirNames.filter((n) => n.startsWith(`${base}.corrupt-`));
+  expect(moved, `${file} quarantined`).toHaveLength(1);
+  expect(moved[0]).toMatch(/\.corrupt-\d{8}T\d{6}Z$/);
+  expect(await readFile(path.join(path.dirname(file), moved[0]!))).toEqual(content);
+  const warnings = outputLines(agent, new RegExp(`state file ${escape(file)} is corrupt \\(`));
+  expect(warnings, `warnings naming ${file}`).toHaveLength(1);
+  expect(warnings[0]).toMatch(/ WARN /);
+  expect(warnings[0]).toContain(`moved it to ${path.join(path.dirname(file), moved[0]!)} and went on without it`);
+  if (content.length === 0) expect(warnings[0]).toContain('(the file is empty)');
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+// Starts an agent on `dirs`, queues a job and checks it runs normally; returns the agent (stopped).
+async function startAndRunNextJob(dirs: AgentDirs, label: string): Promise<AgentProcess> {
+  const next = cloud.queueJob(device.uuid, { name: `next job ${label}`, document: commandJob(['/bin/echo', 'next']) });
+  const agent = startAgent(dirs);
+  agents.push(agent);
+  await cloud.waitForJobStatus(next.job_id, 'SUCCEEDED', 30_000);
+  const final = expectOneFinalLast(cloud, next.job_id);
+  expect(final).toMatchObject({ status: 'SUCCEEDED', exit_code: 0, executed_steps: 1, reason: '1 of 1 steps succeeded' });
+  expect(await stopAgent(agent)).toEqual({ code: 0, signal: null });
+  return agent;
+}
+
+describe('a truncated state file', () => {
+  for (const kind of ['journal', 'outbox', 'history'] as const) {
+    it(`${kind}: every length from 0 to the full size is quarantined with one warning naming it, and the next job runs`, async () => {
+      const file = real.get(kind)!;
+      const dirs = await createAgentDirs(cloud, device);
+      cleanups.push(dirs);
+      const dir = path.join(dirs.stateDir, kind);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const full = file.bytes.length;
+      const copies: { file: string; content: Buffer }[] = [];
+      for (let length = 0; length < full; length += 1) {
+        const target = path.join(dir, copyName(kind, length));
+        const content = file.bytes.subarray(0, length);
+        await writeFile(target, content, { mode: 0o600 });
+        copies.push({ file: target, content });
+      }
+      // the full length, under its own name, is valid and used
+      await writeFile(path.join(dir, file.name), file.bytes, { mode: 0o600 });
+
+      const started = Date.now();
+      const agent = await startAndRunNextJob(dirs, `after ${kind} x${full}`);
+      const took = Date.now() - started;
+      const names = await readdir(dir);
+      for (const copy of copies) await expectQuarantined(agent, copy.file, copy.content, names);
+      expect(outputLines(agent, / is corrupt \(/)).toHaveLength(full);
+      console.log(`${kind}: ${full} truncated copies (lengths 0..${full - 1}) quarantined in one start of ${took} ms`);
+
+      // the intact file did its part
+      if (kind === 'history') {
+        // intact, so kept where it was
+        expect(names).toContain(file.name);
+      } else if (kind === 'journal') {
+        // recovered: the interrupted job is reported
+        expect(names).not.toContain(file.name);
+        const final = expectOneFinalLast(cloud, interruptedJobId);
+        expect(final.status).toBe('FAILED');
+        expect(final.reason).toBe('interrupted: the agent stopped while step 1 of 3 (append 1) was running; the job was not resumed');
+      } else {
+        // delivered (this state dir holds only the outbox, so the report is the job's progress report)
+        expect(names).not.toContain(file.name);
+        const stored = JSON.parse(file.bytes.toString('utf8')) as { report: unknown };
+        expect(cloud.patches(interruptedJobId).at(-1)!.body).toEqual(stored.report);
+      }
+    });
+  }
+
+  it('alone under its own name, at a sample of lengths: one start each, one warning, the next job runs', async () => {
+    const timings: string[] = [];
+    for (const kind of ['journal', 'outbox', 'history'] as const) {
+      const file = real.get(kind)!;
+      const full = file.bytes.length;
+      const lengths = [...new Set([0, 1, Math.floor(full / 3), Math.floor((2 * full) / 3), full - 1])];
+      for (const length of lengths) {
+        const dirs = await createAgentDirs(cloud, device);
+        cleanups.push(dirs);
+        const dir = path.join(dirs.stateDir, kind);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        const target = path.join(dir, file.name);
+        const content = file.bytes.subarray(0, length);
+        await writeFile(target, content, { mode: 0o600 });
+        const started = Date.now();
+        const agent = await startAndRunNextJob(dirs, `${kind} ${length}/${full}`);
+        timings.push(`${kind} ${length}/${full}: ${Date.now() - started} ms`);
+        await expectQuarantined(agent, target, content, await readdir(dir));
+        expect(outputLines(agent, / WARN /).filter((l) => / is corrupt /.test(l))).toHaveLength(1);
+        await removeDirs(dirs);
+      }
+    }
+    console.log(`one agent start per truncated file (start, quarantine, one job, SIGTERM): ${timings.join('; ')}`);
+  });
+});
