@@ -89,6 +89,9 @@ export interface AgentDeps {
   flushTimeoutMs: number;
 }
 
+// An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
+const STATUS_REFRESH_MS = 15_000;
+
 interface Current {
   offer: JobOffer;
   run: JobRunPort | null;
@@ -124,6 +127,8 @@ export class Agent {
   private status: AgentStatus;
   private statusWriting = false;
   private statusDirty = false;
+  private statusKey = '';
+  private statusWrittenAt = 0;
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
@@ -561,8 +566,24 @@ export class Agent {
     };
   }
 
-  // Writes the status file; writes never overlap and the last state always lands.
+  // Writes the status file when something an operator would see changed (state,
+  // job, step, generation, poll outcome, queue length), else at most every
+  // STATUS_REFRESH_MS: idle polls must not cost a file write each. Writes never
+  // overlap and the last state always lands.
   private writeStatus(): void {
+    const status = this.getStatus();
+    const key = JSON.stringify([
+      status.state,
+      status.currentJob,
+      status.generation,
+      status.lastPoll?.outcome ?? null,
+      status.outbox.count,
+      status.disabledReason,
+    ]);
+    const now = this.deps.clock.now();
+    if (key === this.statusKey && now - this.statusWrittenAt < STATUS_REFRESH_MS) return;
+    this.statusKey = key;
+    this.statusWrittenAt = now;
     this.statusDirty = true;
     if (this.statusWriting) return;
     this.statusWriting = true;

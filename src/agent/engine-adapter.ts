@@ -25,16 +25,31 @@ export interface EngineDeps {
 
 /** Creates the engine the agent and `cloudjobs exec` use. */
 export function createEngine(deps: EngineDeps): EnginePort {
-  const { jobs, agentVersion, clock, log, lookupUser, agentUid } = deps;
+  const { jobs, agentVersion, clock, log, agentUid } = deps;
+  // One NSS lookup per user per job (validation and every step share it): each
+  // is two getent processes. A new job starts with a fresh cache, so account
+  // changes on the device apply from the next job on.
+  let users = new Map<string, Promise<UserInfo | null>>();
+  const lookupUser = (name: string): Promise<UserInfo | null> => {
+    let found = users.get(name);
+    if (!found) {
+      found = deps.lookupUser(name);
+      users.set(name, found);
+      found.catch(() => users.delete(name));
+    }
+    return found;
+  };
   return {
-    validate: (offer: JobOffer) =>
-      validateJob(offer, {
+    validate: (offer: JobOffer) => {
+      users = new Map();
+      return validateJob(offer, {
         runAsUser: jobs.run_as_user,
         allowedUsers: jobs.allowed_users,
         handlerDirs: jobs.handler_dirs,
         defaultTimeoutMs: jobs.default_timeout,
         lookupUser,
-      }),
+      });
+    },
     start: (job, hooks) =>
       startJob(
         job,

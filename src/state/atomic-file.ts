@@ -23,6 +23,11 @@ const TEMP_MARK = '.tmp-';
 export interface AtomicWriteOptions {
   /** Permission bits of the file, applied exactly (not reduced by the umask). */
   mode: number;
+  /**
+   * fsync the file and its directory so the new content survives power loss.
+   * Off only for files on tmpfs that die with the boot anyway (/run). @default true
+   */
+  durable?: boolean;
 }
 
 /** Replaces `path` with `data` so that a crash leaves either the old or the new content. */
@@ -42,7 +47,7 @@ export async function writeFileAtomic(
   try {
     await handle.chmod(options.mode);
     await handle.writeFile(data);
-    await handle.sync();
+    if (options.durable !== false) await handle.sync();
     await handle.close();
     handle = undefined;
     await rename(temp, path);
@@ -51,7 +56,7 @@ export async function writeFileAtomic(
     await unlink(temp).catch(() => undefined);
     throw describeIoError('write', path, error);
   }
-  await syncDirectory(dir);
+  if (options.durable !== false) await syncDirectory(dir);
 }
 
 /** Removes `path` (a missing file is fine) and makes the removal durable; returns whether it existed. */

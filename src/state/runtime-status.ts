@@ -25,10 +25,12 @@ export function runtimeStatusPath(runtimeDir: string): string {
 }
 
 /** Replaces the status file atomically with `status` (mode 0644). */
+// Atomic (a reader never sees half a file) but not fsynced: /run dies with the boot anyway,
+// and the agent rewrites this file on the idle path.
 export async function writeRuntimeStatus(runtimeDir: string, status: object): Promise<void> {
   await ensureDir(runtimeDir, RUNTIME_DIR_MODE);
   const body = { ...(status as Record<string, unknown>), version: STATUS_VERSION };
-  await writeFileAtomic(runtimeStatusPath(runtimeDir), JSON.stringify(body), { mode: STATUS_MODE });
+  await writeFileAtomic(runtimeStatusPath(runtimeDir), JSON.stringify(body), { mode: STATUS_MODE, durable: false });
 }
 
 /** Reads the status file: null when missing (the agent is not running); throws StateCorruptError when unreadable. */
