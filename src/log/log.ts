@@ -62,12 +62,16 @@ export function redactString(text: string, secrets: readonly string[]): string {
   return out;
 }
 
+// Entries below the level cost nothing: idle polling logs at debug.
 function wrap(logger: winston.Logger): Log {
+  const at = (level: LogLevel) => (message: string, fields?: LogFields) => {
+    if (logger.isLevelEnabled(level)) logger.log(level, message, fields ?? {});
+  };
   return {
-    error: (message, fields) => void logger.log('error', message, fields ?? {}),
-    warn: (message, fields) => void logger.log('warn', message, fields ?? {}),
-    info: (message, fields) => void logger.log('info', message, fields ?? {}),
-    debug: (message, fields) => void logger.log('debug', message, fields ?? {}),
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
     child: (fields) => wrap(logger.child(fields)),
   };
 }
