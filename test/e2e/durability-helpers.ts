@@ -113,8 +113,11 @@ export async function listFiles(dir: string): Promise<{ names: string[]; bytes: 
   let bytes = 0;
   for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
     if (!entry.isFile()) continue;
+    // a file may go while we look (a temp file renamed, a report acknowledged)
+    const info = await stat(path.join(dir, entry.name)).catch(() => null);
+    if (info === null) continue;
     names.push(entry.name);
-    bytes += (await stat(path.join(dir, entry.name))).size;
+    bytes += info.size;
   }
   return { names: names.sort(), bytes };
 }
