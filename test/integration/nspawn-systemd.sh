@@ -163,6 +163,8 @@ before=$(show NRestarts)
 sleep 6 # healthy: pings keep it alive past one WatchdogSec
 check_eq "still running after 6s with a 4s watchdog" "active $before" "$(show ActiveState) $(show NRestarts)"
 old_pid=$(show MainPID)
+# never `kill -STOP 0`: that would stop this test's own process group
+case "$old_pid" in ''|0) fail "no main process to SIGSTOP (MainPID '$old_pid')" ;; esac
 ct kill -STOP "$old_pid" || bad "cannot SIGSTOP main pid '$old_pid'"
 wait_until 40 "a watchdog restart" nrestarts_is $((before + 1)) || true
 wait_until 30 "active again" is_active || true
@@ -182,7 +184,7 @@ sleep 1
 stop_started=$(date +%s)
 ct systemctl stop --no-block cloudjobs.service
 wait_until 5 "deactivating" sh -c "[ \"\$(nsenter -t $CT_LEADER -a systemctl show -p ActiveState --value cloudjobs.service)\" = deactivating ]" || true
-check_match "StatusText while stopping" '.+' "$(show StatusText)"
+check_match "StatusText while stopping" '^stopping: .*Slow job' "$(show StatusText)"
 wait_until 60 "the unit to stop" sh -c "[ \"\$(nsenter -t $CT_LEADER -a systemctl show -p ActiveState --value cloudjobs.service)\" = inactive ]" || true
 stop_seconds=$(($(date +%s) - stop_started))
 check_eq "ActiveState after stop" inactive "$(show ActiveState)"
