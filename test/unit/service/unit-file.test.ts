@@ -1,11 +1,12 @@
 // The unit file against the config schema it must agree with; its validity
 // under systemd is checked by systemd-analyze verify in test/integration.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../../../src/config/parse-value.js';
 import { SCHEMA } from '../../../src/config/schema.js';
 
-const unit = readFileSync(new URL('../../../systemd/cloudjobs.service', import.meta.url), 'utf8');
+const unit = readFileSync(path.resolve('systemd/cloudjobs.service'), 'utf8');
 
 function settings(name: string): string[] {
   return unit
