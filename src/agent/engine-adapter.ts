@@ -4,8 +4,6 @@
 import type { Clock } from '../clock/clock.js';
 import type { Config } from '../config/schema.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
-import { validateJob } from '../jobs/document.js';
-import { startJob } from '../jobs/engine.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import type { UserInfo } from '../jobs/users.js';
 import type { Log } from '../log/log.js';
@@ -39,9 +37,14 @@ export function createEngine(deps: EngineDeps): EnginePort {
     }
     return found;
   };
+  // The engine and validation (with execa) load with the first job: an idle
+  // agent on a 512 MB Pi does not carry them.
+  let engine: typeof import('../jobs/engine.js') | null = null;
   return {
-    validate: (offer: JobOffer) => {
+    validate: async (offer: JobOffer) => {
       users = new Map();
+      const [{ validateJob }, loaded] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js')]);
+      engine = loaded;
       return validateJob(offer, {
         runAsUser: jobs.run_as_user,
         allowedUsers: jobs.allowed_users,
@@ -50,8 +53,9 @@ export function createEngine(deps: EngineDeps): EnginePort {
         lookupUser,
       });
     },
-    start: (job, hooks) =>
-      startJob(
+    start: (job, hooks) => {
+      if (!engine) throw new Error('internal: start() before validate()');
+      return engine.startJob(
         job,
         {
           workDir: jobs.work_dir,
@@ -66,7 +70,8 @@ export function createEngine(deps: EngineDeps): EnginePort {
           agentUid,
         },
         hooks,
-      ),
+      );
+    },
     rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
     interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
   };

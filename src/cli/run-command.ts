@@ -9,7 +9,6 @@ import { createCloudClient } from '../cloud/client.js';
 import { createHttpTransport } from '../cloud/http.js';
 import { loadTlsSettings } from '../cloud/tls-options.js';
 import { describeError } from '../errors/errors.js';
-import { lookupUser } from '../jobs/users.js';
 import { createConsoleTransport, createLog } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createNotifier } from '../service/sd-notify.js';
@@ -111,7 +110,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     journal,
     outbox,
     history,
-    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser, agentUid: ctx.uid }),
+    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid }),
     notifier,
     writeStatus: (status) => writeRuntimeStatus(config.agent.runtime_dir, status),
     version: ctx.version,
@@ -159,6 +158,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   }
   log.info('cloudjobs stopped');
   return EXIT.ok;
+}
+
+// users.ts brings execa: load it with the first job, not at start.
+async function lookupUserLazily(name: string) {
+  const { lookupUser } = await import('../jobs/users.js');
+  return lookupUser(name);
 }
 
 // CLOUDJOBS_TEST_TIME_SCALE (tests only) plays waits N times faster, so minutes of backoff take seconds.
