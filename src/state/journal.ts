@@ -78,7 +78,7 @@ export interface JournalEntry {
 export interface Journal {
   /** Records a job before its first process starts; fails if the job is already journaled. */
   begin(offer: JobOffer, receivedAt: number): Promise<JournalEntry>;
-  /** Records that step `index` (0-based) of `total` started. */
+  /** Records that step `index` (0-based) of `total` started (atomic; not fsynced: survives a crash, maybe not power loss). */
   recordStepStart(jobId: string, index: number, total: number, name: string): Promise<void>;
   /** Records a step's result and clears it from the running steps. */
   recordStep(jobId: string, index: number, result: StepResult): Promise<void>;
@@ -126,7 +126,10 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   const queue = createSerialQueue();
   const pathFor = (jobId: string): string => join(dir, fileNameFor(jobId));
 
-  const update = (jobId: string, change: (entry: JournalEntry) => void): Promise<void> =>
+  // `durable` false: atomic (a kill -9 still sees it) but not fsynced, so power
+  // loss may lose it; used only for which step is running, which costs an fsync
+  // per step on an SD card and only makes the interrupted report more precise.
+  const update = (jobId: string, change: (entry: JournalEntry) => void, durable = true): Promise<void> =>
     queue.run(async () => {
       const current = entries.get(jobId);
       if (!current) {
@@ -134,7 +137,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
       }
       const next = structuredClone(current);
       change(next);
-      await writeJsonFile(pathFor(jobId), next);
+      await writeJsonFile(pathFor(jobId), next, undefined, durable);
       entries.set(jobId, next);
     });
 
@@ -164,7 +167,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
         entry.running = entry.running.filter((r) => r.index !== index);
         entry.running.push({ index, total, name, startedAt: new Date(clock.now()).toISOString() });
         entry.running.sort((a, b) => a.index - b.index);
-      }),
+      }, false),
     recordStep: (jobId, index, result) =>
       update(jobId, (entry) => {
         entry.running = entry.running.filter((r) => r.index !== index);
