@@ -11,7 +11,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
 import {
@@ -53,29 +52,29 @@ let interruptedJobId = '';
 // Makes the real files: a finished job (history), then a job killed mid-step while the cloud is down (journal, outbox).
 beforeAll(async () => {
   ({ cloud, device } = await startCloudWithDevice());
-  const dirs = await createAgentDirs(cloud, device, { jobs: { progress_interval: '200ms' } });
+  // one progress report, made when the job starts; no later ones rewrite the outbox while we kill
+  const dirs = await createAgentDirs(cloud, device, { jobs: { progress_interval: '1h' } });
   cleanups.push(dirs);
   const shared = await createSharedDir(dirs);
   const done = cloud.queueJob(device.uuid, { name: 'finished job', document: commandJob(['/bin/echo', 'finished']) });
   const killed = cloud.queueJob(device.uuid, { name: 'killed job', document: appendJob(`${shared}/killed.log`, 3, 30) });
   interruptedJobId = killed.job_id;
+  // the cloud takes no report of the killed job, so its progress report stays in the outbox
+  cloud.injectFault({ kind: 'drop', times: 'always', match: `^PATCH .*/jobs/${killed.job_id}/status$` });
   const agent = startAgent(dirs);
   agents.push(agent);
   await cloud.waitForJobStatus(done.job_id, 'SUCCEEDED', 20_000);
   await agent.waitForOutput(/starting step 1 jobId=\S+ jobName="killed job"/);
-  await cloud.down();
   await agent.waitForOutput(/sending the IN_PROGRESS report failed/);
-  // a progress report that could not be sent waits on disk
-  await sleep(400);
   await killHard(agent);
   await reapOrphanSteps([killed.job_id], 0);
+  cloud.clearFaults();
   for (const kind of ['journal', 'outbox', 'history'] as const) {
     const dir = path.join(dirs.stateDir, kind);
-    const names = (await listFiles(dir)).names;
+    const names = (await listFiles(dir)).names.filter((n) => !n.startsWith('.'));
     expect(names, `${kind} files after the kill`).toHaveLength(1);
     real.set(kind, { kind, name: names[0]!, bytes: await readFile(path.join(dir, names[0]!)) });
   }
-  await cloud.up();
   console.log(`real state files: ${[...real.values()].map((f) => `${f.kind}/${f.name} ${f.bytes.length} bytes`).join(', ')}`);
 }, 60_000);
 
