@@ -81,13 +81,15 @@ export function createEngine(deps: EngineDeps): EnginePort {
 export function createInterruptedReport(entry: JournalEntry, agentVersion: string): StatusReport {
   const results = entry.steps.map((s) => s.result);
   const running = entry.running[0];
-  const total = running?.total ?? null;
+  const total = running?.total ?? countDocumentSteps(entry.offer.document);
   let where: string;
   if (running) {
     const others = entry.running.length > 1 ? ` and ${entry.running.length - 1} more step(s) beside it` : '';
     where = `while step ${running.index + 1} of ${running.total} (${running.name})${others} was running`;
   } else if (results.length > 0) {
-    where = `after ${results.length} step${results.length === 1 ? '' : 's'} had finished${total ? ` of ${total}` : ''}`;
+    where = total
+      ? `after ${results.length} of ${total} steps had finished`
+      : `after ${results.length} step${results.length === 1 ? '' : 's'} had finished`;
   } else {
     where = 'before the first step started';
   }
@@ -105,19 +107,32 @@ export function createInterruptedReport(entry: JournalEntry, agentVersion: strin
   });
 }
 
-// Same default as validation (AWS): stdout is reported only when the document asks for it.
-function readIncludeStdOut(document: unknown): boolean {
+// Steps as the engine counts them (parallel members and finalStep included), or null when unreadable.
+function countDocumentSteps(document: unknown): number | null {
+  const doc = parseDocument(document);
+  if (!doc || !Array.isArray(doc.steps)) return null;
+  let total = 0;
+  for (const step of doc.steps as unknown[]) {
+    const parallel = step && typeof step === 'object' ? (step as { parallel?: unknown }).parallel : undefined;
+    total += Array.isArray(parallel) ? parallel.length : 1;
+  }
+  return total + (doc.finalStep ? 1 : 0);
+}
+
+function parseDocument(document: unknown): Record<string, unknown> | null {
   let doc = document;
   if (typeof doc === 'string') {
     try {
       doc = JSON.parse(doc) as unknown;
     } catch {
-      return false;
+      return null;
     }
   }
-  if (doc && typeof doc === 'object' && 'includeStdOut' in doc) {
-    const value = (doc as { includeStdOut: unknown }).includeStdOut;
-    return value === true || value === 'true';
-  }
-  return false;
+  return doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
+}
+
+// Same default as validation (AWS): stdout is reported only when the document asks for it.
+function readIncludeStdOut(document: unknown): boolean {
+  const value = parseDocument(document)?.includeStdOut;
+  return value === true || value === 'true';
 }

@@ -134,6 +134,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   let totalBytes = 0;
   let totalFinals = 0;
   let overBoundWarned = false;
+  let droppedInEpisode = 0;
   let waiters: (() => void)[] = [];
   const queue = createSerialQueue();
   const pathFor = (seq: number): string => join(dir, `${String(seq).padStart(16, '0')}.json`);
@@ -245,10 +246,11 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
     }
     const bound = `${maxReports} reports / ${maxBytes} bytes`;
     if (dropped > 0) {
-      log.warn(
-        `outbox is full (bound ${bound}) because the cloud has not accepted reports; dropped the ${dropped} oldest progress report(s) to make room; final reports are kept`,
-        { dropped, reports: index.size, bytes: totalBytes },
-      );
+      // once per episode of being full: while it lasts, every progress tick drops one more
+      const message = `outbox is full (bound ${bound}) because the cloud has not accepted reports; dropped the ${dropped} oldest progress report(s) to make room; final reports are kept`;
+      if (droppedInEpisode === 0) log.warn(message, { dropped, reports: index.size, bytes: totalBytes });
+      else log.debug(message, { dropped, reports: index.size, bytes: totalBytes });
+      droppedInEpisode += dropped;
     }
     if (!isOver()) {
       overBoundWarned = false;
@@ -308,7 +310,11 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       queue.run(async () => {
         if (!index.has(seq)) return false;
         await dropEntry(seq);
-        if (index.size <= maxReports && totalBytes <= maxBytes) overBoundWarned = false;
+        // the cloud takes reports again: a later full outbox is a new episode worth a warning
+        if (index.size <= maxReports && totalBytes <= maxBytes) {
+          overBoundWarned = false;
+          droppedInEpisode = 0;
+        }
         return true;
       }),
     stats: () => {

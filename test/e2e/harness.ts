@@ -110,7 +110,12 @@ export function startAgent(dirs: AgentDirs, options: { args?: string[]; env?: Re
     dirs,
     output: () => text,
     waitForOutput: async (pattern, timeoutMs = 20_000) => {
-      await waitFor(() => pattern.test(text), timeoutMs, `agent output matching ${pattern}\n--- output so far ---\n${text.slice(-4000)}`);
+      try {
+        await waitFor(() => pattern.test(text), timeoutMs, `agent output matching ${pattern}`);
+      } catch (error) {
+        // say what the agent did print: the output at the time of failure, not at the call
+        throw new Error(`${(error as Error).message}\n--- agent output so far ---\n${text.slice(-4000)}`);
+      }
     },
     exited,
     kill: (signal) => {

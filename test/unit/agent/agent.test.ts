@@ -295,3 +295,17 @@ describe('Agent', () => {
     expect(failures).toBe(2);
   });
 });
+
+describe('createInterruptedReport', () => {
+  it('names the step that was running, or how many of how many had finished', async () => {
+    const { createInterruptedReport } = await import('../../../src/agent/engine-adapter.js');
+    const offer = offerOf('x', [step('a', ['true']), { parallel: [step('b', ['true']), step('c', ['true'])] }]);
+    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null };
+    const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v');
+    expect(between.reason).toBe('interrupted: the agent stopped before the first step started; the job was not resumed');
+    const result = { name: 'a', argv: ['true'], handler: null, user: 'nobody', exitCode: 0, signal: null, timedOut: false, canceled: false, durationMs: 5, stdout: 'x\n', stderr: '', stdoutBytes: 2, stderrBytes: 0, stdoutTruncated: false, stderrTruncated: false, stderrLines: 0, failed: false, ignored: false, failureReason: null, startedAt: new Date(0).toISOString() };
+    const after = createInterruptedReport({ ...base, steps: [{ index: 0, result }], running: [] }, 'v');
+    expect(after.reason).toBe('interrupted: the agent stopped after 1 of 3 steps had finished; the job was not resumed');
+    expect(after).toMatchObject({ status: 'FAILED', executed_steps: 1, stdout: '=== Step: a ===\nx\n', failed_step: null });
+  });
+});
