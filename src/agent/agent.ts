@@ -125,7 +125,8 @@ export class Agent {
   private lastProgressAt: number;
   private backoffUntil: number | null = null;
   private status: AgentStatus;
-  private statusWriting = false;
+  private statusWriter: Promise<void> | null = null;
+  private statusClosed = false;
   private statusDirty = false;
   private statusKey = '';
   private statusWrittenAt = 0;
@@ -226,6 +227,9 @@ export class Agent {
     await this.flushOutbox();
     this.deliveryStop.abort();
     await delivery;
+    // no status write may land after run() returns (the caller removes the file)
+    this.statusClosed = true;
+    await this.statusWriter;
   }
 
   /** First call: stop polling and let a running job drain; second call: stop the job now. */
@@ -585,10 +589,9 @@ export class Agent {
     this.statusKey = key;
     this.statusWrittenAt = now;
     this.statusDirty = true;
-    if (this.statusWriting) return;
-    this.statusWriting = true;
-    void (async () => {
-      while (this.statusDirty) {
+    if (this.statusWriter || this.statusClosed) return;
+    this.statusWriter = (async () => {
+      while (this.statusDirty && !this.statusClosed) {
         this.statusDirty = false;
         this.status.updatedAt = this.deps.clock.now();
         try {
@@ -597,7 +600,7 @@ export class Agent {
           this.deps.log.debug(`could not write the status file: ${describeError(error)}`);
         }
       }
-      this.statusWriting = false;
+      this.statusWriter = null;
     })();
   }
 }
