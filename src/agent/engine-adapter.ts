@@ -10,6 +10,9 @@ import type { Log } from '../log/log.js';
 import type { JournalEntry } from '../state/journal.js';
 import type { EnginePort } from './agent.js';
 
+// How long a looked-up account is reused.
+const USER_CACHE_MS = 60_000;
+
 /** What createEngine needs besides the configuration. */
 export interface EngineDeps {
   jobs: Config['jobs'];
@@ -24,17 +27,16 @@ export interface EngineDeps {
 /** Creates the engine the agent and `cloudjobs exec` use. */
 export function createEngine(deps: EngineDeps): EnginePort {
   const { jobs, agentVersion, clock, log, agentUid } = deps;
-  // One NSS lookup per user per job (validation and every step share it): each
-  // is two getent processes. A new job starts with a fresh cache, so account
-  // changes on the device apply from the next job on.
-  let users = new Map<string, Promise<UserInfo | null>>();
+  // Each NSS lookup is two getent processes: validation and every step share one
+  // per user, kept for USER_CACHE_MS across jobs (a queue of jobs does not pay it
+  // each time; an account change applies within that time, as with nscd).
+  const users = new Map<string, { at: number; found: Promise<UserInfo | null> }>();
   const lookupUser = (name: string): Promise<UserInfo | null> => {
-    let found = users.get(name);
-    if (!found) {
-      found = deps.lookupUser(name);
-      users.set(name, found);
-      found.catch(() => users.delete(name));
-    }
+    const cached = users.get(name);
+    if (cached && clock.now() - cached.at < USER_CACHE_MS) return cached.found;
+    const found = deps.lookupUser(name);
+    users.set(name, { at: clock.now(), found });
+    found.catch(() => users.delete(name));
     return found;
   };
   // The engine and validation (with execa) load with the first job: an idle
@@ -42,7 +44,6 @@ export function createEngine(deps: EngineDeps): EnginePort {
   let engine: typeof import('../jobs/engine.js') | null = null;
   return {
     validate: async (offer: JobOffer) => {
-      users = new Map();
       const [{ validateJob }, loaded] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js')]);
       engine = loaded;
       return validateJob(offer, {

@@ -16,7 +16,7 @@ export interface CapturedText {
   bytes: number;
   /** Whether some bytes were dropped (the text then carries the omission mark). */
   truncated: boolean;
-  /** Lines written: newlines, plus one for a final unterminated line. */
+  /** Lines written: newlines, plus one for a final unterminated line (0 when not counted). */
   lines: number;
 }
 
@@ -29,8 +29,13 @@ export interface OutputBuffer {
 
 const NEWLINE = 0x0a;
 
-/** Creates a buffer keeping at most `maxBytes` (half head, half tail) of a stream. */
-export function createOutputBuffer(maxBytes: number): OutputBuffer {
+/**
+ * Creates a buffer keeping at most `maxBytes` (half head, half tail) of a
+ * stream. Lines are counted only with `countLines` (stderr, for allowStdErr):
+ * counting costs a scan per newline, which dominates a flood of short lines.
+ */
+export function createOutputBuffer(maxBytes: number, options: { countLines?: boolean } = {}): OutputBuffer {
+  const countLines = options.countLines ?? true;
   const headCap = Math.ceil(maxBytes / 2);
   const tailCap = maxBytes - headCap;
   const head = Buffer.alloc(headCap);
@@ -45,7 +50,7 @@ export function createOutputBuffer(maxBytes: number): OutputBuffer {
     write(chunk) {
       if (chunk.length === 0) return;
       total += chunk.length;
-      newlines += countNewlines(chunk);
+      if (countLines) newlines += countNewlines(chunk);
       lastByte = chunk[chunk.length - 1] ?? lastByte;
       let rest = chunk;
       if (headLen < headCap) {
@@ -64,7 +69,7 @@ export function createOutputBuffer(maxBytes: number): OutputBuffer {
       }
     },
     capture() {
-      const lines = newlines + (total > 0 && lastByte !== NEWLINE ? 1 : 0);
+      const lines = countLines ? newlines + (total > 0 && lastByte !== NEWLINE ? 1 : 0) : 0;
       const tailAll = Buffer.concat(tail);
       const tailKept = tailAll.subarray(Math.max(0, tailAll.length - tailCap));
       const headKept = head.subarray(0, headLen);

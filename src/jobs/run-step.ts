@@ -69,7 +69,7 @@ export async function findSetpriv(): Promise<string | null> {
 export function startStep(spec: StepSpec, context: StepContext): StepRun {
   const { clock } = context;
   const startedAtMs = clock.now();
-  const stdout = createOutputBuffer(context.maxOutput);
+  const stdout = createOutputBuffer(context.maxOutput, { countLines: false });
   const stderr = createOutputBuffer(context.maxOutput);
   const timer = new AbortController();
   let stopKind: StopKind | null = null;

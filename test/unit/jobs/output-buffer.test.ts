@@ -82,3 +82,16 @@ describe('decodeOutput', () => {
     expect(decodeOutput(Buffer.from([0x61, 0x00, 0xff, 0x62]))).toBe('a\u2400\uFFFDb');
   });
 });
+
+describe('createOutputBuffer without line counting (stdout)', () => {
+  it('keeps the same text and bytes but counts no lines', () => {
+    const counted = createOutputBuffer(64);
+    const uncounted = createOutputBuffer(64, { countLines: false });
+    for (const chunk of ['a\nb\n', 'c\n'.repeat(40), 'tail']) {
+      counted.write(Buffer.from(chunk));
+      uncounted.write(Buffer.from(chunk));
+    }
+    expect(counted.capture().lines).toBe(43);
+    expect(uncounted.capture()).toEqual({ ...counted.capture(), lines: 0 });
+  });
+});
