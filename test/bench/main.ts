@@ -2,7 +2,7 @@
 // the executables in build/, prints the table as it goes and writes
 // RESULTS.md. A figure that cannot be measured becomes a "failed" row; the
 // process still exits 0 because benchmarks report, they never fail the build.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureDispatchLatency } from './figures/dispatch-latency.js';
@@ -100,7 +100,9 @@ async function main(): Promise<void> {
     process.stderr.write(`${renderTextTable(produced).split('\n').slice(2).join('\n')}  (${formatMs(Date.now() - t0)})\n`);
   }
 
-  const doc = { machine, rows, method: METHOD, durationMs: Date.now() - started };
+  const analysisFile = path.join(benchDir, 'why-missed.md');
+  const analysis = existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : undefined;
+  const doc = { machine, rows, method: METHOD, durationMs: Date.now() - started, ...(analysis ? { analysis } : {}) };
   process.stdout.write(`\n${renderTextTable(rows)}`);
   // A partial run (--only) must not replace the committed results of a full one.
   const out = only ? path.join(outDir, 'RESULTS.partial.md') : (values.results ?? path.join(benchDir, 'RESULTS.md'));

@@ -77,6 +77,8 @@ export interface ResultsDocument {
   /** Paragraphs on method (time scaling, emulation) printed above the table. */
   method: readonly string[];
   durationMs: number;
+  /** The hand-written analysis of missed targets (test/bench/why-missed.md), kept with every run. */
+  analysis?: string;
 }
 
 /** Renders RESULTS.md. */
@@ -105,6 +107,7 @@ export function renderResultsMarkdown(doc: ResultsDocument): string {
   out.push('', '## Targets missed', '');
   if (missed.length === 0) out.push('None in this run.');
   for (const row of missed) out.push(`- **${row.row}**: ${row.note}`);
+  if (doc.analysis) out.push('', doc.analysis.trim());
   out.push('', '## Method', '');
   for (const paragraph of doc.method) out.push(`- ${paragraph}`);
   out.push('');
