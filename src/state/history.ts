@@ -15,22 +15,19 @@
 // - Memory holds summaries only; reports are read from disk on get()/list().
 // - A read-only history (for the CLI while the agent runs) never writes,
 //   quarantines or removes anything: the agent owns the directory.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock/clock.js';
 import type { JobStatus, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import {
-  describeIoError,
   ensurePrivateDir,
-  isErrnoCode,
   listDirectory,
   removeFileDurable,
   removeStaleTempFiles,
 } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
-import { checkJson, quarantineFile, writeJsonFile } from './json-file.js';
+import { checkJson, quarantineFile, readTextIfExists, writeJsonFile } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
 import { expectInteger, expectNonEmptyString, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
@@ -127,13 +124,8 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
   if (!readOnly) await trim();
 
   async function readEntry(path: string): Promise<{ entry: HistoryEntry } | { reason: string } | null> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      if (isErrnoCode(error, 'ENOENT')) return null;
-      throw describeIoError('read', path, error);
-    }
+    const text = await readTextIfExists(path);
+    if (text === null) return null;
     const checked = checkJson(text, validateHistoryEntry);
     return 'reason' in checked ? checked : { entry: checked.value };
   }

@@ -20,17 +20,22 @@ export async function readJsonFile<T>(
   log: Log,
   clock: TimeSource = { now: () => Date.now() },
 ): Promise<T | null> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    if (isErrnoCode(error, 'ENOENT')) return null;
-    throw describeIoError('read', path, error);
-  }
+  const text = await readTextIfExists(path);
+  if (text === null) return null;
   const problem = checkJson(text, validate);
   if ('value' in problem) return problem.value;
   await quarantineFile(path, problem.reason, log, clock);
   return null;
+}
+
+/** Reads a state file as text; null when it does not exist, an AgentError naming it on any other failure. */
+export async function readTextIfExists(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if (isErrnoCode(error, 'ENOENT')) return null;
+    throw describeIoError('read', path, error);
+  }
 }
 
 /** Parses and validates `text`; returns the value or the reason it is unusable. */

@@ -26,14 +26,13 @@
 // journal, then enqueue the final, then add it to history, then remove the
 // journal entry. At start, a journal entry with a final whose job is neither
 // in history nor hasPendingFinal() is enqueued again; otherwise only removed.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock/clock.js';
 import { isFinalStatus, type StatusReport } from '../contract/types.js';
 import { AbortedError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
-import { describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
-import { checkJson, quarantineFile, STATE_FILE_MODE } from './json-file.js';
+import { ensurePrivateDir, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { checkJson, quarantineFile, readTextIfExists, STATE_FILE_MODE } from './json-file.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
@@ -183,13 +182,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   }
 
   async function readStored(path: string): Promise<{ stored: StoredOutboxEntry; bytes: number } | { reason: string } | null> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (error) {
-      if (isErrnoCode(error, 'ENOENT')) return null;
-      throw describeIoError('read', path, error);
-    }
+    const text = await readTextIfExists(path);
+    if (text === null) return null;
     const checked = checkJson(text, validateOutboxEntry);
     if ('reason' in checked) return checked;
     return { stored: checked.value, bytes: Buffer.byteLength(text) };
