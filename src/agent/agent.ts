@@ -8,6 +8,7 @@ import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js
 import { AbortedError, describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
+import { isPollLoopHealthy } from '../service/health.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
@@ -83,6 +84,8 @@ export interface AgentDeps {
   /** Null when jobs run; else why the agent idles (e.g. "jobs.enabled is false"). */
   disabledReason: string | null;
   pollIntervalMs: number;
+  /** cloud.request_timeout: how long one poll may be in flight. */
+  requestTimeoutMs: number;
   progressIntervalMs: number;
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
@@ -162,10 +165,14 @@ export class Agent {
 
   /** Whether the watchdog may be fed: the poll loop made progress lately or is deliberately waiting. */
   isHealthy(): boolean {
-    const now = this.deps.clock.now();
     if (this.current || this.status.state === 'disabled' || this.status.state === 'stopping') return true;
-    if (this.backoffUntil !== null && now <= this.backoffUntil + this.deps.pollIntervalMs) return true;
-    return now - this.lastProgressAt <= 2 * Math.max(this.deps.pollIntervalMs, 1000) + this.deps.pollIntervalMs;
+    // a poll in flight may take up to the request time limit before it counts as progress
+    return isPollLoopHealthy({
+      now: this.deps.clock.now(),
+      lastProgressAt: this.lastProgressAt,
+      intervalMs: Math.max(this.deps.pollIntervalMs, this.deps.requestTimeoutMs),
+      backoffUntil: this.backoffUntil,
+    });
   }
 
   /** A one-line description of what the agent does, for systemd's STATUS=. */

@@ -118,6 +118,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     pid: ctx.pid,
     disabledReason: loaded.disabledReason,
     pollIntervalMs: config.polling.interval,
+    requestTimeoutMs: config.cloud.request_timeout,
     progressIntervalMs: config.jobs.progress_interval,
     drainTimeoutMs: config.agent.drain_timeout,
     flushTimeoutMs: FLUSH_TIMEOUT_MS,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentDeps, type AgentStatus } from '../../../src/agent/agent.js';
 import { createEngine } from '../../../src/agent/engine-adapter.js';
-import { createSystemClock } from '../../../src/clock/clock.js';
+import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';
 import type { CloudClient, PollAnswer, StatusOutcome } from '../../../src/cloud/client.js';
 import { CloudError } from '../../../src/cloud/cloud-error.js';
@@ -129,6 +129,7 @@ describe('Agent', () => {
       pid: 1234,
       disabledReason: null,
       pollIntervalMs: 20,
+      requestTimeoutMs: 1000,
       progressIntervalMs: 100,
       drainTimeoutMs: 10_000,
       flushTimeoutMs: 2000,
@@ -261,6 +262,24 @@ describe('Agent', () => {
     const [final] = finals(second.sent, 'kill');
     expect(final!.report.status).toBe('FAILED');
     expect(final!.report.reason).toContain('stopped by agent shutdown');
+  });
+
+  it('is unhealthy (no watchdog ping) once a poll hangs past twice the larger of interval and request time limit', async () => {
+    const cloud = createScriptedCloud();
+    let release: (() => void) | null = null;
+    cloud.client.nextJob = () => new Promise<PollAnswer>((resolve) => (release = () => resolve({ kind: 'none' })));
+    const clock = createManualClock(1_000_000);
+    const agent = await build(cloud, { clock, pollIntervalMs: 100, requestTimeoutMs: 5000 });
+    const running = agent.run();
+    await waitFor(() => release !== null, 5000, 'the first poll to be in flight');
+    expect(agent.isHealthy()).toBe(true);
+    await clock.advance(10_000);
+    expect(agent.isHealthy()).toBe(true);
+    await clock.advance(1);
+    expect(agent.isHealthy()).toBe(false);
+    agent.stop();
+    release!();
+    await running;
   });
 
   it('with jobs disabled stays idle, never polls, and says why', async () => {
