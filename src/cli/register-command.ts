@@ -5,20 +5,16 @@ import { readFile } from 'node:fs/promises';
 import { createSystemClock, type Clock } from '../clock/clock.js';
 import { computeFailureDelay } from '../cloud/backoff.js';
 import { readDeviceName, readDeviceType, readMacAddress, readOsVersion } from '../cloud/device-facts.js';
-import { createHttpTransport } from '../cloud/http.js';
 import { registerDevice, RegistrationError, type RegisteredIdentity } from '../cloud/register.js';
-import { loadTlsSettings } from '../cloud/tls-options.js';
 import type { Config } from '../config/schema.js';
 import { AbortedError, describeError, UsageError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { identityPath, readIdentity, writeIdentity, type StoredIdentity } from '../state/identity-store.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
-import { createCliLog, loadCliConfig } from './setup.js';
+import { createCliLog, createCloudTransport, loadCliConfig } from './setup.js';
 
 type RegisterCommand = Extract<Command, { name: 'register' }>;
-
-const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 /** Registers the device once; a registered device is left as it is. */
 export async function runRegister(ctx: CliContext, command: RegisterCommand): Promise<number> {
@@ -76,14 +72,7 @@ interface RegisterOnceOptions {
 // One registration attempt, stored atomically when it succeeds.
 async function registerOnce(options: RegisterOnceOptions): Promise<StoredIdentity> {
   const { config, key, clock, log } = options;
-  const tls = await loadTlsSettings({
-    caFile: config.cloud.ca_file,
-    systemBundleFile: SYSTEM_CA_BUNDLE,
-    pinSha256: config.cloud.pin_sha256,
-    clientCert: config.cloud.client_cert,
-    clientKey: config.cloud.client_key,
-  });
-  const transport = createHttpTransport({ timeoutMs: config.cloud.request_timeout, clock, tls, userAgent: `cloudjobs/${options.version}` });
+  const transport = await createCloudTransport(config, clock, options.version);
   try {
     const registered: RegisteredIdentity = await registerDevice({
       apiUrl: config.cloud.api_url,

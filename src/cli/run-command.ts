@@ -6,8 +6,6 @@ import { createEngine } from '../agent/engine-adapter.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
-import { createHttpTransport } from '../cloud/http.js';
-import { loadTlsSettings } from '../cloud/tls-options.js';
 import { describeError } from '../errors/errors.js';
 import { createConsoleTransport, createLog } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
@@ -19,13 +17,12 @@ import { removeRuntimeStatus, writeRuntimeStatus } from '../state/runtime-status
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
-import { createCliLog, loadCliConfig, loadNative } from './setup.js';
+import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
 
 // Shutdown spends at most this long sending queued reports; the rest waits on disk.
 const FLUSH_TIMEOUT_MS = 5000;
-const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 /** Runs the agent in the foreground. */
 export async function runAgentCommand(ctx: CliContext, command: RunCommand): Promise<number> {
@@ -72,20 +69,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   const identity = await obtainIdentity({ ctx, config, sources: loaded.sources, clock, log, notifier, signal: stop.signal, secrets });
   if (!identity) return stopRequests > 0 ? EXIT.ok : EXIT.failure;
 
-  const tls = await loadTlsSettings({
-    caFile: config.cloud.ca_file,
-    storedCaPem: identity.caCertPem ?? null,
-    systemBundleFile: SYSTEM_CA_BUNDLE,
-    pinSha256: config.cloud.pin_sha256,
-    clientCert: config.cloud.client_cert,
-    clientKey: config.cloud.client_key,
-  });
-  const transport = createHttpTransport({
-    timeoutMs: config.cloud.request_timeout,
-    clock,
-    tls,
-    userAgent: `cloudjobs/${ctx.version}`,
-  });
+  const transport = await createCloudTransport(config, clock, ctx.version, identity.caCertPem ?? null);
   const cloud = createCloudClient({
     apiUrl: config.cloud.api_url,
     generation: config.cloud.api_generation === 'auto' && identity.generation ? identity.generation : config.cloud.api_generation,

@@ -1,7 +1,11 @@
 // Pieces every command shares: loading the configuration for a command line,
 // building its logger, loading the native helper.
 import fs from 'node:fs';
+import type { Clock } from '../clock/clock.js';
+import { createHttpTransport, type HttpTransport } from '../cloud/http.js';
+import { loadTlsSettings } from '../cloud/tls-options.js';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { createConsoleTransport, createLog, type Log, type LogLevel } from '../log/log.js';
 import { createJournaldTransport, shouldUseJournal } from '../service/journald-transport.js';
 import { loadDatagramSender, type DatagramSender } from '../service/native.js';
@@ -55,4 +59,25 @@ export function loadNative(ctx: CliContext, dir: string, log: Log): DatagramSend
     return null;
   }
   return loadDatagramSender({ addonBytes: ctx.addon, dir, log });
+}
+
+// Debian's CA bundle, added to Node's own roots when present.
+const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+
+/** The keep-alive transport to the cloud with the configured TLS (CAs, pins, client certificate) and a registration-stored CA. */
+export async function createCloudTransport(
+  config: Config,
+  clock: Clock,
+  version: string,
+  storedCaPem: string | null = null,
+): Promise<HttpTransport> {
+  const tls = await loadTlsSettings({
+    caFile: config.cloud.ca_file,
+    storedCaPem,
+    systemBundleFile: SYSTEM_CA_BUNDLE,
+    pinSha256: config.cloud.pin_sha256,
+    clientCert: config.cloud.client_cert,
+    clientKey: config.cloud.client_key,
+  });
+  return createHttpTransport({ timeoutMs: config.cloud.request_timeout, clock, tls, userAgent: `cloudjobs/${version}` });
 }
