@@ -14,6 +14,10 @@ ESBUILD := node_modules/.bin/esbuild
 TS_SOURCES := $(shell find src -name '*.ts') package.json
 CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 
+# Keep the per-arch addons and bundles that pattern rules make on the way: make
+# would delete them as intermediates and rebuild every executable next time.
+.SECONDARY:
+
 .PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration demo bench clean
 
 all: build
