@@ -6,7 +6,7 @@ import { createCloudClient, type CloudClient } from '../../../src/cloud/client.j
 import { createHttpTransport, type HttpTransport } from '../../../src/cloud/http.js';
 import type { StatusReport } from '../../../src/contract/types.js';
 import { createCaptureLog } from './capture-log.js';
-import { sendJson, startTestServer, type TestServer } from './test-server.js';
+import { sendJson, startTestServer, type TestServer, expectCloudError } from './test-server.js';
 
 const UUID = '8479359e-dbeb-4858-813c-e8a9008dde04';
 const KEY = 'a'.repeat(64);
@@ -75,16 +75,11 @@ function nextAnswers(
   });
 }
 
+// every client failure is checked for the API key in its message
 async function failure(promise: Promise<unknown>): Promise<CloudError> {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(CloudError);
-  expect((error as Error).message).not.toContain(KEY);
-  return error as CloudError;
+  const error = await expectCloudError(promise);
+  expect(error.message).not.toContain(KEY);
+  return error;
 }
 
 const report: StatusReport = {

@@ -3,7 +3,7 @@ import { createSystemClock } from '../../../src/clock/clock.js';
 import { AbortedError } from '../../../src/errors/errors.js';
 import { CloudError } from '../../../src/cloud/cloud-error.js';
 import { createHttpTransport, type HttpTransport } from '../../../src/cloud/http.js';
-import { sendJson, startTestServer, type TestServer } from './test-server.js';
+import { sendJson, startTestServer, type TestServer, expectCloudError } from './test-server.js';
 
 const servers: TestServer[] = [];
 const transports: HttpTransport[] = [];
@@ -29,16 +29,7 @@ function transport(options: { timeoutMs?: number; maxBodyBytes?: number } = {}):
   return t;
 }
 
-async function failure(promise: Promise<unknown>): Promise<CloudError> {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(CloudError);
-  return error as CloudError;
-}
+const failure = expectCloudError;
 
 describe('http transport', () => {
   it('sends JSON with the given headers and returns status, content type and body', async () => {

@@ -2,6 +2,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { expect } from 'vitest';
+import { CloudError } from '../../../src/cloud/cloud-error.js';
 
 /** One request as the server saw it. */
 export interface SeenRequest {
@@ -62,4 +64,16 @@ export function sendJson(res: http.ServerResponse, status: number, value: unknow
   const body = JSON.stringify(value);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
+}
+
+/** Awaits a promise that must reject with a CloudError and returns that error. */
+export async function expectCloudError(promise: Promise<unknown>): Promise<CloudError> {
+  const error = await promise.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(CloudError);
+  return error as CloudError;
 }

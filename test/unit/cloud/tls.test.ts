@@ -7,7 +7,7 @@ import { CloudError } from '../../../src/cloud/cloud-error.js';
 import { createHttpTransport, type HttpTransport } from '../../../src/cloud/http.js';
 import { TlsConfigError, computeSpkiSha256, loadTlsSettings, type TlsSources } from '../../../src/cloud/tls-options.js';
 import { createTestPki, type ServerPem, type TestPki } from './test-pki.js';
-import { sendJson, startTestServer, type TestServer } from './test-server.js';
+import { sendJson, startTestServer, type TestServer, expectCloudError } from './test-server.js';
 
 let pki: TestPki;
 const servers: TestServer[] = [];
@@ -35,16 +35,7 @@ async function client(sources: Partial<TlsSources> = {}): Promise<HttpTransport>
   return t;
 }
 
-async function failure(promise: Promise<unknown>): Promise<CloudError> {
-  const error = await promise.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(CloudError);
-  return error as CloudError;
-}
+const failure = expectCloudError;
 
 // computed by openssl, independently of the code under test
 function opensslPin(certPem: string): string {
