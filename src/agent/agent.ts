@@ -289,6 +289,7 @@ export class Agent {
     const signal = this.pollStop.signal;
     while (!signal.aborted) {
       let delay: number;
+      let state: 'idle' | 'backoff' = 'idle';
       try {
         const answer = await cloud.nextJob(signal);
         this.noteCloudOk();
@@ -304,7 +305,6 @@ export class Agent {
           delay = scheduler.afterIdle();
           log.debug(`no pending job; polling again in ${delay}ms`);
         }
-        this.setState('idle');
       } catch (error) {
         if (signal.aborted) break;
         const failure = asCloudFailure(error);
@@ -313,12 +313,11 @@ export class Agent {
         this.backoffUntil = clock.now() + delay;
         this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
         this.noteCloudProblem(failure, delay);
-        this.status.nextPollAt = clock.now() + delay;
-        this.setState('backoff');
+        state = 'backoff';
       }
       if (signal.aborted) break;
       this.status.nextPollAt = clock.now() + delay;
-      this.writeStatus();
+      this.setState(state);
       try {
         if (delay > 0) await clock.sleep(delay, signal);
       } catch (error) {
