@@ -11,9 +11,20 @@ OUT="${BENCH_OUT:-$BUILD/bench}"
 mkdir -p "$OUT"
 ESBUILD="$ROOT/node_modules/.bin/esbuild"
 
+# --arches x64,arm64 measures only those executables; the rest is passed to the harness.
+arches=("${ARCHES[@]}")
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arches) [ $# -ge 2 ] || die "--arches needs a list, e.g. --arches x64,arm64"; IFS=, read -r -a arches <<<"$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+for arch in "${arches[@]}"; do check_arch "$arch"; done
+
 host=$(host_arch)
 entries=()
-for arch in "${ARCHES[@]}"; do
+for arch in "${arches[@]}"; do
   agent="$BUILD/cloudjobs-linux-$arch"
   if [ ! -x "$agent" ]; then
     echo "bench: $agent is missing (make binaries); skipping $arch" >&2
@@ -39,4 +50,4 @@ done
 "$ESBUILD" "$ROOT/test/cloud/main.ts" --bundle --platform=node --format=cjs --target=node20 --log-level=warning --outfile="$OUT/reference-cloud.cjs"
 
 exec node "$OUT/bench.cjs" --root "$ROOT" --targets "$OUT/targets.json" --cloud-bundle "$OUT/reference-cloud.cjs" \
-  --results "$BENCH_SRC/RESULTS.md" --build "$BUILD" --out "$OUT" "$@"
+  --results "$BENCH_SRC/RESULTS.md" --build "$BUILD" --out "$OUT" "${args[@]}"

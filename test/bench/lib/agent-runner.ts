@@ -60,7 +60,11 @@ export interface BenchAgent {
 export function startBenchAgent(target: BenchTarget, dirs: AgentDirs, env: Record<string, string> = {}): BenchAgent {
   const logFile = path.join(dirs.root, 'agent.log');
   const fd = openSync(logFile, 'a');
-  const [command, ...prefix] = target.agent;
+  // For profiling only (the figures then measure the wrapper, not the agent):
+  // BENCH_AGENT_WRAP="strace -f -o /tmp/t" prefixes the executable;
+  // BENCH_AGENT_CMD="node --cpu-prof build/bundle/x64/cloudjobs.cjs" replaces it.
+  const wrap = process.env.BENCH_AGENT_WRAP ? process.env.BENCH_AGENT_WRAP.split(' ') : [];
+  const [command, ...prefix] = process.env.BENCH_AGENT_CMD ? process.env.BENCH_AGENT_CMD.split(' ') : [...wrap, ...target.agent];
   const child = spawn(command!, [...prefix, '--config', dirs.configFile, 'run'], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...env },
     stdio: ['ignore', fd, fd],
