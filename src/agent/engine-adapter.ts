@@ -7,6 +7,7 @@ import type { JobOffer, StatusReport } from '../contract/types.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import type { UserInfo } from '../jobs/users.js';
 import type { Log } from '../log/log.js';
+import { createYoungCollector } from '../service/memory.js';
 import type { JournalEntry } from '../state/journal.js';
 import type { EnginePort } from './agent.js';
 
@@ -42,6 +43,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
   // The engine and validation (with execa) load with the first job: an idle
   // agent on a 512 MB Pi does not carry them.
   let engine: typeof import('../jobs/engine.js') | null = null;
+  let reclaimMemory: (() => void) | null | undefined;
   return {
     validate: async (offer: JobOffer) => {
       const [{ validateJob }, loaded] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js')]);
@@ -56,6 +58,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
     },
     start: (job, hooks) => {
       if (!engine) throw new Error('internal: start() before validate()');
+      if (reclaimMemory === undefined) reclaimMemory = createYoungCollector();
       return engine.startJob(
         job,
         {
@@ -69,6 +72,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
           log,
           lookupUser,
           agentUid,
+          reclaimMemory: reclaimMemory ?? undefined,
         },
         hooks,
       );

@@ -5,7 +5,8 @@
 // INVARIANTS
 // - write() never refuses or delays a chunk: the caller reads the pipe in
 //   flowing mode and the child never blocks on a full pipe because of us.
-// - Memory held is at most the head budget plus the tail budget plus one chunk.
+// - Memory held is at most the head budget plus the tail budget, allocated
+//   once on first use: nothing is allocated per chunk.
 // - head bytes are the first bytes written; tail bytes are the last ones; when
 //   nothing was dropped head followed by tail is the whole stream.
 
@@ -38,13 +39,33 @@ export function createOutputBuffer(maxBytes: number, options: { countLines?: boo
   const countLines = options.countLines ?? true;
   const headCap = Math.ceil(maxBytes / 2);
   const tailCap = maxBytes - headCap;
-  const head = Buffer.alloc(headCap);
+  // Allocated on first use (most steps write little or nothing); the tail is a
+  // ring, so a flood of output allocates nothing per chunk.
+  let head: Buffer | null = null;
   let headLen = 0;
-  const tail: Buffer[] = [];
-  let tailLen = 0;
+  let ring: Buffer | null = null;
+  let ringEnd = 0; // where the next tail byte goes
+  let tailLen = 0; // bytes of the ring in use (<= tailCap)
   let total = 0;
   let newlines = 0;
   let lastByte = -1;
+
+  const keepTail = (rest: Buffer): void => {
+    ring ??= Buffer.allocUnsafe(tailCap);
+    const piece = rest.length > tailCap ? rest.subarray(rest.length - tailCap) : rest;
+    const first = Math.min(piece.length, tailCap - ringEnd);
+    piece.copy(ring, ringEnd, 0, first);
+    piece.copy(ring, 0, first);
+    ringEnd = (ringEnd + piece.length) % tailCap;
+    tailLen = Math.min(tailCap, tailLen + piece.length);
+  };
+
+  const tailBytes = (): Buffer => {
+    if (ring === null || tailLen === 0) return Buffer.alloc(0);
+    const start = (ringEnd - tailLen + tailCap) % tailCap;
+    if (start + tailLen <= tailCap) return Buffer.from(ring.subarray(start, start + tailLen));
+    return Buffer.concat([ring.subarray(start), ring.subarray(0, ringEnd)]);
+  };
 
   return {
     write(chunk) {
@@ -54,25 +75,19 @@ export function createOutputBuffer(maxBytes: number, options: { countLines?: boo
       lastByte = chunk[chunk.length - 1] ?? lastByte;
       let rest = chunk;
       if (headLen < headCap) {
+        head ??= Buffer.allocUnsafe(headCap);
         const take = Math.min(headCap - headLen, rest.length);
         rest.copy(head, headLen, 0, take);
         headLen += take;
         rest = rest.subarray(take);
       }
       if (rest.length === 0 || tailCap === 0) return;
-      // copy so we never pin the stream's (possibly large) chunk in memory
-      const kept = rest.length > tailCap ? Buffer.from(rest.subarray(rest.length - tailCap)) : Buffer.from(rest);
-      tail.push(kept);
-      tailLen += kept.length;
-      while (tail.length > 1 && tailLen - (tail[0]?.length ?? 0) >= tailCap) {
-        tailLen -= tail.shift()?.length ?? 0;
-      }
+      keepTail(rest);
     },
     capture() {
       const lines = countLines ? newlines + (total > 0 && lastByte !== NEWLINE ? 1 : 0) : 0;
-      const tailAll = Buffer.concat(tail);
-      const tailKept = tailAll.subarray(Math.max(0, tailAll.length - tailCap));
-      const headKept = head.subarray(0, headLen);
+      const tailKept = tailBytes();
+      const headKept = head === null ? Buffer.alloc(0) : head.subarray(0, headLen);
       const dropped = total - headKept.length - tailKept.length;
       if (dropped === 0) {
         return { text: decodeOutput(Buffer.concat([headKept, tailKept])), bytes: total, truncated: false, lines };

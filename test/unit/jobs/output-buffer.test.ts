@@ -67,6 +67,39 @@ describe('createOutputBuffer', () => {
     expect(buffer.capture()).toMatchObject({ lines: 1000, bytes: 2000, truncated: true });
   });
 
+  it('keeps the first and the last bytes of any stream, whatever the chunking (ring wrap-around)', () => {
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 300; round += 1) {
+      const budget = 2 + random(40);
+      const size = random(200);
+      const stream = Buffer.from(Array.from({ length: size }, (_, i) => 0x41 + ((i * 7 + round) % 26)));
+      const buffer = createOutputBuffer(budget, { countLines: false });
+      for (let at = 0; at < size; ) {
+        const length = Math.min(size - at, random(budget * 2) + 1);
+        buffer.write(stream.subarray(at, at + length));
+        // capture() while writes go on must not disturb what is kept
+        if (random(4) === 0) buffer.capture();
+        at += length;
+      }
+      const headCap = Math.ceil(budget / 2);
+      const tailCap = budget - headCap;
+      const expected =
+        size <= budget
+          ? stream.toString()
+          : `${stream.subarray(0, headCap).toString()}\n[... ${size - budget} bytes omitted ...]\n${stream.subarray(size - tailCap).toString()}`;
+      expect(buffer.capture(), `round ${round}: budget ${budget}, ${size} bytes`).toEqual({
+        text: expected,
+        bytes: size,
+        truncated: size > budget,
+        lines: 0,
+      });
+    }
+  });
+
   it('holds a bounded amount whatever volume is written', () => {
     const buffer = createOutputBuffer(4096);
     const chunk = Buffer.alloc(65536, 0x41);
