@@ -15,7 +15,8 @@ import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { createJobTarget, runKillLadder } from './kill-ladder.js';
 import { composeReport, describeStepOutcome } from './report.js';
-import { createUnstartedResult, findSetpriv, formatLimit, startStep, type StepRun, type StopKind } from './run-step.js';
+import { readAgentPrivileges, type AgentPrivileges } from './launch.js';
+import { createUnstartedResult, formatLimit, startStep, type StepRun, type StopKind } from './run-step.js';
 import type { NormalizedJob, StepResult, StepSpec } from './types.js';
 import type { UserInfo } from './users.js';
 import { createJobDir, prepareWorkRoot, removeJobDir } from './work-dir.js';
@@ -35,6 +36,10 @@ export interface EngineOptions {
   lookupUser: (name: string) => Promise<UserInfo | null>;
   /** The uid the agent runs as; defaults to process.getuid(). Only root can run steps as other users. */
   agentUid?: number;
+  /** What the agent holds (launch.ts); read from /proc/self/status with the first step when absent. */
+  agentPrivileges?: AgentPrivileges;
+  /** Frees the buffers of output already consumed; called every few MiB a step writes (see run-step.ts). */
+  reclaimMemory?: () => void;
 }
 
 /** Called around each step; returned promises are awaited before the job goes on. */
@@ -80,7 +85,7 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
   let decisive: StepResult | null = null;
   let sequence = 0;
   let finalReport: StatusReport | null = null;
-  let setpriv: Promise<string | null> | null = null;
+  let privileges: Promise<AgentPrivileges> | null = null;
 
   const stopAll = (kind: JobStop): void => {
     if (jobStop !== null || finalReport !== null) return;
@@ -149,7 +154,7 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
     } catch (error) {
       return createUnstartedResult(spec, `could not create its working directory: ${describeError(error)}`, clock);
     }
-    setpriv ??= agentUid === 0 ? findSetpriv() : Promise.resolve(null);
+    privileges ??= options.agentPrivileges ? Promise.resolve(options.agentPrivileges) : readAgentPrivileges(agentUid);
     const entry: Running = {
       spec,
       label,
@@ -158,11 +163,11 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
         jobId: job.jobId,
         jobName: job.jobName,
         user,
-        agentUid,
-        setprivPath: await setpriv,
+        agent: await privileges,
         cwd,
         path: options.path,
         maxOutput: options.maxOutput,
+        reclaimMemory: options.reclaimMemory,
         killGraceMs: options.killGraceMs,
         jobTimeoutMs: job.timeoutMs,
         clock,

@@ -24,7 +24,7 @@ const HERD_AGENTS = 1000;
 const HERD_SCALE = 10;
 
 const METHOD = [
-  'Each figure runs the built single executable (build/cloudjobs-linux-<arch>) as `cloudjobs run` against the reference cloud (test/cloud) on a loopback port, with its own temp agent.ini, state and runtime directories (test/e2e/harness.ts), as root with jobs run as `nobody` through setpriv.',
+  'Each figure runs the built single executable (build/cloudjobs-linux-<arch>) as `cloudjobs run` against the reference cloud (test/cloud) on a loopback port, with its own temp agent.ini, state and runtime directories (test/e2e/harness.ts), as root with no_new_privs set as the shipped unit sets it (NoNewPrivileges=yes; the harness starts the agent through `setpriv --no-new-privs`), with jobs run as `nobody`: the spawn itself switches uid and gid (src/jobs/launch.ts). Figure 4 also reports a user with a supplementary group, whom setpriv switches.',
   'Baselines use the very Node binary the executable is made from (src/build/fetch-node.sh: the pinned, verified, stripped official build) and, where a single executable is compared, one made by src/build/sea.sh from test/bench/baseline/idle.js.',
   'Time scaling: the agent reads CLOUDJOBS_TEST_TIME_SCALE=N and plays every wait N times faster. Figures 1, 3 and 5 use it only to poll often (a 1 s interval at 20x/40x/5x); figure 6 uses real time (30 s interval, which must never elapse); figure 7 scales the 30 s interval 10x and adds back the real dispatch time; figure 8 runs the whole herd at 10x.',
   'Figure 10 (the arm64 and armv7 rows of figures 1, 2 and 4) runs under qemu-user (qemu-aarch64-static -L /usr/aarch64-linux-gnu, qemu-arm-static -L /usr/arm-linux-gnueabihf) on this x64 machine: indicative only, never judged; RSS includes the emulator, times include translation.',
@@ -116,7 +116,7 @@ function emulatedFigures(target: BenchTarget, benchDir: string): Figure[] {
   return [
     { number: 10, row: `10 idle RSS ${label}`, target: 'indicative', run: async () => relabel(await measureIdleMemory(target)) },
     { number: 10, row: `10 start to READY ${label}`, target: 'indicative', run: async () => relabel(await measureStartTime(target, benchDir, 3)) },
-    { number: 10, row: `10 200 steps ${label}`, target: 'indicative', run: async () => relabel(await measureStepOverhead(target, benchDir)) },
+    { number: 10, row: `10 200 steps ${label}`, target: 'indicative', run: async () => (await measureStepOverhead(target, benchDir)).map(relabel) },
   ];
 }
 

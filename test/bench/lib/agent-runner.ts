@@ -56,7 +56,10 @@ export interface BenchAgent {
   stop(): Promise<void>;
 }
 
-/** Starts `cloudjobs --config ... run` of `target` with extra environment. */
+/** The prefix that gives the agent what systemd gives it under the shipped unit: no_new_privs. */
+const AS_THE_UNIT = ['setpriv', '--no-new-privs', '--'];
+
+/** Starts `cloudjobs --config ... run` of `target` with extra environment, with no_new_privs as under the unit. */
 export function startBenchAgent(target: BenchTarget, dirs: AgentDirs, env: Record<string, string> = {}): BenchAgent {
   const logFile = path.join(dirs.root, 'agent.log');
   const fd = openSync(logFile, 'a');
@@ -64,7 +67,9 @@ export function startBenchAgent(target: BenchTarget, dirs: AgentDirs, env: Recor
   // BENCH_AGENT_WRAP="strace -f -o /tmp/t" prefixes the executable;
   // BENCH_AGENT_CMD="node --cpu-prof build/bundle/x64/cloudjobs.cjs" replaces it.
   const wrap = process.env.BENCH_AGENT_WRAP ? process.env.BENCH_AGENT_WRAP.split(' ') : [];
-  const [command, ...prefix] = process.env.BENCH_AGENT_CMD ? process.env.BENCH_AGENT_CMD.split(' ') : [...wrap, ...target.agent];
+  const agentArgv = process.env.BENCH_AGENT_CMD ? process.env.BENCH_AGENT_CMD.split(' ') : [...wrap, ...target.agent];
+  // As systemd starts it (the unit's NoNewPrivileges=yes): setpriv sets no_new_privs and execs the agent, same pid.
+  const [command, ...prefix] = [...AS_THE_UNIT, ...agentArgv];
   const child = spawn(command!, [...prefix, '--config', dirs.configFile, 'run'], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...env },
     stdio: ['ignore', fd, fd],

@@ -44,7 +44,7 @@ describe.runIf(isRoot)('run-as (root only)', () => {
       const out = report.stdout.split('\n');
       const ids = `${user.uid}\t${user.uid}\t${user.uid}\t${user.uid}`;
       const gids = `${user.gid}\t${user.gid}\t${user.gid}\t${user.gid}`;
-      expect(out.slice(1, 8)).toEqual([
+      expect(out.slice(1, 9)).toEqual([
         `Uid:\t${ids}`,
         `Gid:\t${gids}`,
         `Groups:\t${[user.gid, extraGid].sort((a, b) => a - b).join(' ')} `,
@@ -52,6 +52,7 @@ describe.runIf(isRoot)('run-as (root only)', () => {
         'CapPrm:\t0000000000000000',
         'CapEff:\t0000000000000000',
         'CapAmb:\t0000000000000000',
+        'NoNewPrivs:\t1',
       ]);
       const envStart = out.indexOf('--- env');
       const cwdStart = out.indexOf('--- cwd');
@@ -85,6 +86,33 @@ describe.runIf(isRoot)('run-as (root only)', () => {
       expect(report.stdout).toContain('\nUid:\t65534\t65534\t65534\t65534\n');
       expect(report.stdout).toContain('\nCapEff:\t0000000000000000\n');
       expect(report.stdout).toContain('\nCapPrm:\t0000000000000000\n');
+    } finally {
+      await rm(options.workDir, { recursive: true, force: true });
+    }
+  });
+
+  it('lets the spawn switch ids for a user with only its primary group when the agent holds no_new_privs', async () => {
+    // this test process lacks no_new_privs, so the premise is given: the step then shows
+    // NoNewPrivs 0 here; under the unit (NoNewPrivileges=yes) it inherits 1 (test/e2e/run-as.test.ts)
+    const agentPrivileges = { uid: 0, noNewPrivs: true, noInheritableCaps: true, setprivPath: null };
+    const options = await makeOptions({ agentPrivileges });
+    try {
+      const report = await startJob(makeJob([scriptStep('Direct', 'identity.sh', [], { user: 'nobody' })]), options, {}).done;
+      expect(report.status).toBe('SUCCEEDED');
+      const out = report.stdout.split('\n');
+      expect(out.slice(1, 8)).toEqual([
+        'Uid:\t65534\t65534\t65534\t65534',
+        'Gid:\t65534\t65534\t65534\t65534',
+        'Groups:\t ',
+        'CapInh:\t0000000000000000',
+        'CapPrm:\t0000000000000000',
+        'CapEff:\t0000000000000000',
+        'CapAmb:\t0000000000000000',
+      ]);
+      // the user's supplementary groups would be lost this way, so such a user goes through setpriv
+      const withGroups = await startJob(makeJob([scriptStep('Groups', 'identity.sh', [], { user: USER })]), options, {}).done;
+      expect(withGroups.status).toBe('FAILED');
+      expect(withGroups.reason).toContain('setpriv (util-linux) was not found');
     } finally {
       await rm(options.workDir, { recursive: true, force: true });
     }
