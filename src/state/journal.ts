@@ -8,6 +8,12 @@
 // - Every change rewrites the job's file atomically (writeJsonFile), through a
 //   serial queue; the in-memory copy changes only after the write succeeded,
 //   so memory never claims more than the disk holds.
+// - begin() and recordFinal() are fsynced (file and directory); the per-step
+//   records (step started, step finished) are atomic but not fsynced: a crash
+//   of the agent (kill -9, OOM) loses none of them, a power loss can roll the
+//   file back to an earlier record, never to a torn one. An fsync per step
+//   would cost more than a short step itself (and wear SD cards); the job is
+//   then still reported interrupted, naming an earlier step.
 // - An entry with `final === null` at open time was interrupted; `running`
 //   names the step(s) that were running. An entry with a final was finished
 //   but not yet handed to outbox/history: the agent must enqueue the final
@@ -129,14 +135,16 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   // `durable` false: atomic (a kill -9 still sees it) but not fsynced, so power
   // loss may lose it; used only for which step is running, which costs an fsync
   // per step on an SD card and only makes the interrupted report more precise.
-  const update = (jobId: string, change: (entry: JournalEntry) => void, durable = true): Promise<void> =>
+  // Entries are never mutated: a change builds the next entry from shallow
+  // copies, so unchanged parts (the offer, earlier step results) are shared
+  // instead of deep-copied on every step.
+  const update = (jobId: string, change: (entry: JournalEntry) => JournalEntry, durable: boolean): Promise<void> =>
     queue.run(async () => {
       const current = entries.get(jobId);
       if (!current) {
         throw new AgentError('STATE_IO', `job ${jobId} is not in the journal; begin() must come first`);
       }
-      const next = structuredClone(current);
-      change(next);
+      const next = change(current);
       await writeJsonFile(pathFor(jobId), next, undefined, durable);
       entries.set(jobId, next);
     });
@@ -163,24 +171,35 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
         return structuredClone(entry);
       }),
     recordStepStart: (jobId, index, total, name) =>
-      update(jobId, (entry) => {
-        entry.running = entry.running.filter((r) => r.index !== index);
-        entry.running.push({ index, total, name, startedAt: new Date(clock.now()).toISOString() });
-        entry.running.sort((a, b) => a.index - b.index);
-      }, false),
+      update(
+        jobId,
+        (entry) => ({
+          ...entry,
+          running: [
+            ...entry.running.filter((r) => r.index !== index),
+            { index, total, name, startedAt: new Date(clock.now()).toISOString() },
+          ].sort((a, b) => a.index - b.index),
+        }),
+        false,
+      ),
     recordStep: (jobId, index, result) =>
-      update(jobId, (entry) => {
-        entry.running = entry.running.filter((r) => r.index !== index);
-        entry.steps = entry.steps.filter((s) => s.index !== index);
-        entry.steps.push({ index, result: structuredClone(result) });
-        entry.steps.sort((a, b) => a.index - b.index);
-      }),
+      update(
+        jobId,
+        (entry) => ({
+          ...entry,
+          running: entry.running.filter((r) => r.index !== index),
+          steps: [...entry.steps.filter((s) => s.index !== index), { index, result: structuredClone(result) }].sort(
+            (a, b) => a.index - b.index,
+          ),
+        }),
+        false,
+      ),
     recordFinal: (jobId, report) =>
-      update(jobId, (entry) => {
-        entry.final = structuredClone(report);
-        entry.finishedAt = new Date(clock.now()).toISOString();
-        entry.running = [];
-      }),
+      update(
+        jobId,
+        (entry) => ({ ...entry, final: structuredClone(report), finishedAt: new Date(clock.now()).toISOString(), running: [] }),
+        true,
+      ),
     remove: (jobId) =>
       queue.run(async () => {
         await removeFileDurable(pathFor(jobId));

@@ -46,6 +46,32 @@ describe('writeFileAtomic', () => {
     );
   });
 
+  it('without fsync (durable: false) keeps the same contract: exact mode, one name, no temp file, STATE_IO errors', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'status.json');
+    const previous = process.umask(0o077);
+    try {
+      await writeFileAtomic(path, 'one', { mode: 0o644, durable: false });
+      await writeFileAtomic(path, Buffer.from('two'), { mode: 0o644, durable: false });
+    } finally {
+      process.umask(previous);
+    }
+    expect(await readFile(path, 'utf8')).toBe('two');
+    expect((await stat(path)).mode & 0o777).toBe(0o644);
+    expect(await readdir(dir)).toEqual(['status.json']);
+
+    // the rename fails (the target is a non-empty directory): the old content stays and the temp file goes
+    const blocked = join(dir, 'blocked');
+    await mkdir(join(blocked, 'inside'), { recursive: true });
+    const error = await writeFileAtomic(blocked, 'x', { mode: 0o600, durable: false }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentError);
+    expect((error as AgentError).code).toBe('STATE_IO');
+    expect((error as AgentError).message).toMatch(new RegExp(`^could not write ${blocked} \\(`));
+    expect((await readdir(dir)).sort()).toEqual(['blocked', 'status.json']);
+    const missing = await writeFileAtomic(join(dir, 'no', 'x.json'), 'x', { mode: 0o600, durable: false }).catch((e: unknown) => e);
+    expect((missing as AgentError).message).toMatch(/^could not create a temporary file for .*\(ENOENT/);
+  });
+
   it('survives a crash between temp write and rename: the old content stays and the temp file is cleaned up', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'a.json');
