@@ -93,9 +93,13 @@ export interface AgentProcess {
 }
 
 /** Starts `cloudjobs run` (or another command) with the given dirs and extra env. */
-export function startAgent(dirs: AgentDirs, options: { args?: string[]; env?: Record<string, string> } = {}): AgentProcess {
+export function startAgent(
+  dirs: AgentDirs,
+  options: { args?: string[]; env?: Record<string, string>; /** e.g. setpriv --no-new-privs -- (execs the agent) */ prefix?: string[] } = {},
+): AgentProcess {
   const args = options.args ?? ['--config', dirs.configFile, 'run'];
-  const child = spawn(AGENT_BIN, args, {
+  const [command, ...argv] = [...(options.prefix ?? []), AGENT_BIN, ...args];
+  const child = spawn(command!, argv, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
