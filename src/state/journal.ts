@@ -133,8 +133,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   const pathFor = (jobId: string): string => join(dir, fileNameFor(jobId));
 
   // `durable` false: atomic (a kill -9 still sees it) but not fsynced, so power
-  // loss may lose it; used only for which step is running, which costs an fsync
-  // per step on an SD card and only makes the interrupted report more precise.
+  // loss may lose it; used for the per-step records (see INVARIANTS).
   // Entries are never mutated: a change builds the next entry from shallow
   // copies, so unchanged parts (the offer, earlier step results) are shared
   // instead of deep-copied on every step.
