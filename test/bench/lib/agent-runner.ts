@@ -64,7 +64,8 @@ export function startBenchAgent(target: BenchTarget, dirs: AgentDirs, env: Recor
   const logFile = path.join(dirs.root, 'agent.log');
   const fd = openSync(logFile, 'a');
   // For profiling only (the figures then measure the wrapper, not the agent):
-  // BENCH_AGENT_WRAP="strace -f -o /tmp/t" prefixes the executable;
+  // BENCH_AGENT_WRAP="strace -f -o /tmp/t" prefixes the executable (stopping strace
+  // detaches it and leaves the agent running: `pkill -f 'cloudjobs run'` afterwards);
   // BENCH_AGENT_CMD="node --cpu-prof build/bundle/x64/cloudjobs.cjs" replaces it.
   const wrap = process.env.BENCH_AGENT_WRAP ? process.env.BENCH_AGENT_WRAP.split(' ') : [];
   const agentArgv = process.env.BENCH_AGENT_CMD ? process.env.BENCH_AGENT_CMD.split(' ') : [...wrap, ...target.agent];
