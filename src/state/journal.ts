@@ -5,15 +5,17 @@
 // - begin() returns only after the entry is durably on disk; the agent starts
 //   the first process of a job only after begin() resolved. So after any
 //   crash a job either has no entry (nothing ran) or has one (it may have run).
-// - Every change rewrites the job's file atomically (writeJsonFile), through a
-//   serial queue; the in-memory copy changes only after the write succeeded,
-//   so memory never claims more than the disk holds.
-// - begin() and recordFinal() are fsynced (file and directory); the per-step
-//   records (step started, step finished) are atomic but not fsynced: a crash
-//   of the agent (kill -9, OOM) loses none of them, a power loss can roll the
-//   file back to an earlier record, never to a torn one. An fsync per step
-//   would cost more than a short step itself (and wear SD cards); the job is
-//   then still reported interrupted, naming an earlier step.
+// - begin() and recordFinal() rewrite the job's file atomically and fsynced
+//   (writeJsonFile). Step starts and ends are appended to the job's step log
+//   (`<key>.steps`, step-log.ts), not fsynced: a crash of the agent (kill -9,
+//   OOM) loses none of them, a power loss can lose the last few, never leave a
+//   torn one that is read. An fsync or a file replacement per step would cost
+//   more than a short step itself (and wear SD cards); after a power loss the
+//   job is still reported interrupted, naming an earlier step.
+// - Changes go through a serial queue; the in-memory copy changes only after
+//   the write succeeded, so memory never claims more than the disk holds.
+// - The final entry holds every step, so the step log is deleted after it;
+//   a step log next to an entry that has a final is ignored.
 // - An entry with `final === null` at open time was interrupted; `running`
 //   names the step(s) that were running. An entry with a final was finished
 //   but not yet handed to outbox/history: the agent must enqueue the final
@@ -27,10 +29,12 @@ import type { JobOffer, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { StepResult } from '../jobs/types.js';
 import type { Log } from '../log/log.js';
-import { ensurePrivateDir, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { ensurePrivateDir, isErrnoCode, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { unlink } from 'node:fs/promises';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
 import { quarantineFile, readJsonFile, writeJsonFile } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
+import { openStepLog, readStepLog, type StepLogWriter } from './step-log.js';
 import { resolveStatePaths } from './state-paths.js';
 import {
   expectArray,
@@ -47,6 +51,7 @@ import { validateJobOffer, validateStatusReport, validateStepResult } from './va
 
 const JOURNAL_VERSION = 1;
 const SUFFIX = '.json';
+const STEP_LOG_SUFFIX = '.steps';
 
 /** A step that had started and not finished when the entry was last written. */
 export interface RunningStep {
@@ -117,7 +122,8 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   await removeStaleTempFiles(dir);
 
   const entries = new Map<string, JournalEntry>();
-  for (const name of await listDirectory(dir)) {
+  const names = await listDirectory(dir);
+  for (const name of names) {
     if (!isFileKeyName(name, SUFFIX)) continue;
     const path = join(dir, name);
     const entry = await readJsonFile(path, validateJournalEntry, log, clock);
@@ -126,27 +132,63 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
       await quarantineFile(path, `it holds job ${JSON.stringify(entry.jobId.slice(0, 80))}, whose file name is different`, log, clock);
       continue;
     }
-    entries.set(entry.jobId, entry);
+    entries.set(entry.jobId, entry.final === null ? await replayStepLog(entry, stepLogFor(entry.jobId)) : entry);
+  }
+  // a step log without its entry (quarantined, or removed before its log): nothing can use it
+  const known = new Set([...entries.keys()].map((jobId) => `${encodeFileKey(jobId)}${STEP_LOG_SUFFIX}`));
+  for (const name of names) {
+    if (isFileKeyName(name, STEP_LOG_SUFFIX) && !known.has(name)) {
+      await quarantineFile(join(dir, name), 'it is the step log of a job the journal does not hold', log, clock);
+    }
+  }
+
+  // the step records of an interrupted job, applied in the order they were written
+  async function replayStepLog(entry: JournalEntry, path: string): Promise<JournalEntry> {
+    const content = await readStepLog(path, validateStepResult);
+    let next = entry;
+    for (const record of content.records) {
+      next = record.type === 'start' ? withStepStarted(next, record) : withStepEnded(next, record.index, record.result as StepResult);
+    }
+    if (content.problem !== null) {
+      await quarantineFile(path, `${content.problem}; kept the ${content.records.length} record(s) before it`, log, clock);
+    }
+    return next;
   }
 
   const queue = createSerialQueue();
   const pathFor = (jobId: string): string => join(dir, fileNameFor(jobId));
+  function stepLogFor(jobId: string): string {
+    return join(dir, `${encodeFileKey(jobId)}${STEP_LOG_SUFFIX}`);
+  }
+  const stepLogs = new Map<string, StepLogWriter>();
 
-  // `durable` false: atomic (a kill -9 still sees it) but not fsynced, so power
-  // loss may lose it; used for the per-step records (see INVARIANTS).
+  const current = (jobId: string): JournalEntry => {
+    const entry = entries.get(jobId);
+    if (!entry) throw new AgentError('STATE_IO', `job ${jobId} is not in the journal; begin() must come first`);
+    return entry;
+  };
+
   // Entries are never mutated: a change builds the next entry from shallow
-  // copies, so unchanged parts (the offer, earlier step results) are shared
-  // instead of deep-copied on every step.
-  const update = (jobId: string, change: (entry: JournalEntry) => JournalEntry, durable: boolean): Promise<void> =>
+  // copies, so unchanged parts (the offer, earlier step results) are shared.
+  const appendStep = (jobId: string, record: Parameters<StepLogWriter['append']>[0], next: (entry: JournalEntry) => JournalEntry): Promise<void> =>
     queue.run(async () => {
-      const current = entries.get(jobId);
-      if (!current) {
-        throw new AgentError('STATE_IO', `job ${jobId} is not in the journal; begin() must come first`);
+      const entry = current(jobId);
+      let writer = stepLogs.get(jobId);
+      if (!writer) {
+        writer = openStepLog(stepLogFor(jobId));
+        stepLogs.set(jobId, writer);
       }
-      const next = change(current);
-      await writeJsonFile(pathFor(jobId), next, undefined, durable);
-      entries.set(jobId, next);
+      writer.append(record);
+      entries.set(jobId, next(entry));
     });
+
+  const forgetStepLog = async (jobId: string): Promise<void> => {
+    stepLogs.get(jobId)?.close();
+    stepLogs.delete(jobId);
+    await unlink(stepLogFor(jobId)).catch((error: unknown) => {
+      if (!isErrnoCode(error, 'ENOENT')) throw error;
+    });
+  };
 
   return {
     begin: (offer, receivedAt) =>
@@ -169,38 +211,30 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
         entries.set(offer.jobId, entry);
         return structuredClone(entry);
       }),
-    recordStepStart: (jobId, index, total, name) =>
-      update(
-        jobId,
-        (entry) => ({
-          ...entry,
-          running: [
-            ...entry.running.filter((r) => r.index !== index),
-            { index, total, name, startedAt: new Date(clock.now()).toISOString() },
-          ].sort((a, b) => a.index - b.index),
-        }),
-        false,
-      ),
-    recordStep: (jobId, index, result) =>
-      update(
-        jobId,
-        (entry) => ({
-          ...entry,
-          running: entry.running.filter((r) => r.index !== index),
-          steps: [...entry.steps.filter((s) => s.index !== index), { index, result: structuredClone(result) }].sort(
-            (a, b) => a.index - b.index,
-          ),
-        }),
-        false,
-      ),
+    recordStepStart: (jobId, index, total, name) => {
+      const record = { type: 'start' as const, index, total, name, startedAt: new Date(clock.now()).toISOString() };
+      return appendStep(jobId, record, (entry) => withStepStarted(entry, record));
+    },
+    recordStep: (jobId, index, result) => {
+      const copy = structuredClone(result);
+      return appendStep(jobId, { type: 'end', index, result: copy }, (entry) => withStepEnded(entry, index, copy));
+    },
     recordFinal: (jobId, report) =>
-      update(
-        jobId,
-        (entry) => ({ ...entry, final: structuredClone(report), finishedAt: new Date(clock.now()).toISOString(), running: [] }),
-        true,
-      ),
+      queue.run(async () => {
+        const next: JournalEntry = {
+          ...current(jobId),
+          final: structuredClone(report),
+          finishedAt: new Date(clock.now()).toISOString(),
+          running: [],
+        };
+        await writeJsonFile(pathFor(jobId), next);
+        entries.set(jobId, next);
+        // the final entry holds every step: the log is no longer needed (and ignored if a crash keeps it)
+        await forgetStepLog(jobId);
+      }),
     remove: (jobId) =>
       queue.run(async () => {
+        await forgetStepLog(jobId);
         await removeFileDurable(pathFor(jobId));
         entries.delete(jobId);
       }),
@@ -218,6 +252,22 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
 
 function fileNameFor(jobId: string): string {
   return `${encodeFileKey(jobId)}${SUFFIX}`;
+}
+
+function withStepStarted(entry: JournalEntry, step: RunningStep): JournalEntry {
+  const { index, total, name, startedAt } = step;
+  return {
+    ...entry,
+    running: [...entry.running.filter((r) => r.index !== index), { index, total, name, startedAt }].sort((a, b) => a.index - b.index),
+  };
+}
+
+function withStepEnded(entry: JournalEntry, index: number, result: StepResult): JournalEntry {
+  return {
+    ...entry,
+    running: entry.running.filter((r) => r.index !== index),
+    steps: [...entry.steps.filter((s) => s.index !== index), { index, result }].sort((a, b) => a.index - b.index),
+  };
 }
 
 /** Validates a journal file's content. */

@@ -27,10 +27,17 @@ export function runtimeStatusPath(runtimeDir: string): string {
 /** Replaces the status file atomically with `status` (mode 0644). */
 // Atomic (a reader never sees half a file) but not fsynced: /run dies with the boot anyway,
 // and the agent rewrites this file on the idle path.
+// The directory is made (or its mode fixed) only when a write fails: the agent
+// rewrites this file with every step, so the common case is one write.
 export async function writeRuntimeStatus(runtimeDir: string, status: object): Promise<void> {
-  await ensureDir(runtimeDir, RUNTIME_DIR_MODE);
-  const body = { ...(status as Record<string, unknown>), version: STATUS_VERSION };
-  await writeFileAtomic(runtimeStatusPath(runtimeDir), JSON.stringify(body), { mode: STATUS_MODE, durable: false });
+  const body = JSON.stringify({ ...(status as Record<string, unknown>), version: STATUS_VERSION });
+  const write = (): Promise<void> => writeFileAtomic(runtimeStatusPath(runtimeDir), body, { mode: STATUS_MODE, durable: false });
+  try {
+    await write();
+  } catch {
+    await ensureDir(runtimeDir, RUNTIME_DIR_MODE);
+    await write();
+  }
 }
 
 /** Reads the status file: null when missing (the agent is not running); throws StateCorruptError when unreadable. */

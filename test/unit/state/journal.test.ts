@@ -59,6 +59,69 @@ describe('journal', () => {
     expect(entries[0]!.steps).toEqual([{ index: 0, result: makeStepResult('a') }]);
   });
 
+  it('keeps the step records in the step log, and a torn last record cut anywhere costs only that record', async () => {
+    const stateDir = await makeTempDir({ onTmpfs: true });
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 5, 'a');
+    await journal.recordStep(ID, 0, makeStepResult('a', 2));
+    await journal.recordStepStart(ID, 1, 5, 'b');
+    const logPath = join(stateDir, 'journal', `${encodeFileKey(ID)}.steps`);
+    const full = await readFile(logPath);
+    const started = (name: string, index: number) => ({ index, total: 5, name, startedAt: '2026-11-28T10:00:05.000Z' });
+    // what the entry holds after the first n complete records
+    const expected = [
+      { steps: [], running: [] },
+      { steps: [], running: [started('a', 0)] },
+      { steps: [{ index: 0, result: makeStepResult('a', 2) }], running: [] },
+      { steps: [{ index: 0, result: makeStepResult('a', 2) }], running: [started('b', 1)] },
+    ];
+    for (let cut = 0; cut <= full.length; cut += 1) {
+      await writeFile(logPath, full.subarray(0, cut));
+      const log = createRecordingLog();
+      const [entry] = (await open(stateDir, log)).list();
+      const complete = full.subarray(0, cut).toString().split('\n').length - 1;
+      expect({ steps: entry!.steps, running: entry!.running }, `cut at ${cut}`).toEqual(expected[complete]);
+      expect(log.messages('warn'), `cut at ${cut}`).toEqual([]);
+    }
+  }, TRUNCATION_TIMEOUT_MS);
+
+  it('quarantines a step log with a corrupt record, keeping the records before it', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 2, 'a');
+    const logPath = join(stateDir, 'journal', `${encodeFileKey(ID)}.steps`);
+    await writeFile(logPath, `${await readFile(logPath, 'utf8')}{"type":"end","index":0,"result":{"name":1}}\n{"type":"start","index":1,"total":2,"name":"b","startedAt":"2026-11-28T10:00:05.000Z"}\n`);
+    const log = createRecordingLog();
+    const [entry] = (await open(stateDir, log)).list();
+    expect(entry!.running).toEqual([{ index: 0, total: 2, name: 'a', startedAt: '2026-11-28T10:00:05.000Z' }]);
+    expect(entry!.steps).toEqual([]);
+    expect(log.messages('warn')).toHaveLength(1);
+    expect(log.messages('warn')[0]).toMatch(/^state file .*\.steps is corrupt \(line 2\.result.*kept the 1 record\(s\) before it\); moved it to .*\.steps\.corrupt-/);
+  });
+
+  it('quarantines a step log whose entry is gone, and deletes the log once the final is recorded', async () => {
+    const stateDir = await makeTempDir();
+    const orphan = join(stateDir, 'journal', `${encodeFileKey('gone')}.steps`);
+    const journal = await open(stateDir);
+    await writeFile(orphan, '{"type":"start","index":0,"total":1,"name":"a","startedAt":"2026-11-28T10:00:05.000Z"}\n');
+    const log = createRecordingLog();
+    const reopened = await open(stateDir, log);
+    expect(log.messages('warn')).toEqual([expect.stringMatching(/step log of a job the journal does not hold/)]);
+    await reopened.begin(makeOffer(ID), T0);
+    await reopened.recordStepStart(ID, 0, 1, 'a');
+    await reopened.recordStep(ID, 0, makeStepResult('a'));
+    expect((await readdir(join(stateDir, 'journal'))).filter((n) => !n.includes('.corrupt-')).sort()).toEqual(
+      [`${encodeFileKey(ID)}.json`, `${encodeFileKey(ID)}.steps`].sort(),
+    );
+    await reopened.recordFinal(ID, makeReport('SUCCEEDED'));
+    expect((await readdir(join(stateDir, 'journal'))).filter((n) => !n.includes('.corrupt-'))).toEqual([`${encodeFileKey(ID)}.json`]);
+    const [entry] = (await open(stateDir)).list();
+    expect(entry!.steps).toEqual([{ index: 0, result: makeStepResult('a') }]);
+    expect(journal.list()).toEqual([]);
+  });
+
   it('keeps a finished entry with its final until removed', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
