@@ -48,6 +48,7 @@ const real = new Map<Kind, RealFile>();
 const cleanups: AgentDirs[] = [];
 const agents: AgentProcess[] = [];
 let interruptedJobId = '';
+let journalStepLog: { name: string; bytes: Buffer };
 
 // Makes the real files: a finished job (history), then a job killed mid-step while the cloud is down (journal, outbox).
 beforeAll(async () => {
@@ -71,10 +72,13 @@ beforeAll(async () => {
   cloud.clearFaults();
   for (const kind of ['journal', 'outbox', 'history'] as const) {
     const dir = path.join(dirs.stateDir, kind);
-    const names = (await listFiles(dir)).names.filter((n) => !n.startsWith('.'));
+    // the journal also holds the killed job's step log (<key>.steps; its truncation: test/unit/state/journal.test.ts)
+    const names = (await listFiles(dir)).names.filter((n) => !n.startsWith('.') && n.endsWith('.json'));
     expect(names, `${kind} files after the kill`).toHaveLength(1);
     real.set(kind, { kind, name: names[0]!, bytes: await readFile(path.join(dir, names[0]!)) });
   }
+  const stepLogName = real.get('journal')!.name.replace(/\.json$/, '.steps');
+  journalStepLog = { name: stepLogName, bytes: await readFile(path.join(dirs.stateDir, 'journal', stepLogName)) };
   console.log(`real state files: ${[...real.values()].map((f) => `${f.kind}/${f.name} ${f.bytes.length} bytes`).join(', ')}`);
 }, 60_000);
 
@@ -137,8 +141,9 @@ describe('a truncated state file', () => {
         await writeFile(target, content, { mode: 0o600 });
         copies.push({ file: target, content });
       }
-      // the full length, under its own name, is valid and used
+      // the full length, under its own name, is valid and used (a journal entry with its step log)
       await writeFile(path.join(dir, file.name), file.bytes, { mode: 0o600 });
+      if (kind === 'journal') await writeFile(path.join(dir, journalStepLog.name), journalStepLog.bytes, { mode: 0o600 });
 
       const started = Date.now();
       const agent = await startAndRunNextJob(dirs, `after ${kind} x${full}`);
