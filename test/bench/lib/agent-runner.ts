@@ -2,7 +2,9 @@
 // process), device, temp directories and agent.ini, with output going to a
 // log file so the harness spends no CPU reading it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { createAgentDirs, removeDirs, startCloudWithDevice, type AgentDirs, type IniSections, type TestDevice } from '../../e2e/harness.js';
 import type { ReferenceCloud } from '../../cloud/reference-cloud.js';
@@ -27,9 +29,12 @@ const BASE_INI: IniSections = {
 /** Starts a reference cloud with one device and writes an agent.ini with `ini` over the base settings. */
 export async function createBenchSetup(ini: IniSections): Promise<BenchSetup> {
   const { cloud, device } = await startCloudWithDevice();
-  const merged: IniSections = { ...BASE_INI };
+  // runtime_dir on a tmpfs, as under the unit (RuntimeDirectory= is /run/cloudjobs): the status
+  // file is rewritten with every step, which on a disk file system costs a rename that flushes data
+  const runtimeDir = await mkdtemp(path.join(existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'cloudjobs-bench-run-'));
+  const merged: IniSections = { ...BASE_INI, agent: { runtime_dir: runtimeDir } };
   for (const [section, keys] of Object.entries(ini)) merged[section] = { ...merged[section], ...keys };
-  const dirs = await createAgentDirs(cloud, device, merged);
+  const dirs = { ...(await createAgentDirs(cloud, device, merged)), runtimeDir };
   return {
     cloud,
     device,
@@ -38,6 +43,7 @@ export async function createBenchSetup(ini: IniSections): Promise<BenchSetup> {
     async close() {
       await cloud.close();
       await removeDirs(dirs);
+      await rm(runtimeDir, { recursive: true, force: true });
     },
   };
 }
