@@ -62,6 +62,8 @@ const NO_OUTPUT: CapturedText = { text: '', bytes: 0, truncated: false, lines: 0
  * benchmark machine); without it, it was 40 MiB.
  */
 const RECLAIM_EVERY_BYTES = 4 * 1024 * 1024;
+/** The reason timers are cancelled with: abort() without one builds a DOMException with a stack each time. */
+const SETTLED = 'settled';
 
 /** Starts `spec` in `context`; see StepRun. */
 export function startStep(spec: StepSpec, context: StepContext): StepRun {
@@ -137,7 +139,10 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     };
     child.stdout?.on('data', consume(stdout));
     child.stderr?.on('data', consume(stderr));
-    const streamsClosed = Promise.all([whenClosed(child.stdout), whenClosed(child.stderr)]);
+    let closed = false;
+    const streamsClosed = Promise.all([whenClosed(child.stdout), whenClosed(child.stderr)]).then(() => {
+      closed = true;
+    });
     if (child.pid !== undefined) {
       pgid = child.pid;
       if (stopKind !== null) startLadder();
@@ -151,7 +156,8 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     // whatever is left in the group (background children holding the pipes) goes with its leader
     if (ladder === null) ladder = runKillLadder(createGroupTarget(child.pid ?? -1), context.killGraceMs, clock);
     await ladder;
-    const drained = await raceSleep(streamsClosed, context.killGraceMs + 1000, clock);
+    // usually both pipes closed with the exit: no timer needed then
+    const drained = closed || (await raceSleep(streamsClosed, context.killGraceMs + 1000, clock));
     if (!drained) {
       context.log.warn(`step "${spec.name}" exited but a process outside its group still holds its output; no longer reading it`, {
         jobId: context.jobId,
@@ -168,7 +174,7 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     .catch((error: unknown): Outcome => ({ kind: 'not-started', reason: `could not run: ${describeError(error)}` }))
     .then((outcome) => {
       finished = true;
-      timer.abort();
+      timer.abort(SETTLED);
       return buildResult(spec, context, outcome, stopKind, startedAtMs, stdout.capture(), stderr.capture());
     });
 
@@ -272,7 +278,7 @@ async function raceSleep(work: Promise<unknown>, ms: number, clock: Clock): Prom
   try {
     return await Promise.race([work.then(() => true), clock.sleep(ms, timer.signal).then(() => false)]);
   } finally {
-    timer.abort();
+    timer.abort(SETTLED);
   }
 }
 
