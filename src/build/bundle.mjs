@@ -48,6 +48,11 @@ const result = await build({
   absWorkingDir: root,
   define: {
     __CLOUDJOBS_VERSION__: JSON.stringify(version),
+    // A build for production, as bundlers are expected to say. The one package that
+    // asks is @dabh/diagnostics (winston's internal debug channel, silent unless
+    // DEBUG names a winston namespace): its development build loads tty, kuler
+    // and a colour library at start; the production one is a no-op.
+    'process.env.NODE_ENV': '"production"',
     __CLOUDJOBS_ADDON__: JSON.stringify(fs.readFileSync(addonFile).toString('base64')),
   },
 }).catch(() => {
