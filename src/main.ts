@@ -1,5 +1,6 @@
 // Entry point of the single executable: the only place that touches
 // process.exit, signals and process.env. Everything else receives values.
+import './heap-tuning.js';
 import { runCli } from './cli/cli.js';
 
 declare const __CLOUDJOBS_VERSION__: string | undefined;

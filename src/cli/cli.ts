@@ -2,13 +2,11 @@
 // 2 usage, 78 configuration, 1 anything else.
 import { AgentError, ConfigError, UsageError, describeError } from '../errors/errors.js';
 import { parseArgs } from './args.js';
-import { runCheckConfig } from './check-config-command.js';
 import { EXIT, type CliContext } from './context.js';
-import { runExec } from './exec-command.js';
 import { HELP_TEXT } from './help.js';
-import { runHistory, runStatus } from './status-command.js';
-import { runRegister } from './register-command.js';
-import { runAgentCommand } from './run-command.js';
+
+// Each command's module loads when that command runs: `cloudjobs run` does not
+// carry `exec` (the job engine and execa) or `register` (key generation) in memory.
 
 /** Runs one command line; resolves with the exit code. */
 export async function runCli(ctx: CliContext): Promise<number> {
@@ -31,17 +29,17 @@ export async function runCli(ctx: CliContext): Promise<number> {
         ctx.stdout.write(`cloudjobs ${ctx.version}\n`);
         return EXIT.ok;
       case 'check-config':
-        return await runCheckConfig(ctx, command);
+        return await (await import('./check-config-command.js')).runCheckConfig(ctx, command);
       case 'status':
-        return await runStatus(ctx, command);
+        return await (await import('./status-command.js')).runStatus(ctx, command);
       case 'history':
-        return await runHistory(ctx, command);
+        return await (await import('./status-command.js')).runHistory(ctx, command);
       case 'exec':
-        return await runExec(ctx, command);
+        return await (await import('./exec-command.js')).runExec(ctx, command);
       case 'register':
-        return await runRegister(ctx, command);
+        return await (await import('./register-command.js')).runRegister(ctx, command);
       case 'run':
-        return await runAgentCommand(ctx, command);
+        return await (await import('./run-command.js')).runAgentCommand(ctx, command);
     }
   } catch (error) {
     if (error instanceof ConfigError) {

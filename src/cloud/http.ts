@@ -64,13 +64,19 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
   const refusals = new Map<string, TlsRefusal>();
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 2, maxFreeSockets: 1 };
   const httpAgent = new http.Agent(agentOptions);
-  const httpsAgent = new https.Agent({
-    ...agentOptions,
-    ...buildTlsAgentOptions(options.tls ?? { extraCaPems: [], pinSha256: [] }, (refusal) =>
-      refusals.set(refusal.host, refusal),
-    ),
-  });
-  const pickAgent = (url: URL): http.Agent => (url.protocol === 'https:' ? httpsAgent : httpAgent);
+  // Made with the first https request: its CA list (Node's roots and the system
+  // bundle as strings) is not built for a cloud reached over http.
+  let httpsAgent: https.Agent | null = null;
+  const pickAgent = (url: URL): http.Agent => {
+    if (url.protocol !== 'https:') return httpAgent;
+    httpsAgent ??= new https.Agent({
+      ...agentOptions,
+      ...buildTlsAgentOptions(options.tls ?? { extraCaPems: [], pinSha256: [] }, (refusal) =>
+        refusals.set(refusal.host, refusal),
+      ),
+    });
+    return httpsAgent;
+  };
 
   async function request(req: HttpRequest): Promise<HttpResponse> {
     if (req.signal?.aborted) throw new AbortedError();
@@ -151,7 +157,7 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     request,
     close() {
       httpAgent.destroy();
-      httpsAgent.destroy();
+      httpsAgent?.destroy();
     },
   };
 }
