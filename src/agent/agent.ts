@@ -581,15 +581,13 @@ export class Agent {
   // STATUS_REFRESH_MS: idle polls must not cost a file write each. Writes never
   // overlap and the last state always lands.
   private writeStatus(): void {
-    const status = this.getStatus();
-    const key = JSON.stringify([
-      status.state,
-      status.currentJob,
-      status.generation,
-      status.lastPoll?.outcome ?? null,
-      status.outbox.count,
-      status.disabledReason,
-    ]);
+    // the key is built from the fields themselves: an idle poll must not build
+    // the whole status (and its describe() sentence) only to find nothing changed
+    const s = this.status;
+    const job = s.currentJob;
+    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
+      job ? JSON.stringify(job) : ''
+    }`;
     const now = this.deps.clock.now();
     if (key === this.statusKey && now - this.statusWrittenAt < STATUS_REFRESH_MS) return;
     this.statusKey = key;

@@ -7,6 +7,12 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms` clock milliseconds; rejects with AbortedError when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Calls `fire` once after `ms` clock milliseconds unless the returned cancel
+   * function runs first. For deadlines that are nearly always cancelled (one per
+   * HTTP request): no promise, no AbortController, no error when cancelled.
+   */
+  timer(ms: number, fire: () => void): () => void;
 }
 
 /** The real clock. */
@@ -24,6 +30,10 @@ export function createScaledClock(scale: number): Clock {
   return {
     now: () => (scale === 1 ? Date.now() : origin + (Date.now() - origin) * scale),
     sleep: (ms, signal) => sleepReal(Math.max(0, ms / scale), signal),
+    timer(ms, fire) {
+      const handle = setTimeout(fire, Math.max(0, ms / scale));
+      return () => clearTimeout(handle);
+    },
   };
 }
 
@@ -48,7 +58,7 @@ function sleepReal(ms: number, signal?: AbortSignal): Promise<void> {
 /** A manually advanced clock for unit tests: sleeps resolve when `advance` passes them. */
 export interface ManualClock extends Clock {
   advance(ms: number): Promise<void>;
-  /** Number of sleeps currently pending. */
+  /** Number of sleeps and timers currently pending. */
   pending(): number;
 }
 
@@ -59,6 +69,13 @@ export function createManualClock(start = 0): ManualClock {
   return {
     now: () => current,
     pending: () => waiters.length,
+    timer(ms, fire) {
+      const waiter = { at: current + Math.max(0, ms), resolve: fire };
+      waiters.push(waiter);
+      return () => {
+        waiters = waiters.filter((w) => w !== waiter);
+      };
+    },
     sleep(ms, signal) {
       return new Promise((resolve, reject) => {
         if (signal?.aborted) {

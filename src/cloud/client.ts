@@ -110,10 +110,13 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
     );
   }
 
+  // The poll path of each generation, built once (the agent polls for months).
+  const nextPaths: Record<ApiGeneration, string> = { agents: buildJobPath('agents', uuid), devices: buildJobPath('devices', uuid) };
+
   async function nextJob(signal?: AbortSignal): Promise<PollAnswer> {
     return withGeneration<PollAnswer>('GET', async (generation) => {
-      const path = buildJobPath(generation, uuid);
-      const response = await transport.request({ method: 'GET', url: base + path, headers, ...(signal ? { signal } : {}) });
+      const path = nextPaths[generation];
+      const response = await transport.request({ method: 'GET', url: base + path, headers, signal });
       const status = response.status;
       if (status === 204) {
         confirm(generation);

@@ -78,79 +78,95 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
     return httpsAgent;
   };
 
+  // The headers of requests without a body, per caller headers object (the client passes the same one every poll).
+  const headersFor = new WeakMap<object, Record<string, string>>();
+  const noHeaders = {};
+  function headersOf(req: HttpRequest): Record<string, string> {
+    if (req.json !== undefined) return buildHeaders(req, options.userAgent);
+    const key = req.headers ?? noHeaders;
+    let headers = headersFor.get(key);
+    if (headers === undefined) {
+      headers = buildHeaders(req, options.userAgent);
+      headersFor.set(key, headers);
+    }
+    return headers;
+  }
+
+  // Idle polls make one request every few seconds for months: the happy path
+  // allocates little (one AbortController for node-fetch, one plain timer for the
+  // deadline; nothing is aborted, so no DOMException or AbortedError is built).
   async function request(req: HttpRequest): Promise<HttpResponse> {
-    if (req.signal?.aborted) throw new AbortedError();
+    const outer = req.signal;
+    if (outer?.aborted) throw new AbortedError();
     const timeoutMs = req.timeoutMs ?? options.timeoutMs;
     const controller = new AbortController();
-    const stopTimer = new AbortController();
-    let timedOut = false;
-    let phase: 'answer' | 'body' = 'answer';
-    options.clock.sleep(timeoutMs, stopTimer.signal).then(
-      () => {
-        timedOut = true;
-        controller.abort();
-      },
-      () => undefined,
-    );
+    const state: RequestState = { timedOut: false, phase: 'answer' };
+    const cancelDeadline = options.clock.timer(timeoutMs, () => {
+      state.timedOut = true;
+      controller.abort();
+    });
     const onOuterAbort = (): void => controller.abort();
-    req.signal?.addEventListener('abort', onOuterAbort, { once: true });
-    let url = new URL(req.url);
+    outer?.addEventListener('abort', onOuterAbort, { once: true });
+    let href = req.url;
+    let url: URL | null = null;
     try {
       for (let redirects = 0; ; redirects += 1) {
-        refusals.delete(url.hostname);
+        if (refusals.size > 0) refusals.delete((url ??= parseUrl(href)).hostname);
         let response: Response;
         try {
-          response = await fetch(url.href, {
+          response = await fetch(href, {
             method: req.method,
-            headers: buildHeaders(req, options.userAgent),
+            headers: headersOf(req),
             body: req.json === undefined ? undefined : JSON.stringify(req.json),
             redirect: 'manual',
             agent: pickAgent,
             signal: controller.signal,
           });
         } catch (error) {
-          throw classify(error, url);
+          throw classify(error, (url ??= parseUrl(href)), req, state, timeoutMs);
         }
         if (isRedirect(response.status)) {
           (response.body as Readable | null)?.destroy();
-          url = followRedirect(url, response, redirects, req.method);
+          url = followRedirect((url ??= parseUrl(href)), response, redirects, req.method);
+          href = url.href;
           continue;
         }
-        phase = 'body';
+        state.phase = 'body';
         let body: string;
         try {
-          body = await readCapped(response, maxBodyBytes, url, controller);
+          body = await readCapped(response, maxBodyBytes, href, controller);
         } catch (error) {
-          throw classify(error, url);
+          throw classify(error, (url ??= parseUrl(href)), req, state, timeoutMs);
         }
-        const contentType = (response.headers.get('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+        const headers = response.headers;
+        const contentType = headers.get('content-type');
         return {
           status: response.status,
-          url: url.href,
-          contentType,
+          url: response.url,
+          contentType: contentType === null ? '' : contentType.split(';')[0]!.trim().toLowerCase(),
           body,
-          header: (name) => response.headers.get(name),
+          header: (name) => headers.get(name),
         };
       }
     } finally {
-      stopTimer.abort();
-      req.signal?.removeEventListener('abort', onOuterAbort);
+      cancelDeadline();
+      outer?.removeEventListener('abort', onOuterAbort);
     }
+  }
 
-    function classify(error: unknown, at: URL): Error {
-      if (error instanceof CloudError) return error;
-      if (req.signal?.aborted) return new AbortedError();
-      if (timedOut) {
-        const what = phase === 'answer' ? 'no answer' : 'the answer did not finish';
-        return new CloudError(
-          'timeout',
-          `timeout: ${what} from ${at.origin} within ${formatMs(timeoutMs)}${req.timeoutMs === undefined ? ' (cloud.request_timeout)' : ''}`,
-          { cause: error },
-        );
-      }
-      const refusal = refusals.get(at.hostname);
-      return describeTransportFailure(error, refusal ? { url: at, refusal } : { url: at });
+  function classify(error: unknown, at: URL, req: HttpRequest, state: RequestState, timeoutMs: number): Error {
+    if (error instanceof CloudError) return error;
+    if (req.signal?.aborted) return new AbortedError();
+    if (state.timedOut) {
+      const what = state.phase === 'answer' ? 'no answer' : 'the answer did not finish';
+      return new CloudError(
+        'timeout',
+        `timeout: ${what} from ${at.origin} within ${formatMs(timeoutMs)}${req.timeoutMs === undefined ? ' (cloud.request_timeout)' : ''}`,
+        { cause: error },
+      );
     }
+    const refusal = refusals.get(at.hostname);
+    return describeTransportFailure(error, refusal ? { url: at, refusal } : { url: at });
   }
 
   return {
@@ -160,6 +176,16 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
       httpsAgent?.destroy();
     },
   };
+}
+
+/** What one request's deadline saw: whether it fired, and while waiting for what. */
+interface RequestState {
+  timedOut: boolean;
+  phase: 'answer' | 'body';
+}
+
+function parseUrl(href: string): URL {
+  return new URL(href);
 }
 
 function buildHeaders(req: HttpRequest, userAgent: string | undefined): Record<string, string> {
@@ -214,31 +240,53 @@ function followRedirect(from: URL, response: Response, redirects: number, method
 }
 
 // Reads the body chunk by chunk and stops at the cap without buffering the rest.
-async function readCapped(response: Response, maxBytes: number, url: URL, controller: AbortController): Promise<string> {
+// Plain stream events: one promise per answer (for-await makes one per chunk
+// and wraps the stream in an async iterator).
+function readCapped(response: Response, maxBytes: number, href: string, controller: AbortController): Promise<string> {
   const tooLarge = (): CloudError =>
     new CloudError(
       'protocol',
-      `the server's answer from ${url.origin} is larger than the ${formatBytes(maxBytes)} limit; not reading it`,
+      `the server's answer from ${new URL(href).origin} is larger than the ${formatBytes(maxBytes)} limit; not reading it`,
       { status: response.status },
     );
   const declared = Number(response.headers.get('content-length') ?? 'NaN');
   if (Number.isFinite(declared) && declared > maxBytes) {
     controller.abort();
-    throw tooLarge();
+    return Promise.reject(tooLarge());
   }
-  if (!response.body) return '';
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response.body) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    total += buffer.length;
-    if (total > maxBytes) {
-      controller.abort();
-      throw tooLarge();
-    }
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks, total).toString('utf8');
+  const body = response.body as Readable | null;
+  if (!body) return Promise.resolve('');
+  return new Promise<string>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    // The listeners stay until the stream is dropped: an abort after the cap
+    // still emits 'error', which must not go unheard.
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      reject(error);
+    };
+    body.on('data', (chunk: Buffer | string) => {
+      if (settled) return;
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      total += buffer.length;
+      if (total > maxBytes) {
+        fail(tooLarge());
+        controller.abort();
+        return;
+      }
+      chunks.push(buffer);
+    });
+    body.on('end', () => {
+      if (settled) return;
+      settled = true;
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, total).toString('utf8'));
+    });
+    body.on('error', fail);
+    // destroyed without an error and without its end: the answer is incomplete
+    body.on('close', () => fail(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' })));
+  });
 }
 
 /** Formats a duration for messages: 250ms, 30s, 5m. */

@@ -62,10 +62,15 @@ export function redactString(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-// Entries below the level cost nothing: idle polling logs at debug.
+// Entries below the level cost nothing: idle polling logs at debug. Levels and
+// transports are fixed when the logger is made, so each level is asked once
+// (winston's isLevelEnabled walks the transports on every call).
 function wrap(logger: winston.Logger): Log {
-  const at = (level: LogLevel) => (message: string, fields?: LogFields) => {
-    if (logger.isLevelEnabled(level)) logger.log(level, message, fields ?? {});
+  const at = (level: LogLevel) => {
+    if (!logger.isLevelEnabled(level)) return (): void => undefined;
+    return (message: string, fields?: LogFields): void => {
+      logger.log(level, message, fields ?? {});
+    };
   };
   return {
     error: at('error'),

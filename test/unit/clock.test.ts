@@ -25,6 +25,45 @@ describe('manual clock', () => {
   });
 });
 
+describe('clock timers', () => {
+  it('fires a manual timer when advance passes it, in order with sleeps', async () => {
+    const clock = createManualClock(0);
+    const fired: string[] = [];
+    clock.timer(200, () => fired.push(`timer@${clock.now()}`));
+    void clock.sleep(100).then(() => fired.push(`sleep@${clock.now()}`));
+    expect(clock.pending()).toBe(2);
+    await clock.advance(150);
+    expect(fired).toEqual(['sleep@100']);
+    await clock.advance(100);
+    expect(fired).toEqual(['sleep@100', 'timer@200']);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('never fires a cancelled timer', async () => {
+    const manual = createManualClock(0);
+    let manualFired = false;
+    const cancel = manual.timer(100, () => (manualFired = true));
+    cancel();
+    expect(manual.pending()).toBe(0);
+    await manual.advance(1000);
+    expect(manualFired).toBe(false);
+
+    const scaled = createScaledClock(100);
+    let scaledFired = false;
+    scaled.timer(1000, () => (scaledFired = true))();
+    await scaled.sleep(3000);
+    expect(scaledFired).toBe(false);
+  });
+
+  it('fires a scaled timer after ms/scale real milliseconds', async () => {
+    const clock = createScaledClock(100);
+    const started = Date.now();
+    const firedAfter = await new Promise<number>((resolve) => clock.timer(2000, () => resolve(Date.now() - started)));
+    expect(firedAfter).toBeGreaterThanOrEqual(15);
+    expect(firedAfter).toBeLessThan(1000);
+  });
+});
+
 describe('scaled clock', () => {
   it('advances now() faster than real time by its scale', async () => {
     const clock = createScaledClock(50);

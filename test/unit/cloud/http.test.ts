@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSystemClock } from '../../../src/clock/clock.js';
+import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
 import { AbortedError } from '../../../src/errors/errors.js';
 import { CloudError } from '../../../src/cloud/cloud-error.js';
 import { createHttpTransport, type HttpTransport } from '../../../src/cloud/http.js';
@@ -68,6 +68,35 @@ describe('http transport', () => {
     const error = await failure(transport({ timeoutMs: 300 }).request({ method: 'GET', url: `${server.url}/next` }));
     expect(error.kind).toBe('timeout');
     expect(error.message).toBe(`timeout: no answer from ${server.url} within 300ms (cloud.request_timeout)`);
+  });
+
+  it('arms one deadline per request on the injected clock and cancels it when the answer is complete', async () => {
+    const server = await serve((_req, res) => sendJson(res, 200, { n: 1 }));
+    const clock = createManualClock();
+    const t = createHttpTransport({ timeoutMs: 5000, clock });
+    transports.push(t);
+    const pending = t.request({ method: 'GET', url: `${server.url}/x` });
+    expect(clock.pending()).toBe(1);
+    const response = await pending;
+    expect(response.body).toBe('{"n":1}');
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('times out when the injected clock passes the deadline', async () => {
+    const server = await serve(() => undefined);
+    const clock = createManualClock();
+    const t = createHttpTransport({ timeoutMs: 2000, clock });
+    transports.push(t);
+    let settled = false;
+    const pending = failure(t.request({ method: 'GET', url: `${server.url}/next` })).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await clock.advance(1999);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
+    await clock.advance(1);
+    const error = await pending;
+    expect(error.kind).toBe('timeout');
+    expect(error.message).toBe(`timeout: no answer from ${server.url} within 2s (cloud.request_timeout)`);
   });
 
   it('waits for a slow answer that arrives within the timeout', async () => {

@@ -25,6 +25,16 @@ describe('log', () => {
     expect(lines[1]).toMatch(/ WARN slow step step=2$/);
   });
 
+  it('writes debug entries, also through children, when the level is debug', async () => {
+    const { log, text } = capture('debug');
+    log.debug('polling again', { cloudStatus: 204 });
+    log.child({ jobId: 'j-2' }).debug('step output');
+    const lines = (await text()).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/ DEBUG polling again cloudStatus=204$/);
+    expect(lines[1]).toMatch(/ DEBUG step output jobId=j-2$/);
+  });
+
   it('replaces secrets in messages and fields', async () => {
     const { log, text } = capture('debug', ['0123456789abcdef']);
     log.error('key 0123456789abcdef refused', { header: 'X-Device-API-Key: 0123456789abcdef' });
