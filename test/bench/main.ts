@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     figures.push(
       { number: 1, row: '1 idle RSS (x64)', target: '<= 1.15x', run: () => measureIdleMemory(host) },
       { number: 2, row: '2 start to READY (x64)', target: '<= 2x', run: () => measureStartTime(host, benchDir, START_RUNS) },
-      { number: 3, row: '3 idle cost (x64)', target: '< 1 ms/poll', run: () => measureIdleCost(host) },
+      { number: 3, row: '3 idle cost (x64)', target: '< 1 ms/poll', run: () => measureIdleCost(host, benchDir) },
       { number: 4, row: '4 200 steps (x64)', target: '<= 1.3x', run: () => measureStepOverhead(host, benchDir) },
       { number: 5, row: '5 256 MiB stdout (x64)', target: '<= 1.3x, < +16 MiB', run: () => measureOutputVolume(host) },
       { number: 6, row: '6 drain 50 jobs (x64)', target: '< 5 s', run: () => measureQueueDrain(host, benchDir) },

@@ -5,7 +5,8 @@
 // plain Node http client can make for the same route (bytes).
 import { spawn } from 'node:child_process';
 import http from 'node:http';
-import { createBenchSetup, pause, startBenchAgent, waitUntil } from '../lib/agent-runner.js';
+import path from 'node:path';
+import { createBenchSetup, pause, runToEnd, startBenchAgent, waitUntil } from '../lib/agent-runner.js';
 import type { BenchTarget } from '../lib/bench-target.js';
 import { startCountingProxy, type WireCounts } from '../lib/counting-proxy.js';
 import { readCpuMs } from '../lib/proc-stats.js';
@@ -19,7 +20,7 @@ const WALL_INTERVAL_MS = 1000 / SCALE;
 const TARGET_CPU_MS = 1;
 
 /** Measures figure 3 (two rows: CPU and bytes) for the host target. */
-export async function measureIdleCost(target: BenchTarget): Promise<ResultRow[]> {
+export async function measureIdleCost(target: BenchTarget, benchDir: string): Promise<ResultRow[]> {
   const setup = await createBenchSetup({ polling: { interval: '1s', jitter: '0%' } });
   const proxy = await startCountingProxy(setup.cloud.port);
   let cpuMs: number;
@@ -48,6 +49,11 @@ export async function measureIdleCost(target: BenchTarget): Promise<ResultRow[]>
     }
     const minimal = await measureMinimalExchange(proxy.port, url.pathname.replace(/\/$/, ''), setup.device.uuid, setup.device.apiKey, proxy.counts);
     const baselineCpu = await measureTickCpu(target, wallMs);
+    // the floor: Node's own keep-alive http client, same route, same cadence, no node-fetch, no agent
+    const floorArgs = [`${setup.cloud.url}/devices/${setup.device.uuid}/jobs/next`, 'x-device-api-key', setup.device.apiKey];
+    const floorPerRequest = Number(
+      await runToEnd([...target.node, path.join(benchDir, 'baseline/http-poll.js'), ...floorArgs, String(WALL_INTERVAL_MS), String(POLLS), String(WARMUP_POLLS)]),
+    );
     const perPoll = cpuMs / polls;
     const perTick = baselineCpu / (wallMs / WALL_INTERVAL_MS);
     const bytesPerPoll = (wire.toCloud + wire.fromCloud) / polls;
@@ -65,6 +71,18 @@ export async function measureIdleCost(target: BenchTarget): Promise<ResultRow[]>
           `polling.interval 1 s at CLOUDJOBS_TEST_TIME_SCALE=${SCALE} (a poll every ${WALL_INTERVAL_MS} ms; ${(wallMs / 1000).toFixed(1)} s of wall time, ${cpuMs.toFixed(0)} ms CPU, 10 ms tick resolution); ` +
           `the target is absolute; the baseline is the same Node as a single executable waking on setInterval(${WALL_INTERVAL_MS} ms) for the same wall time ` +
           `(${baselineCpu.toFixed(0)} ms CPU), so the ratio is the cost of a poll over a bare timer wakeup.`,
+      },
+      {
+        row: '3 floor: plain http.request per poll (x64)',
+        baseline: `${formatMs(perTick)}/wakeup`,
+        figure: `${formatMs(floorPerRequest)}/request`,
+        ratio: floorPerRequest / perTick,
+        target: 'report',
+        verdict: 'report',
+        note:
+          `what one keep-alive GET of the same route costs Node's own http client on this machine (the bare Node binary, test/bench/baseline/http-poll.js: ` +
+          `${POLLS} requests every ${WALL_INTERVAL_MS} ms after ${WARMUP_POLLS} warm-up ones, process.cpuUsage): no node-fetch, no agent. ` +
+          `An idle poll of the agent cannot cost less than this.`,
       },
       {
         row: '3 wire bytes per idle poll (x64)',
