@@ -55,9 +55,9 @@ export function checkJson<T>(text: string, validate: Validator<T>): { value: T }
   }
 }
 
-/** Writes `value` as JSON atomically (no trailing newline, so any truncation is detectable). */
-export async function writeJsonFile(path: string, value: unknown, mode = STATE_FILE_MODE, durable = true): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(value), { mode, durable });
+/** Writes `value` as JSON atomically and durably (no trailing newline, so any truncation is detectable). */
+export async function writeJsonFile(path: string, value: unknown, mode = STATE_FILE_MODE): Promise<void> {
+  await writeFileAtomic(path, JSON.stringify(value), { mode });
 }
 
 /** Moves an unusable state file to `<name>.corrupt-<UTC timestamp>` (mode 0600) and warns once; returns the new path. */
