@@ -23,18 +23,18 @@
 //   and only then remove() the entry.
 // - File names are derived from a hash of the job id (encodeFileKey), never
 //   from the id itself, and the id inside the file must match the name.
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Clock } from '../clock/clock.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { StepResult } from '../jobs/types.js';
 import type { Log } from '../log/log.js';
-import { ensurePrivateDir, isErrnoCode, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
-import { unlink } from 'node:fs/promises';
+import { describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
 import { quarantineFile, readJsonFile, writeJsonFile } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
-import { openStepLog, readStepLog, type StepLogWriter } from './step-log.js';
+import { openStepLog, readStepLog, type StepLogRecord, type StepLogWriter } from './step-log.js';
 import { resolveStatePaths } from './state-paths.js';
 import {
   expectArray,
@@ -170,7 +170,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
 
   // Entries are never mutated: a change builds the next entry from shallow
   // copies, so unchanged parts (the offer, earlier step results) are shared.
-  const appendStep = (jobId: string, record: Parameters<StepLogWriter['append']>[0], next: (entry: JournalEntry) => JournalEntry): Promise<void> =>
+  const appendStep = (jobId: string, record: StepLogRecord, next: (entry: JournalEntry) => JournalEntry): Promise<void> =>
     queue.run(async () => {
       const entry = current(jobId);
       let writer = stepLogs.get(jobId);
@@ -185,8 +185,9 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   const forgetStepLog = async (jobId: string): Promise<void> => {
     stepLogs.get(jobId)?.close();
     stepLogs.delete(jobId);
-    await unlink(stepLogFor(jobId)).catch((error: unknown) => {
-      if (!isErrnoCode(error, 'ENOENT')) throw error;
+    const path = stepLogFor(jobId);
+    await unlink(path).catch((error: unknown) => {
+      if (!isErrnoCode(error, 'ENOENT')) throw describeIoError('remove', path, error);
     });
   };
 
