@@ -308,6 +308,19 @@ describe('startJob output', () => {
     expect(report.stderr).toBe(`=== Step: Flood ===\n${'y'.repeat(2048)}\n[... ${mib64 - 4096} bytes omitted ...]\n${'y'.repeat(2048)}\n`);
   });
 
+  it('calls reclaimMemory once per 4 MiB of output read, counting both streams', async () => {
+    let calls = 0;
+    const job = makeJob([scriptStep('Flood', 'flood.sh', ['16', 'both'], { allowStdErr: 1 })]);
+    const report = await startJob(job, await options({ maxOutput: 4096, reclaimMemory: () => (calls += 1) }), {}).done;
+    expect(report.status).toBe('SUCCEEDED');
+    // 32 MiB read in chunks of at most 64 KiB: one call as each 4 MiB is passed, the last one maybe not yet
+    expect(calls).toBeGreaterThanOrEqual(7);
+    expect(calls).toBeLessThanOrEqual(8);
+    const quiet = await startJob(makeJob([commandStep('Echo', ['echo', 'hi'])]), await options({ reclaimMemory: () => (calls = -100) }), {}).done;
+    expect(quiet.status).toBe('SUCCEEDED');
+    expect(calls).toBeGreaterThan(0);
+  });
+
   it('turns NUL bytes and invalid UTF-8 into valid text and valid JSON', async () => {
     const report = await startJob(makeJob([scriptStep('Bytes', 'weird-bytes.sh')]), await options(), {}).done;
     expect(report.stdout).toBe('=== Step: Bytes ===\na\u2400b\uFFFD\uFFFDc\uFFFD(d\n');
