@@ -8,21 +8,9 @@ import { expect } from 'vitest';
 import { FINAL_STATUSES, type JobStatus } from '../../src/contract/types.js';
 import type { PatchRecord, ReferenceCloud } from '../cloud/reference-cloud.js';
 import type { AgentDirs, AgentProcess } from './harness.js';
+import { REPORT_FIELDS, type ReportBody } from './polling-helpers.js';
 
-/** The keys every status PATCH carries (CONTRACT.md: the server NULLs what is left out). */
-export const REPORT_KEYS = ['status', 'exit_code', 'stdout', 'stderr', 'reason', 'executed_steps', 'failed_step', 'status_details'] as const;
 
-/** A status PATCH body as the agent sends it. */
-export interface ReportBody {
-  status: JobStatus;
-  exit_code: number | null;
-  stdout: string;
-  stderr: string;
-  reason: string;
-  executed_steps: number;
-  failed_step: string | null;
-  status_details: Record<string, unknown> & { steps: Record<string, unknown>[] };
-}
 
 /** Creates a directory under the agent's root that the job user can write to. */
 export async function createSharedDir(dirs: AgentDirs, name = 'appends'): Promise<string> {
@@ -79,7 +67,7 @@ export function isFinal(status: string): boolean {
 export function expectCompleteReport(body: unknown): asserts body is ReportBody {
   expect(body).toBeTypeOf('object');
   const b = body as Record<string, unknown>;
-  expect(Object.keys(b).sort()).toEqual([...REPORT_KEYS].sort());
+  expect(Object.keys(b).sort()).toEqual([...REPORT_FIELDS].sort());
   expect(b.status).toBeTypeOf('string');
   if (b.exit_code !== null) expect(Number.isInteger(b.exit_code)).toBe(true);
   expect(b.stdout).toBeTypeOf('string');

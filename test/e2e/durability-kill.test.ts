@@ -22,8 +22,8 @@ import {
   readLines,
   reapOrphanSteps,
   stepName,
-  type ReportBody,
 } from './durability-helpers.js';
+import type { ReportBody } from './polling-helpers.js';
 import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, waitFor, type AgentDirs, type AgentProcess } from './harness.js';
 
 const STEPS = 5;

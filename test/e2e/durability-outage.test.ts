@@ -2,40 +2,30 @@
 // back 2 (agent) minutes later; the final report arrives exactly once, after
 // the IN_PROGRESS ones, with every field, and nothing follows it.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ReferenceCloud } from '../cloud/reference-cloud.js';
 import { expectOneFinalLast, outputLines, readLines, reportBodies, stepName, appendJob, createSharedDir } from './durability-helpers.js';
-import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, type AgentDirs, type AgentProcess } from './harness.js';
+import { stopAgent } from './harness.js';
+import { createScope } from './polling-helpers.js';
 
 // 40x: 2 agent-minutes take 3 s.
 const SCALE = 40;
 const env = { CLOUDJOBS_TEST_TIME_SCALE: String(SCALE) };
 
-let cloud: ReferenceCloud | null = null;
-let dirs: AgentDirs | null = null;
-let agent: AgentProcess | null = null;
-
-afterEach(async () => {
-  if (agent) await stopAgent(agent);
-  if (cloud) await cloud.close();
-  if (dirs) await removeDirs(dirs);
-  agent = null;
-  cloud = null;
-  dirs = null;
-});
+const scope = createScope();
+afterEach(() => scope.cleanup());
 
 describe('cloud outage while a job runs', () => {
   it('delivers the final report exactly once, complete, after the IN_PROGRESS ones, when the cloud is back 2 minutes later', async () => {
-    const started = await startCloudWithDevice();
-    cloud = started.cloud;
+    const started = await scope.cloud();
+    const { cloud } = started;
     // Scaled 40x: poll every 0.75 s, back off up to 1.5 s, progress every 0.375 s (real time).
-    dirs = await createAgentDirs(cloud, started.device, {
+    const dirs = await scope.dirs(cloud, started.device, {
       polling: { interval: '30s', max_backoff: '1m' },
       jobs: { progress_interval: '15s' },
     });
     const shared = await createSharedDir(dirs);
     const file = `${shared}/outage.log`;
     const job = cloud.queueJob(started.device.uuid, { name: 'outage job', document: appendJob(file, 3, 0.3) });
-    agent = startAgent(dirs, { env });
+    const agent = scope.agent(dirs, env);
 
     await cloud.waitFor((c) => c.patches(job.job_id).some((p) => (p.body as { status?: string }).status === 'IN_PROGRESS'), 20_000, 'a first IN_PROGRESS report');
     await cloud.down();

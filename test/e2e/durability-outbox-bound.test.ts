@@ -6,25 +6,15 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ReferenceCloud } from '../cloud/reference-cloud.js';
 import { expectOneFinalLast, listFiles, outputLines, readRssKiB } from './durability-helpers.js';
-import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, waitFor, type AgentDirs, type AgentProcess } from './harness.js';
+import { stopAgent, waitFor } from './harness.js';
+import { createScope } from './polling-helpers.js';
 
 const BOUND = 10;
 const JOBS = 24;
 
-let cloud: ReferenceCloud | null = null;
-let dirs: AgentDirs | null = null;
-let agent: AgentProcess | null = null;
-
-afterEach(async () => {
-  if (agent) await stopAgent(agent);
-  if (cloud) await cloud.close();
-  if (dirs) await removeDirs(dirs);
-  agent = null;
-  cloud = null;
-  dirs = null;
-});
+const scope = createScope();
+afterEach(() => scope.cleanup());
 
 // A job whose one step prints ~40 KB and runs long enough for a few progress reports.
 function chattyJob(n: number): Record<string, unknown> {
@@ -52,9 +42,9 @@ async function readOutboxDir(dir: string): Promise<{ files: number; bytes: numbe
 
 describe('outbox at its bound while the cloud takes no reports', () => {
   it('keeps every final, drops the oldest progress reports with a warning, stays bounded on disk and in memory', async () => {
-    const started = await startCloudWithDevice();
-    cloud = started.cloud;
-    dirs = await createAgentDirs(cloud, started.device, {
+    const started = await scope.cloud();
+    const { cloud } = started;
+    const dirs = await scope.dirs(cloud, started.device, {
       agent: { outbox_max_reports: String(BOUND) },
       jobs: { progress_interval: '100ms' },
     });
@@ -62,7 +52,7 @@ describe('outbox at its bound while the cloud takes no reports', () => {
     // polling works, every status PATCH has its connection cut
     cloud.injectFault({ kind: 'drop', times: 'always', match: '^PATCH ' });
     const jobs = cloud.queueJobs(started.device.uuid, JOBS, { name: 'chatty', document: chattyJob(0) });
-    agent = startAgent(dirs);
+    const agent = scope.agent(dirs);
     const pid = agent.child.pid!;
 
     // memory once the agent is warm (a few jobs done), and the disk all along

@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
+import { FINAL_STATUSES, type JobStatus, type StatusReport } from '../../src/contract/types.js';
 import type { ReferenceCloud, ReferenceCloudOptions, PatchRecord } from '../cloud/reference-cloud.js';
 import {
   createAgentDirs,
@@ -20,20 +21,8 @@ import {
 /** Every field CONTRACT.md says a status PATCH carries, every time. */
 export const REPORT_FIELDS = ['status', 'exit_code', 'stdout', 'stderr', 'reason', 'executed_steps', 'failed_step', 'status_details'] as const;
 
-/** The statuses after which a job is over. */
-export const FINAL = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED']);
-
-/** A status PATCH body as the agent sends it. */
-export interface ReportBody {
-  status: string;
-  exit_code: number | null;
-  stdout: string;
-  stderr: string;
-  reason: string;
-  executed_steps: number;
-  failed_step: string | null;
-  status_details: Record<string, unknown> & { steps?: Record<string, unknown>[] };
-}
+/** A status PATCH body as the agent sends it: the contract's report, with the per-step details. */
+export type ReportBody = StatusReport & { status_details: StatusReport['status_details'] & { steps: Record<string, unknown>[] } };
 
 /** Owns what one test starts; `cleanup()` in afterEach stops and removes all of it. */
 export interface E2eScope {
@@ -146,7 +135,7 @@ export function expectFullBodies(patches: readonly PatchRecord[]): ReportBody[] 
 export function expectOneFinal(patches: readonly PatchRecord[], status: string): ReportBody {
   const bodies = expectFullBodies(patches);
   const statuses = bodies.map((b) => b.status);
-  const finals = statuses.filter((s) => FINAL.has(s));
+  const finals = statuses.filter((s) => FINAL_STATUSES.has(s as JobStatus));
   expect(finals, `statuses ${statuses.join(',')}`).toEqual([status]);
   expect(statuses[statuses.length - 1]).toBe(status);
   expect(statuses.slice(0, -1).every((s) => s === 'IN_PROGRESS'), `statuses ${statuses.join(',')}`).toBe(true);
