@@ -14,7 +14,8 @@
 // - A step never runs with a capability, a group or a uid other than its
 //   user's, and (as root, for anyone but root) never without no_new_privs.
 // - Without root, a step runs as the agent's own user or not at all.
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { isExecutableFile } from './executable.js';
 import type { UserInfo } from './users.js';
 
 /** What the agent process holds that a step would inherit; from /proc/self/status. */
@@ -80,8 +81,7 @@ export function planLaunch(file: string, args: string[], user: UserInfo, agent: 
 /** Finds util-linux setpriv, which drops to a user with initgroups and no capabilities. */
 export async function findSetpriv(): Promise<string | null> {
   for (const candidate of SETPRIV_CANDIDATES) {
-    const info = await stat(candidate).catch(() => null);
-    if (info !== null && info.isFile() && (info.mode & 0o111) !== 0) return candidate;
+    if (await isExecutableFile(candidate)) return candidate;
   }
   return null;
 }

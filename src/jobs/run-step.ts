@@ -16,6 +16,7 @@ import { execa } from 'execa';
 import type { Clock } from '../clock/clock.js';
 import type { Log } from '../log/log.js';
 import { describeError } from '../errors/errors.js';
+import { isExecutableFile } from './executable.js';
 import { createGroupTarget, runKillLadder } from './kill-ladder.js';
 import { planLaunch, type AgentPrivileges } from './launch.js';
 import { createOutputBuffer, type CapturedText, type OutputBuffer } from './output-buffer.js';
@@ -257,11 +258,6 @@ async function resolveExecutable(name: string, cwd: string, searchPath: string):
     if (await isExecutableFile(file)) return { file };
   }
   return { problem: `"${name}" not found in PATH (${searchPath})` };
-}
-
-async function isExecutableFile(file: string): Promise<boolean> {
-  const info = await stat(file).catch(() => null);
-  return info !== null && info.isFile() && (info.mode & 0o111) !== 0;
 }
 
 function whenClosed(stream: NodeJS.ReadableStream | null | undefined): Promise<void> {
