@@ -89,6 +89,7 @@ export class JobRun {
   private readonly finished: FinishedStep[] = [];
   private readonly running = new Set<Running>();
   private stopKind: JobStop | null = null;
+  private haltReason: string | null = null;
   private finalReport: StatusReport | null = null;
 
   constructor(job: NormalizedJob, options: EngineOptions, hooks: JobHooks = {}, start: JobStart = {}) {
@@ -132,6 +133,16 @@ export class JobRun {
     this.stopAll(kind);
   }
 
+  /**
+   * Starts no further step; running steps finish. The job ends FAILED with
+   * `reason` unless every step ran (the agent halts a job it can no longer journal).
+   */
+  halt(reason: string): void {
+    if (this.haltReason !== null || this.finalReport !== null) return;
+    this.haltReason = reason;
+    this.log.warn(`starting no further step: ${reason}`, { jobId: this.job.jobId });
+  }
+
   private stopAll(kind: JobStop): void {
     if (this.stopKind !== null || this.finalReport !== null) return;
     this.stopKind = kind;
@@ -140,7 +151,7 @@ export class JobRun {
   }
 
   private mayContinue(): boolean {
-    return this.stopKind === null && findDecisive(this.finished) === null;
+    return this.stopKind === null && this.haltReason === null && findDecisive(this.finished) === null;
   }
 
   private async run(): Promise<StatusReport> {
@@ -153,7 +164,8 @@ export class JobRun {
     const problem = await prepareWorkRoot(this.options.workDir, this.agentUid);
     if (problem !== null) return this.report({ status: 'FAILED', reason: `no step ran: ${problem}`, decisive: null });
     await this.runSteps();
-    return this.report(decideOutcome({ finished: this.finished, total: this.total, stop: this.stopKind, timeoutMs: this.job.timeoutMs }));
+    const { finished, total, stopKind: stop, haltReason: halted } = this;
+    return this.report(decideOutcome({ finished, total, stop, halted, timeoutMs: this.job.timeoutMs }));
   }
 
   private async runSteps(): Promise<void> {
@@ -182,6 +194,8 @@ export class JobRun {
     const { index, label, spec } = step;
     const fields = { jobId: this.job.jobId, step: spec.name };
     await this.callHook('onStepStart', () => this.hooks.onStepStart?.(index, this.total, spec.name));
+    // the hook may have halted the job (its start could not be journaled)
+    if (this.haltReason !== null) return;
     this.log.info(`starting ${label}`, fields);
     const result = await this.executeStep(step);
     this.finished.push({ index, label, result });
