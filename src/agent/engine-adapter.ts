@@ -78,6 +78,8 @@ export function createEngine(deps: EngineDeps): EnginePort {
       );
     },
     rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
+    unstartedReport: (reason) =>
+      composeReport({ status: 'FAILED', reason, results: [], includeStdOut: false, agentVersion, durationMs: 0, decisive: null }),
     interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
   };
 }
