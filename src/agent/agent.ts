@@ -943,7 +943,7 @@ export class Agent {
 const DEFAULT_STOP_ALLOWANCE_MS = 60_000;
 
 function haltReason(fault: LocalFault): string {
-  return `the agent could not journal the job (${fault.message}), so it started no further step`;
+  return `the agent cannot write its state (${fault.message}), so it started no further step`;
 }
 
 // The final report of a job during which the state directory failed says so.
