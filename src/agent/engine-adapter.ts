@@ -4,7 +4,7 @@
 import type { Clock } from '../clock/clock.js';
 import type { Config } from '../config/schema.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
-import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../jobs/fit-report.js';
+import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../contract/fit-report.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import type { UserInfo } from '../jobs/users.js';
 import type { Log } from '../log/log.js';

@@ -13,7 +13,7 @@
 //   of times (about log2(REPORT_BUDGET_BYTES / MIN_REPORT_BUDGET) + 2).
 // - The outbox keeps the whole report: a cut exists only on the wire.
 import type { StatusReport } from '../contract/types.js';
-import { fitReport, MIN_REPORT_BUDGET, serializedBytes } from '../jobs/fit-report.js';
+import { fitReport, MIN_REPORT_BUDGET, serializedBytes } from '../contract/fit-report.js';
 
 /** What to do after a 413. */
 export type TooLargeVerdict = { kind: 'cut'; refusedBytes: number; ceiling: number } | { kind: 'give-up'; refusedBytes: number };

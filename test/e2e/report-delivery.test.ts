@@ -4,7 +4,7 @@
 // cannot be cut more), and a final report is dropped only on the API's own
 // JSON refusal: a proxy's HTML 400 is retried until the report is delivered.
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPORT_BUDGET_BYTES, SERVER_BODY_LIMIT } from '../../src/jobs/fit-report.js';
+import { REPORT_BUDGET_BYTES, SERVER_BODY_LIMIT } from '../../src/contract/fit-report.js';
 import { runCommand, waitFor } from './harness.js';
 import { createScope, expectCleanStop, logLines } from './polling-helpers.js';
 

@@ -14,7 +14,7 @@
 // - Only when the outputs alone cannot make room are the other fields cut
 //   (reason, failed_step, status_details), down to a fixed small shape.
 // - A cut report says so: status_details.truncated names what was cut.
-import type { StatusReport } from '../contract/types.js';
+import type { StatusReport } from './types.js';
 
 /** The server's body limit (CONTRACT.md "Next job": bodies over 16 MiB are rejected). */
 export const SERVER_BODY_LIMIT = 16 * 1024 * 1024;

@@ -5,7 +5,7 @@ import {
   fitReport,
   MIN_REPORT_BUDGET,
   serializedBytes,
-} from '../../../src/jobs/fit-report.js';
+} from '../../../src/contract/fit-report.js';
 
 function report(extra: Partial<StatusReport> = {}): StatusReport {
   return {
