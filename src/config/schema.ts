@@ -114,6 +114,8 @@ export const SCHEMA: readonly KeySpec[] = [
     doc: 'On stop, how long a running job may finish before it is killed' },
   { section: 'agent', key: 'history_size', kind: 'int', default: '100', min: 1, max: 10_000,
     doc: 'Finished jobs kept for `cloudjobs history`' },
+  { section: 'agent', key: 'history_max_bytes', kind: 'size', default: '16MiB', min: 65_536, max: 1_073_741_824,
+    doc: 'Bytes of history kept at most: the oldest jobs go first, and one job keeps at most a quarter of it (its output is cut)' },
   { section: 'agent', key: 'outbox_max_reports', kind: 'int', default: '1000', min: 10, max: 1_000_000,
     doc: 'Reports waiting for the cloud at most; when full the oldest progress reports go first' },
   { section: 'agent', key: 'outbox_max_bytes', kind: 'size', default: '32MiB', min: 65_536, max: 1_073_741_824,
@@ -200,6 +202,8 @@ export interface Config {
     readonly drain_timeout: number;
     /** Finished jobs kept for `cloudjobs history` @default 100 */
     readonly history_size: number;
+    /** Bytes of history kept at most: the oldest jobs go first, and one job keeps at most a quarter of it (its output is cut) @default 16MiB */
+    readonly history_max_bytes: number;
     /** Reports waiting for the cloud at most; when full the oldest progress reports go first @default 1000 */
     readonly outbox_max_reports: number;
     /** Bytes of reports waiting for the cloud at most @default 32MiB */
