@@ -12,6 +12,7 @@ import { isPollLoopHealthy } from '../service/health.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
+import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -71,9 +72,22 @@ export interface AgentStatus {
   lastPoll: { at: number; outcome: string } | null;
   nextPollAt: number | null;
   outbox: { count: number; bytes: number; oldestAgeSeconds: number | null };
+  /** Delivery counters since start: refused = dropped on the API's own refusal (or too large even when cut). */
+  reports: DeliveryCounts;
   updatedAt: number;
   /** The same sentence systemd gets as STATUS=. */
   describe?: string;
+}
+
+/** What the delivery loop did since the agent started. */
+export interface DeliveryCounts {
+  delivered: number;
+  /** Dropped: the API's own refusal (400 "status is required", 404 "Job status not found"), or still too large at the smallest size. */
+  refused: number;
+  /** Sends that failed and were tried again later (network, 5xx, HTML or unknown 4xx answers). */
+  retried: number;
+  /** Sends answered 413 and sent again smaller. */
+  cut: number;
 }
 
 /** Everything the agent needs. */
@@ -204,13 +218,14 @@ export class Agent {
       lastPoll: null,
       nextPollAt: null,
       outbox: { count: 0, bytes: 0, oldestAgeSeconds: null },
+      reports: { delivered: 0, refused: 0, retried: 0, cut: 0 },
       updatedAt: deps.clock.now(),
     };
   }
 
   /** The agent's current status (the seed adapter's getStatus()). */
   getStatus(): AgentStatus {
-    return { ...this.status, outbox: this.outboxStats(), describe: this.describe() };
+    return { ...this.status, outbox: this.outboxStats(), reports: { ...this.status.reports }, describe: this.describe() };
   }
 
   /** The last `limit` finished jobs, newest first (the seed adapter's getJobHistory()). */
@@ -244,7 +259,10 @@ export class Agent {
     const s = this.status;
     const now = this.deps.clock.now();
     const queued = this.outboxStats().count;
-    const tail = queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : '';
+    const refused = s.reports.refused;
+    const tail = `${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}${
+      refused > 0 ? `; ${refused} report${refused === 1 ? '' : 's'} refused by the cloud` : ''
+    }`;
     switch (s.state) {
       case 'starting':
         return 'starting';
@@ -671,6 +689,8 @@ export class Agent {
   private async deliverLoop(): Promise<void> {
     const { outbox, cloud, deliveryRetry, log } = this.deps;
     const signal = this.deliveryStop.signal;
+    const cutter = createReportCutter();
+    const counts = this.status.reports;
     let lastProblem: string | null = null;
     while (!signal.aborted) {
       const entry = await this.untilStored('reading the outbox', () => outbox.next(), signal);
@@ -683,11 +703,13 @@ export class Agent {
         continue;
       }
       const fields = { jobId: entry.jobId, jobStatus: entry.report.status };
+      const body = cutter.bodyFor(entry.report);
       let outcome: StatusOutcome;
       try {
-        outcome = await cloud.sendStatus(entry.jobId, entry.report, signal);
+        outcome = await cloud.sendStatus(entry.jobId, body, signal);
       } catch (error) {
         if (signal.aborted) break;
+        counts.retried += 1;
         const failure = asCloudFailure(error);
         const delay = deliveryRetry.next(failure);
         const key = `${failure.kind}:${failure.message}`;
@@ -706,6 +728,12 @@ export class Agent {
         }
         continue;
       }
+      if (outcome === 'too-large') {
+        // never the same body again: cut it, or give it up so later reports go out
+        if (this.onTooLarge(entry, cutter.onTooLarge(body))) await outbox.ack(entry.seq);
+        this.writeStatus();
+        continue;
+      }
       if (lastProblem !== null) log.info('reports are delivered again', fields);
       lastProblem = null;
       deliveryRetry.reset();
@@ -718,8 +746,31 @@ export class Agent {
     }
   }
 
+  // Logs a 413 and counts it; returns whether the report is given up.
+  private onTooLarge(entry: OutboxEntry, verdict: TooLargeVerdict): boolean {
+    const fields = { jobId: entry.jobId, jobStatus: entry.report.status, cloudStatus: 413 };
+    const kept = entry.final ? '; its full result is kept in history (`cloudjobs history`)' : '';
+    if (verdict.kind === 'give-up') {
+      this.status.reports.refused += 1;
+      this.deps.log.error(
+        `the cloud refused the ${entry.report.status} report as too large (413) even cut to ${verdict.refusedBytes} bytes; gave it up so later reports are sent${kept}`,
+        fields,
+      );
+      return true;
+    }
+    this.status.reports.cut += 1;
+    this.deps.log.warn(
+      `the cloud refused the ${entry.report.status} report of ${verdict.refusedBytes} bytes as too large (413); sending it and later reports cut to at most ${verdict.ceiling} bytes`,
+      fields,
+    );
+    return false;
+  }
+
   private onDelivered(entry: OutboxEntry, outcome: StatusOutcome): void {
     const { log } = this.deps;
+    const counts = this.status.reports;
+    if (outcome === 'gone' || outcome === 'refused') counts.refused += 1;
+    else if (outcome === 'accepted') counts.delivered += 1;
     const fields = { jobId: entry.jobId, jobStatus: entry.report.status, cloudStatus: outcome };
     const current = this.current && this.current.offer.jobId === entry.jobId ? this.current : null;
     switch (outcome) {
@@ -743,6 +794,8 @@ export class Agent {
       case 'refused':
         log.error(`the cloud refused the ${entry.report.status} report (400); dropped it`, fields);
         return;
+      case 'too-large':
+        return; // handled before the entry is acknowledged
     }
   }
 
@@ -901,7 +954,8 @@ export class Agent {
     // the whole status (and its describe() sentence) only to find nothing changed
     const s = this.status;
     const job = s.currentJob;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
+    const r = s.reports;
+    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();

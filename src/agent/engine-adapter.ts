@@ -4,12 +4,13 @@
 import type { Clock } from '../clock/clock.js';
 import type { Config } from '../config/schema.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
+import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../contract/fit-report.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import type { UserInfo } from '../jobs/users.js';
 import type { Log } from '../log/log.js';
 import { createYoungCollector } from '../service/memory.js';
 import type { JournalEntry } from '../state/journal.js';
-import type { EnginePort } from './agent.js';
+import type { EnginePort, JobRunPort } from './agent.js';
 
 // How long a looked-up account is reused.
 const USER_CACHE_MS = 60_000;
@@ -59,7 +60,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
     start: (job, hooks) => {
       if (!engine) throw new Error('internal: start() before validate()');
       if (reclaimMemory === undefined) reclaimMemory = createYoungCollector();
-      return engine.startJob(
+      const run = engine.startJob(
         job,
         {
           workDir: jobs.work_dir,
@@ -76,12 +77,35 @@ export function createEngine(deps: EngineDeps): EnginePort {
         },
         hooks,
       );
+      return boundRun(run, (report, final) => boundReport(report, final, log, job.jobId));
     },
-    rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
+    rejectedReport: (problems) => boundReport(createRejectedReport(problems, agentVersion), true, log, null),
     unstartedReport: (reason) =>
       composeReport({ status: 'FAILED', reason, results: [], includeStdOut: false, agentVersion, durationMs: 0, decisive: null }),
-    interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
+    interruptedReport: (entry) => boundReport(createInterruptedReport(entry, agentVersion), true, log, entry.offer.jobId),
   };
+}
+
+// Every report the engine makes leaves it within REPORT_BUDGET_BYTES: the
+// journal, the outbox and history only ever hold reports the server can take.
+function boundRun(run: JobRunPort, bound: (report: StatusReport, final: boolean) => StatusReport): JobRunPort {
+  return {
+    done: run.done.then((report) => bound(report, true)),
+    snapshot: () => bound(run.snapshot(), false),
+    stop: (kind) => run.stop(kind),
+  };
+}
+
+function boundReport(report: StatusReport, final: boolean, log: Log, jobId: string | null): StatusReport {
+  const fitted = fitReport(report, REPORT_BUDGET_BYTES);
+  if (fitted.truncated) {
+    const original = serializedBytes(report);
+    log[final ? 'info' : 'debug'](
+      `the ${report.status} report is ${original} bytes as JSON, over the ${REPORT_BUDGET_BYTES}-byte report budget; its output was cut to ${fitted.bytes} bytes (status_details.truncated says what)`,
+      { ...(jobId === null ? {} : { jobId }), jobStatus: report.status },
+    );
+  }
+  return fitted.report;
 }
 
 /** The FAILED report of a job that was running when the agent stopped (crash, kill -9, power loss). */

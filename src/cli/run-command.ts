@@ -64,7 +64,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
       log,
       clock,
     }),
-    openHistory({ stateDir: config.agent.state_dir, size: config.agent.history_size, log, clock }),
+    openHistory({ stateDir: config.agent.state_dir, size: config.agent.history_size, maxBytes: config.agent.history_max_bytes, log, clock }),
   ]);
 
   const identity = await obtainIdentity({ ctx, config, sources: loaded.sources, clock, log, notifier, signal: stop.signal, secrets });

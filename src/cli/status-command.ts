@@ -38,6 +38,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
     lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
     outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
+    reports?: { delivered: number; refused: number; retried: number; cut: number };
   };
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
@@ -50,9 +51,17 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
     `queued reports: ${s.outbox ? `${s.outbox.count}${s.outbox.oldestAgeSeconds !== null ? `, oldest ${s.outbox.oldestAgeSeconds}s old` : ''}` : 'unknown'}`,
+    `reports:        ${s.reports ? formatReportCounts(s.reports) : 'unknown'}`,
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+// e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"
+function formatReportCounts(r: { delivered: number; refused: number; retried: number; cut: number }): string {
+  const parts = [`${r.delivered} delivered`, `${r.refused} refused by the cloud (dropped)`, `${r.retried} retried`];
+  if (r.cut > 0) parts.push(`${r.cut} cut to fit (413)`);
+  return parts.join(', ');
 }
 
 /** Prints the most recent finished jobs. */

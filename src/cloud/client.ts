@@ -21,9 +21,13 @@ export type PollAnswer = { kind: 'job'; offer: JobOffer } | { kind: 'none' };
 /**
  * accepted: stored; canceled: the server canceled the job (409/410, or a row
  * saying CANCELED); gone: the job no longer exists (404 "Job status not
- * found"), stop reporting it; refused: 400, permanent, do not retry.
+ * found"), stop reporting it; refused: the API's own 400 {"error":"status is
+ * required"}, permanent, do not retry; too-large: 413, the body is over the
+ * server's limit, send it smaller. Any other answer (an HTML 400 from a
+ * proxy or captive portal, an empty body, an unknown 4xx) is a CloudError:
+ * retried with backoff, never dropped.
  */
-export type StatusOutcome = 'accepted' | 'canceled' | 'gone' | 'refused';
+export type StatusOutcome = 'accepted' | 'canceled' | 'gone' | 'refused' | 'too-large';
 
 /** Options of createCloudClient. */
 export interface CloudClientOptions {
@@ -177,7 +181,7 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
         });
         return done<StatusOutcome>('canceled');
       }
-      if (status === 400) {
+      if (status === 400 && isApiRefusal(response.body)) {
         confirm(generation);
         log.warn(`the server refused the ${report.status} report of job ${jobId} (400: ${readServerMessage(response.body)}); not retrying it`, {
           jobId,
@@ -186,6 +190,7 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
         });
         return done<StatusOutcome>('refused');
       }
+      if (status === 413) return done<StatusOutcome>('too-large');
       if (status === 404) {
         const words = readErrorWords(response.body);
         if (/job status not found|job not found/.test(words)) {
@@ -250,6 +255,15 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
   }
 
   return { nextJob, sendStatus, generation: () => detected };
+}
+
+// The one 400 CONTRACT.md names for a status PATCH: JSON {"error":"status is required"}.
+// Anything else answered 400 (a proxy's or captive portal's page, another
+// message) may go away: it is retried, since dropping a final report loses a
+// result for good.
+function isApiRefusal(body: string): boolean {
+  const value = safeJson(body);
+  return isRecord(value) && typeof value.error === 'string' && /^status is required$/i.test(value.error.trim());
 }
 
 function done<T>(value: T): Attempt<T> {

@@ -115,6 +115,8 @@ const ENTRIES = [
     doc: 'On stop, how long a running job may finish before it is killed' },
   { section: 'agent', key: 'history_size', kind: 'int', default: '100', min: 1, max: 10_000,
     doc: 'Finished jobs kept for `cloudjobs history`' },
+  { section: 'agent', key: 'history_max_bytes', kind: 'size', default: '16MiB', min: 65_536, max: 1_073_741_824,
+    doc: 'Bytes of history kept at most: the oldest jobs go first, and one job keeps at most a quarter of it (its output is cut)' },
   { section: 'agent', key: 'outbox_max_reports', kind: 'int', default: '1000', min: 10, max: 1_000_000,
     doc: 'Reports waiting for the cloud at most; when full the oldest progress reports go first' },
   { section: 'agent', key: 'outbox_max_bytes', kind: 'size', default: '32MiB', min: 65_536, max: 1_073_741_824,

@@ -15,8 +15,15 @@
 // - Memory holds summaries only; reports are read from disk on get()/list().
 // - A read-only history (for the CLI while the agent runs) never writes,
 //   quarantines or removes anything: the agent owns the directory.
+// - Bounded in bytes as well as entries: after add() the files' total is at
+//   most maxBytes (oldest entries go first; the newest is always kept; while
+//   add() runs, the new file may stand beside the ones it pushes out). No
+//   entry is larger than a quarter of maxBytes (a larger report is stored with
+//   its output cut by fitReport, which says so in status_details.truncated),
+//   unless its names alone leave less than fitReport's minimum.
 import { join } from 'node:path';
 import type { Clock } from '../clock/clock.js';
+import { fitReport, serializedBytes } from '../contract/fit-report.js';
 import type { JobStatus, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -25,9 +32,10 @@ import {
   listDirectory,
   removeFileDurable,
   removeStaleTempFiles,
+  writeFileAtomic,
 } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
-import { checkJson, quarantineFile, readTextIfExists, writeJsonFile } from './json-file.js';
+import { checkJson, quarantineFile, readTextIfExists, STATE_FILE_MODE } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
 import { expectInteger, expectNonEmptyString, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
@@ -62,6 +70,8 @@ export interface HistorySummary {
   reason: string;
   receivedAt: string;
   finishedAt: string;
+  /** Size of its file in bytes. */
+  bytes: number;
 }
 
 /** The bounded history of finished jobs. */
@@ -83,6 +93,8 @@ export interface HistoryOptions {
   stateDir: string;
   /** `[agent] history_size`. */
   size: number;
+  /** `[agent] history_max_bytes`; unbounded when absent (a read-only CLI view). */
+  maxBytes?: number;
   log: Log;
   clock: Clock;
   /** Only read: for a CLI reading the directory of a running agent. */
@@ -92,6 +104,9 @@ export interface HistoryOptions {
 /** Opens the history under `stateDir/history`. */
 export async function openHistory(options: HistoryOptions): Promise<History> {
   const { log, clock, size } = options;
+  const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+  // what one entry may take: a quarter of the budget, so a few large jobs never push out all others
+  const entryBudget = Math.floor(maxBytes / 4);
   const readOnly = options.readOnly ?? false;
   const paths = resolveStatePaths(options.stateDir);
   const dir = paths.historyDir;
@@ -116,26 +131,39 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
       continue;
     }
     const previous = index.get(read.entry.jobId);
-    if (!previous || previous.seq < read.entry.seq) index.set(read.entry.jobId, summarize(read.entry));
+    if (!previous || previous.seq < read.entry.seq) index.set(read.entry.jobId, summarize(read.entry, read.bytes));
   }
   let ordered = [...index.values()].sort((a, b) => a.seq - b.seq);
   let nextSeq = ordered.length > 0 ? ordered[ordered.length - 1]!.seq + 1 : 1;
   const queue = createSerialQueue();
   if (!readOnly) await trim();
 
-  async function readEntry(path: string): Promise<{ entry: HistoryEntry } | { reason: string } | null> {
+  async function readEntry(path: string): Promise<{ entry: HistoryEntry; bytes: number } | { reason: string } | null> {
     const text = await readTextIfExists(path);
     if (text === null) return null;
     const checked = checkJson(text, validateHistoryEntry);
-    return 'reason' in checked ? checked : { entry: checked.value };
+    return 'reason' in checked ? checked : { entry: checked.value, bytes: Buffer.byteLength(text) };
   }
 
   async function trim(): Promise<void> {
-    while (ordered.length > size) {
+    let total = ordered.reduce((sum, s) => sum + s.bytes, 0);
+    while (ordered.length > size || (total > maxBytes && ordered.length > 1)) {
       const oldest = ordered.shift()!;
       await removeFileDurable(pathFor(oldest.jobId));
       index.delete(oldest.jobId);
+      total -= oldest.bytes;
     }
+  }
+
+  // The entry as stored: a report over the per-entry budget keeps its output cut.
+  function boundEntry(entry: HistoryEntry): { entry: HistoryEntry; text: string } {
+    const text = JSON.stringify(entry);
+    const bytes = Buffer.byteLength(text);
+    if (bytes <= entryBudget) return { entry, text };
+    const wrapper = bytes - serializedBytes(entry.report);
+    const report = fitReport(entry.report, entryBudget - wrapper).report;
+    const bounded = { ...entry, report };
+    return { entry: bounded, text: JSON.stringify(bounded) };
   }
 
   async function load(summary: HistorySummary): Promise<HistoryEntry | undefined> {
@@ -160,11 +188,11 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
     add: (job) =>
       queue.run(async () => {
         if (readOnly) throw new AgentError('STATE_IO', 'this history was opened read-only');
-        const entry: HistoryEntry = { version: HISTORY_VERSION, seq: nextSeq, ...structuredClone(job) };
-        await writeJsonFile(pathFor(job.jobId), entry);
+        const { entry, text } = boundEntry({ version: HISTORY_VERSION, seq: nextSeq, ...structuredClone(job) });
+        await writeFileAtomic(pathFor(job.jobId), text, { mode: STATE_FILE_MODE });
         nextSeq += 1;
         ordered = ordered.filter((s) => s.jobId !== job.jobId);
-        const summary = summarize(entry);
+        const summary = summarize(entry, Buffer.byteLength(text));
         ordered.push(summary);
         index.set(job.jobId, summary);
         await trim();
@@ -189,8 +217,9 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
   };
 }
 
-function summarize(entry: HistoryEntry): HistorySummary {
+function summarize(entry: HistoryEntry, bytes: number): HistorySummary {
   return {
+    bytes,
     seq: entry.seq,
     jobId: entry.jobId,
     jobName: entry.jobName,

@@ -1,6 +1,6 @@
 // Fault injection for the reference cloud: the next N matching device-side
 // requests get a broken answer instead of the real one.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { writeJson, writeRaw } from './http-io.js';
 
 /** Every kind of broken answer the server can give. */
@@ -135,14 +135,18 @@ export function answerWithFault(req: IncomingMessage, res: ServerResponse, spec:
     case 'slow':
     case 'lose-answer':
       return false;
-    case 'html':
+    case 'html': {
+      // nginx's page for the status, as a proxy or captive portal in front of the API sends it
+      const status = spec.status ?? 502;
+      const title = `${status} ${STATUS_CODES[status] ?? 'Error'}`;
       writeRaw(
         res,
-        spec.status ?? 502,
+        status,
         'text/html; charset=utf-8',
-        '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n',
+        `<html>\r\n<head><title>${title}</title></head>\r\n<body>\r\n<center><h1>${title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`,
       );
       return true;
+    }
     case 'truncated-json':
       writeRaw(res, 200, 'application/json; charset=utf-8', '{"job_id":"7d1f3c9e-0000-4000-8000-000000000000","job_name":"Trunc","job_document":{"version":"1.0","st');
       return true;

@@ -223,6 +223,68 @@ describe('Agent', () => {
     await running;
     expect(cloud.attempts.get('flaky:SUCCEEDED')).toBe(4);
     expect(finals(cloud.sent, 'flaky')).toHaveLength(1);
+    expect(agent.getStatus().reports).toMatchObject({ refused: 0, retried: 3, cut: 0 });
+  });
+
+  // 60000 control characters: 360 KB as JSON
+  const flood = (name: string): unknown => step(name, ['sh', '-c', 'head -c 60000 /dev/zero | tr "\\0" "\\1"; head -c 60000 /dev/zero | tr "\\0" "\\2" >&2']);
+
+  it('answers a 413 with a smaller body, never the same one, and remembers the limit for later reports', async () => {
+    const cloud = createScriptedCloud();
+    const limit = 100_000;
+    const sizes: number[] = [];
+    cloud.answer = (_jobId, report) => {
+      const bytes = Buffer.byteLength(JSON.stringify(report));
+      sizes.push(bytes);
+      return bytes > limit ? 'too-large' : 'accepted';
+    };
+    cloud.offers.push(offerOf('big', [flood('flood')]), offerOf('next', [flood('flood again')]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    const accepted = (): Sent[] => finals(cloud.sent, 'big').concat(finals(cloud.sent, 'next')).filter((s) => Buffer.byteLength(JSON.stringify(s.report)) <= limit);
+    await waitFor(() => accepted().length === 2, 20_000, 'both finals');
+    agent.stop();
+    await running;
+    // 720 KB made, refused, then 360, 180 and 90 KB (a progress report may take some of
+    // these refusals); the next job's report goes out below the remembered ceiling at once
+    const refused = sizes.filter((size) => size > limit).length;
+    expect(refused).toBeGreaterThanOrEqual(1);
+    expect(refused).toBeLessThanOrEqual(3);
+    // each 413 halves the body: no body is ever sent twice at the same size after a refusal
+    for (let i = 1; i < sizes.length; i += 1) if (sizes[i - 1]! > limit) expect(sizes[i]).toBeLessThanOrEqual(sizes[i - 1]! / 2);
+    const delivered = accepted();
+    expect(delivered.map((s) => [s.jobId, s.report.status])).toEqual([['big', 'FAILED'], ['next', 'FAILED']]);
+    for (const { report } of delivered) {
+      expect(report.stdout).toMatch(/bytes omitted to fit the report size limit/);
+      expect(report.status_details.truncated).toMatchObject({ budget_bytes: expect.any(Number) });
+    }
+    const counts = agent.getStatus().reports;
+    expect(counts.refused).toBe(0);
+    expect(counts.cut).toBeGreaterThanOrEqual(2);
+    // history keeps the report as made (within the report budget), not the cut sent one
+    const [latest] = await agent.getJobHistory(1);
+    expect(Buffer.byteLength(JSON.stringify(latest!.report))).toBeGreaterThan(limit);
+  });
+
+  it('gives up a report that is too large even at the smallest size; later reports still go out', async () => {
+    const cloud = createScriptedCloud();
+    cloud.answer = (jobId, report) => (jobId === 'never' && report.status === 'SUCCEEDED' ? 'too-large' : 'accepted');
+    cloud.offers.push(offerOf('never', [step('ok', ['echo', 'fine'])]), offerOf('after', [step('ok', ['echo', 'fine'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'after').length === 1, 20_000, 'the later final');
+    agent.stop();
+    await running;
+    // a small report is already below the smallest budget: given up on its first 413
+    expect(cloud.attempts.get('never:SUCCEEDED')).toBe(1);
+    expect(agent.getStatus().reports).toMatchObject({ refused: 1, cut: 0 });
+    expect(statuses.some((status) => /^idle, .*; 1 report refused by the cloud$/.test(status.describe ?? ''))).toBe(true);
+    const history = await agent.getJobHistory(5);
+    expect(history.map((h) => [h.jobId, h.report.status])).toEqual([
+      ['after', 'SUCCEEDED'],
+      ['never', 'SUCCEEDED'],
+    ]);
+    expect(agent.getStatus().outbox.count).toBe(0);
   });
 
   it('stops a job the cloud canceled and ends it CANCELED', async () => {

@@ -351,6 +351,37 @@ describe('cloud client: status reports', () => {
     ]);
   });
 
+  it('a 400 that is not the API\'s own JSON refusal throws so the report is retried', async () => {
+    const html = '<html><head><title>400 Bad Request</title></head><body>captive portal</body></html>';
+    const answers: [string, (res: http.ServerResponse) => void][] = [
+      ['an HTML page titled "400 Bad Request"', (res) => {
+        res.writeHead(400, { 'content-type': 'text/html' });
+        res.end(html);
+      }],
+      ['', (res) => {
+        res.writeHead(400);
+        res.end();
+      }],
+      ['Bad Request: Invalid JSON body', (res) => sendJson(res, 400, { error: 'Bad Request', message: 'Invalid JSON body' })],
+    ];
+    for (const [said, answer] of answers) {
+      const { client } = await setup(statusCloud(answer), 'devices');
+      const error = await failure(client.sendStatus('j', report));
+      expect([error.kind, error.status, error.serverMessage]).toEqual(['protocol', 400, said]);
+    }
+  });
+
+  it('413 means too large: the caller sends it smaller', async () => {
+    const { client } = await setup(statusCloud((res) => sendJson(res, 413, { error: 'Payload Too Large' })), 'devices');
+    expect(await client.sendStatus('j', report)).toBe('too-large');
+  });
+
+  it('an unknown 4xx throws so the report is retried', async () => {
+    const { client } = await setup(statusCloud((res) => sendJson(res, 422, { error: 'Unprocessable' })), 'devices');
+    const error = await failure(client.sendStatus('j', report));
+    expect([error.kind, error.status]).toEqual(['protocol', 422]);
+  });
+
   it('5xx and 429 throw so the report is retried', async () => {
     const { client } = await setup(statusCloud((res) => sendJson(res, 502, { error: 'bad gateway' })), 'devices');
     const error = await failure(client.sendStatus('j', report));

@@ -74,6 +74,7 @@ describe('defaults and types', () => {
         runtime_dir: '/run/cloudjobs',
         drain_timeout: 300_000,
         history_size: 100,
+        history_max_bytes: 16_777_216,
         outbox_max_reports: 1000,
         outbox_max_bytes: 33_554_432,
       },

@@ -162,6 +162,10 @@ describe('reference cloud: fault injection', () => {
 
     c.injectFault({ kind: 'html', status: 200 });
     expect((await next(c)).status).toBe(200);
+    c.injectFault({ kind: 'html', status: 400 });
+    const portal = await next(c);
+    expect(portal.status).toBe(400);
+    expect(portal.text).toContain('<title>400 Bad Request</title>');
 
     c.injectFault({ kind: 'truncated-json' });
     const truncated = await next(c);

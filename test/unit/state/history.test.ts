@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createManualClock } from '../../../src/clock/clock.js';
@@ -16,10 +16,11 @@ import {
 
 const TRUNCATION_TIMEOUT_MS = 180_000;
 
-function open(stateDir: string, size: number, options: { log?: RecordingLog; readOnly?: boolean } = {}) {
+function open(stateDir: string, size: number, options: { log?: RecordingLog; readOnly?: boolean; maxBytes?: number } = {}) {
   return openHistory({
     stateDir,
     size,
+    ...(options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes }),
     log: options.log ?? createRecordingLog(),
     clock: createManualClock(T0),
     readOnly: options.readOnly ?? false,
@@ -35,6 +36,70 @@ function finished(jobId: string, finishedAt = '2026-11-28T10:05:00.000Z'): Finis
     report: makeReport('SUCCEEDED', `${jobId} done`),
   };
 }
+
+// The files of the history directory and their total size.
+async function historyBytes(stateDir: string): Promise<{ files: number; bytes: number }> {
+  const dir = join(stateDir, 'history');
+  const names = await readdir(dir);
+  let bytes = 0;
+  for (const name of names) bytes += (await stat(join(dir, name))).size;
+  return { files: names.length, bytes };
+}
+
+// The worst case the engine can hand over: a report at the full report budget, all control characters.
+function worstCase(jobId: string, budget: number): FinishedJob {
+  const half = Math.floor((budget - 2000) / 12); // six bytes per character serialized, two streams
+  return {
+    ...finished(jobId),
+    report: { ...makeReport('FAILED', `${jobId} failed`), stdout: '\u0001'.repeat(half), stderr: '\u0002'.repeat(half) },
+  };
+}
+
+describe('history bounded in bytes', () => {
+  it('after 100 worst-case jobs stays within history_max_bytes on disk, newest kept, oversize outputs cut', async () => {
+    const stateDir = await makeTempDir();
+    const maxBytes = 1024 * 1024;
+    const history = await open(stateDir, 100, { maxBytes });
+    let peak = 0;
+    for (let i = 1; i <= 100; i += 1) {
+      await history.add(worstCase(`w${i}`, 3 * 1024 * 1024));
+      const { bytes } = await historyBytes(stateDir);
+      peak = Math.max(peak, bytes);
+    }
+    expect(peak).toBeLessThanOrEqual(maxBytes);
+    const { files, bytes } = await historyBytes(stateDir);
+    // each entry is cut to a quarter of the budget: the newest four fit
+    expect(files).toBe(4);
+    expect(bytes).toBeGreaterThan(maxBytes * 0.9);
+    expect(history.summaries().map((s) => s.jobId)).toEqual(['w100', 'w99', 'w98', 'w97']);
+    const newest = (await history.get('w100'))!;
+    expect(newest.report.reason).toBe('w100 failed');
+    expect(newest.report.stdout).toMatch(/^\u0001+\n\[\.\.\. \d+ bytes omitted to fit the report size limit \.\.\.\]\n\u0001+$/);
+    expect(newest.report.status_details.truncated).toMatchObject({ budget_bytes: expect.any(Number) });
+    // reopening with the same bound finds the same entries; a smaller bound prunes the oldest at once
+    const smaller = await open(stateDir, 100, { maxBytes: 600 * 1024 });
+    expect(smaller.summaries().map((s) => s.jobId)).toEqual(['w100', 'w99']);
+    expect((await historyBytes(stateDir)).bytes).toBeLessThanOrEqual(600 * 1024);
+  });
+
+  it('with the defaults (16 MiB) keeps 12 MiB reports within the bound', async () => {
+    const stateDir = await makeTempDir();
+    const maxBytes = 16 * 1024 * 1024;
+    const history = await open(stateDir, 100, { maxBytes });
+    for (let i = 1; i <= 6; i += 1) await history.add(worstCase(`d${i}`, 12 * 1024 * 1024));
+    const { files, bytes } = await historyBytes(stateDir);
+    expect(bytes).toBeLessThanOrEqual(maxBytes);
+    expect(files).toBe(4);
+  });
+
+  it('keeps small entries untouched and counts by entries as before', async () => {
+    const stateDir = await makeTempDir();
+    const history = await open(stateDir, 3, { maxBytes: 65_536 });
+    for (const id of ['s1', 's2', 's3', 's4']) await history.add(finished(id));
+    expect(history.summaries().map((s) => s.jobId)).toEqual(['s4', 's3', 's2']);
+    expect(await history.get('s4')).toEqual({ version: 1, seq: 4, ...finished('s4') });
+  });
+});
 
 describe('history', () => {
   it('keeps the newest N on disk and answers get() with the stored final report', async () => {
