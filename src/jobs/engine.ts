@@ -79,7 +79,7 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
   const labels = new Map<StepResult, string>();
   const running = new Set<Running>();
   const users = new Map<string, Promise<UserInfo | null>>();
-  const jobDirs = new Map<string, Promise<string>>();
+  const jobDirs = new Map<string, { user: UserInfo; dir: Promise<string> }>();
   const timer = new AbortController();
   let jobStop: JobStop | null = null;
   let decisive: StepResult | null = null;
@@ -114,12 +114,12 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
   };
 
   const resolveJobDir = (user: UserInfo): Promise<string> => {
-    let dir = jobDirs.get(user.name);
-    if (dir === undefined) {
-      dir = createJobDir(options.workDir, job.jobId, user, agentUid);
-      jobDirs.set(user.name, dir);
+    let entry = jobDirs.get(user.name);
+    if (entry === undefined) {
+      entry = { user, dir: createJobDir(options.workDir, job.jobId, user, agentUid) };
+      jobDirs.set(user.name, entry);
     }
-    return dir;
+    return entry.dir;
   };
 
   const runOne = async (spec: StepSpec, label: string): Promise<void> => {
@@ -240,9 +240,11 @@ export function startJob(job: NormalizedJob, options: EngineOptions, hooks: JobH
     } catch (error) {
       log.error(`could not sweep the job's leftover processes: ${describeError(error)}`, { jobId: job.jobId });
     }
-    for (const dir of jobDirs.values()) {
+    // removed as their users, never by root walking a tree its users can write (work-dir.ts)
+    for (const { user, dir } of jobDirs.values()) {
       try {
-        await removeJobDir(await dir);
+        privileges ??= options.agentPrivileges ? Promise.resolve(options.agentPrivileges) : readAgentPrivileges(agentUid);
+        await removeJobDir(await dir, { user, agent: await privileges, clock, killGraceMs: options.killGraceMs });
       } catch (error) {
         log.warn(`could not remove a job directory: ${describeError(error)}`, { jobId: job.jobId });
       }

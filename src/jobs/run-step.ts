@@ -100,7 +100,8 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
 
   const execute = async (): Promise<Outcome> => {
     const command = describeCommand(spec);
-    const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path);
+    const asOtherUser = context.agent.uid === 0 && context.user.uid !== 0;
+    const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path, asOtherUser);
     if ('problem' in resolved) return { kind: 'not-started', reason: resolved.problem };
     if (stopKind !== null) return { kind: 'not-started', reason: null };
     const launch = planLaunch(resolved.file, command.slice(1), context.user, context.agent);
@@ -243,10 +244,19 @@ function buildStepEnv(spec: StepSpec, context: StepContext): Record<string, stri
   };
 }
 
-async function resolveExecutable(name: string, cwd: string, searchPath: string): Promise<{ file: string } | { problem: string }> {
+// A name with "/" may point into a directory the step's user can write (its
+// work dir, its home): root does not look there for another user (it would
+// follow that user's symlinks); the exec, made as the user, finds out.
+async function resolveExecutable(
+  name: string,
+  cwd: string,
+  searchPath: string,
+  asOtherUser: boolean,
+): Promise<{ file: string } | { problem: string }> {
   if (name === '') return { problem: 'the command is empty' };
   if (name.includes('/')) {
     const file = path.resolve(cwd, name);
+    if (asOtherUser) return { file };
     const info = await stat(file).catch(() => null);
     if (info === null) return { problem: `"${name}" does not exist` };
     if (!info.isFile() || (info.mode & 0o111) === 0) return { problem: `"${name}" is not an executable file` };
