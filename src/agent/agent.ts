@@ -4,6 +4,7 @@
 import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient, StatusOutcome } from '../cloud/client.js';
+import type { RefusedOffer } from '../cloud/parse-answer.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
 import { AbortedError, describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -300,6 +301,10 @@ export class Agent {
           this.status.lastPoll = { at: clock.now(), outcome: 'job' };
           await this.handleOffer(answer.offer);
           delay = scheduler.afterJob();
+        } else if (answer.kind === 'refused') {
+          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+          await this.refuseOffer(answer);
+          delay = scheduler.afterJob();
         } else {
           this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
           delay = scheduler.afterIdle();
@@ -418,6 +423,18 @@ export class Agent {
       return;
     }
     await this.settle(offer, receivedAt, report);
+  }
+
+  // An offer whose id cannot name its status URL: nothing runs and nothing is
+  // queued (it could never be delivered and would hold up every report behind
+  // it); the history keeps it as REJECTED for `cloudjobs history`.
+  private async refuseOffer(refused: RefusedOffer): Promise<void> {
+    const { log, history, engine, clock } = this.deps;
+    const fields = { jobId: refused.jobId, jobName: refused.jobName, jobStatus: 'REJECTED' };
+    log.error(`refused job ${refused.jobName}: ${refused.reason}; nothing runs and nothing can be reported for it`, fields);
+    const report = engine.rejectedReport([refused.reason]);
+    await history.add(finished(refused, clock.now(), clock.now(), report));
+    this.writeStatus();
   }
 
   // Waits for a run to end while sending progress and enforcing the drain deadline.
@@ -609,7 +626,7 @@ export class Agent {
   }
 }
 
-function finished(offer: JobOffer, receivedAt: number, finishedAt: number, report: StatusReport) {
+function finished(offer: Pick<JobOffer, 'jobId' | 'jobName'>, receivedAt: number, finishedAt: number, report: StatusReport) {
   return {
     jobId: offer.jobId,
     jobName: offer.jobName,

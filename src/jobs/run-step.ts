@@ -14,6 +14,8 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Clock } from '../clock/clock.js';
+import { MAX_JOB_NAME_CHARS } from '../contract/limits.js';
+import { truncateText } from '../log/escape.js';
 import type { Log } from '../log/log.js';
 import { describeError } from '../errors/errors.js';
 import { isExecutableFile } from './executable.js';
@@ -239,7 +241,8 @@ function buildStepEnv(spec: StepSpec, context: StepContext): Record<string, stri
     SHELL: context.user.shell,
     LANG: 'C.UTF-8',
     CLOUDJOBS_JOB_ID: context.jobId,
-    CLOUDJOBS_JOB_NAME: context.jobName,
+    // offers with longer names are REJECTED; `cloudjobs exec` builds its own offer, so bound it here too (E2BIG)
+    CLOUDJOBS_JOB_NAME: truncateText(context.jobName, MAX_JOB_NAME_CHARS),
     CLOUDJOBS_STEP: spec.name,
   };
 }

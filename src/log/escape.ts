@@ -21,6 +21,17 @@ export function escapeText(text: string): string {
   return text.replace(/[\\]/g, '\\\\').replace(UNSAFE, (c) => NAMED[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+// What JSON.stringify leaves raw although a terminal may act on it.
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Returns JSON text (JSON.stringify output, which already escapes C0 controls)
+ * with the remaining terminal-active characters as \u escapes: still the same JSON.
+ */
+export function escapeJsonText(json: string): string {
+  return json.replace(UNSAFE_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /**
  * Returns at most `max` characters of `text` (UTF-16 code units, never
  * splitting a surrogate pair), with a marker saying how many were left out.
