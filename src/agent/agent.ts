@@ -4,6 +4,7 @@
 import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient, StatusOutcome } from '../cloud/client.js';
+import type { RefusedOffer } from '../cloud/parse-answer.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
 import { AbortedError, classifyLocalFault, describeError, LoopDiedError, type LocalFault } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -396,6 +397,7 @@ export class Agent {
       let delay: number;
       let state: 'idle' | 'backoff' | 'degraded' = 'idle';
       let offer: JobOffer | null = null;
+      let refused: RefusedOffer | null = null;
       if (await this.isStateUnusable(signal)) {
         this.lastProgressAt = clock.now();
         this.backoffUntil = null;
@@ -411,6 +413,10 @@ export class Agent {
         if (answer.kind === 'job') {
           this.status.lastPoll = { at: clock.now(), outcome: 'job' };
           offer = answer.offer;
+          delay = 0;
+        } else if (answer.kind === 'refused') {
+          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+          refused = answer;
           delay = 0;
         } else {
           this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
@@ -430,6 +436,10 @@ export class Agent {
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
         await this.takeOffer(offer);
+        delay = scheduler.afterJob();
+        if (this.degraded) state = 'degraded';
+      } else if (refused !== null) {
+        await this.takeRefusal(refused);
         delay = scheduler.afterJob();
         if (this.degraded) state = 'degraded';
       }
@@ -475,6 +485,14 @@ export class Agent {
       await this.handleOffer(offer);
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `handling job ${offer.jobName}`);
+    }
+  }
+
+  private async takeRefusal(refused: RefusedOffer): Promise<void> {
+    try {
+      await this.refuseOffer(refused);
+    } catch (error) {
+      this.enterDegraded(this.asLocalFault(error), `recording refused job ${refused.jobName}`);
     }
   }
 
@@ -573,6 +591,18 @@ export class Agent {
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);
     }
+  }
+
+  // An offer whose id cannot name its status URL: nothing runs and nothing is
+  // queued (it could never be delivered and would hold up every report behind
+  // it); the history keeps it as REJECTED for `cloudjobs history`.
+  private async refuseOffer(refused: RefusedOffer): Promise<void> {
+    const { log, history, engine, clock } = this.deps;
+    const fields = { jobId: refused.jobId, jobName: refused.jobName, jobStatus: 'REJECTED' };
+    log.error(`refused job ${refused.jobName}: ${refused.reason}; nothing runs and nothing can be reported for it`, fields);
+    const report = engine.rejectedReport([refused.reason]);
+    await history.add(finished(refused, clock.now(), clock.now(), report));
+    this.writeStatus();
   }
 
   // Waits for a run to end while sending progress and enforcing the drain deadline.
@@ -1007,7 +1037,7 @@ function withFault(report: StatusReport, fault: string | null): StatusReport {
   return { ...report, reason, status_details: { ...report.status_details, local_fault: fault } };
 }
 
-function finished(offer: JobOffer, receivedAt: number, finishedAt: number, report: StatusReport) {
+function finished(offer: Pick<JobOffer, 'jobId' | 'jobName'>, receivedAt: number, finishedAt: number, report: StatusReport) {
   return {
     jobId: offer.jobId,
     jobName: offer.jobName,

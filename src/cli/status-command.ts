@@ -1,6 +1,7 @@
 // `cloudjobs status` and `cloudjobs history`: read what the running agent
 // keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
 import { createSystemClock } from '../clock/clock.js';
+import { escapeJsonText, escapeText } from '../log/escape.js';
 import { createNullLog } from '../log/log.js';
 import { openHistory } from '../state/history.js';
 import { readRuntimeStatus } from '../state/runtime-status.js';
@@ -23,14 +24,14 @@ export async function runStatus(ctx: CliContext, command: StatusCommand): Promis
   }
   const status = file.status;
   if (command.json) {
-    ctx.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+    ctx.stdout.write(`${escapeJsonText(JSON.stringify(status, null, 2))}\n`);
     return EXIT.ok;
   }
   ctx.stdout.write(formatStatus(status, Date.now()));
   return EXIT.ok;
 }
 
-/** Formats the status file for a terminal. */
+/** Formats the status file for a terminal; server text in it (job names, ids, steps) is escaped, one line each. */
 export function formatStatus(status: Record<string, unknown>, now: number): string {
   const s = status as {
     agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null; degraded?: string | null;
@@ -54,7 +55,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `reports:        ${s.reports ? formatReportCounts(s.reports) : 'unknown'}`,
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
-  return `${lines.join('\n')}\n`;
+  return `${lines.map(escapeText).join('\n')}\n`;
 }
 
 // e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"
@@ -76,7 +77,7 @@ export async function runHistory(ctx: CliContext, command: HistoryCommand): Prom
   });
   const entries = await history.list(command.limit);
   if (command.json) {
-    ctx.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    ctx.stdout.write(`${escapeJsonText(JSON.stringify(entries, null, 2))}\n`);
     return EXIT.ok;
   }
   if (entries.length === 0) {
@@ -84,7 +85,8 @@ export async function runHistory(ctx: CliContext, command: HistoryCommand): Prom
     return EXIT.ok;
   }
   for (const entry of entries) {
-    ctx.stdout.write(`${entry.finishedAt}  ${entry.report.status.padEnd(9)}  ${entry.jobName} (${entry.jobId})\n    ${entry.report.reason}\n`);
+    const head = `${entry.finishedAt}  ${entry.report.status.padEnd(9)}  ${entry.jobName} (${entry.jobId})`;
+    ctx.stdout.write(`${escapeText(head)}\n    ${escapeText(entry.report.reason)}\n`);
   }
   return EXIT.ok;
 }

@@ -1,7 +1,9 @@
 // The device side of the cloud jobs API (CONTRACT.md): asks for the next job
 // and reports statuses over either path generation, detecting which one the
 // server speaks and remembering it until a route 404 says otherwise.
+import { checkJobId } from '../contract/limits.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
+import { showText } from '../log/escape.js';
 import type { Log } from '../log/log.js';
 import { CloudError } from './cloud-error.js';
 import type { HttpResponse, HttpTransport } from './http.js';
@@ -13,10 +15,11 @@ import {
   readErrorWords,
   readRetryAfterMs,
   readServerMessage,
+  type RefusedOffer,
 } from './parse-answer.js';
 
-/** What a poll for the next job found. */
-export type PollAnswer = { kind: 'job'; offer: JobOffer } | { kind: 'none' };
+/** What a poll for the next job found; refused: an offer whose id cannot be reported on (nothing runs). */
+export type PollAnswer = { kind: 'job'; offer: JobOffer } | { kind: 'none' } | RefusedOffer;
 
 /**
  * accepted: stored; canceled: the server canceled the job (409/410, or a row
@@ -54,10 +57,17 @@ export interface CloudClient {
 
 type Attempt<T> = { kind: 'route'; response: HttpResponse; path: string } | { kind: 'done'; value: T };
 
-/** Returns the path of `what` for a generation (CONTRACT.md "Two generations"). */
+/**
+ * Returns the path of `what` for a generation (CONTRACT.md "Two generations").
+ * Throws for a job id that is not one path segment (".", "..", "%2E%2E", ...):
+ * encodeURIComponent keeps those, and the URL would address another route.
+ */
 export function buildJobPath(generation: ApiGeneration, uuid: string, jobId?: string): string {
   const base = `/${generation}/${encodeURIComponent(uuid)}/jobs`;
-  return jobId === undefined ? `${base}/next` : `${base}/${encodeURIComponent(jobId)}/status`;
+  if (jobId === undefined) return `${base}/next`;
+  const problem = checkJobId(jobId);
+  if (problem !== null) throw new Error(`internal: job id ${JSON.stringify(showText(jobId, 80))} cannot be put in a URL: ${problem}`);
+  return `${base}/${encodeURIComponent(jobId)}/status`;
 }
 
 /** Creates the client. In `auto` it tries generation agents first and switches on a route 404. */
@@ -129,7 +139,7 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
       if (status === 200) {
         const answer = parseNextAnswer(parseJsonBody(response), status);
         confirm(generation);
-        if (answer.kind === 'none') return done<PollAnswer>({ kind: 'none' });
+        if (answer.kind === 'none' || answer.kind === 'refused') return done<PollAnswer>(answer);
         for (const warning of answer.warnings) {
           log.warn(`job offer: ${warning}`, { jobId: answer.offer.jobId, jobName: answer.offer.jobName });
         }
@@ -157,6 +167,15 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
   }
 
   async function sendStatus(jobId: string, report: StatusReport, signal?: AbortSignal): Promise<StatusOutcome> {
+    // a report of such an id can only come from an older version's outbox: it can never be delivered
+    const idProblem = checkJobId(jobId);
+    if (idProblem !== null) {
+      log.warn(
+        `dropped a queued ${report.status} report of job ${JSON.stringify(showText(jobId, 80))}: its id cannot name a status URL (${idProblem}); an older agent accepted it`,
+        { jobId, jobStatus: report.status },
+      );
+      return 'refused';
+    }
     return withGeneration<StatusOutcome>('PATCH', async (generation) => {
       const path = buildJobPath(generation, uuid, jobId);
       const response = await transport.request({

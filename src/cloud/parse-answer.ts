@@ -1,6 +1,8 @@
 // Reading the server's answers: JSON bodies, the server's own error message, and
 // the shape of a job offer. Anything unusable becomes a one-line protocol error.
+import { checkJobId, isNestedDeeperThan, MAX_DOCUMENT_DEPTH, MAX_JOB_NAME_CHARS } from '../contract/limits.js';
 import type { JobOffer } from '../contract/types.js';
+import { showText, truncateText } from '../log/escape.js';
 import { parseRetryAfter } from './backoff.js';
 import { CloudError } from './cloud-error.js';
 import type { HttpResponse } from './http.js';
@@ -34,8 +36,16 @@ export function parseJsonBody(response: HttpResponse): unknown {
   }
 }
 
-/** Returns the server's explanation from an error body ({"error","message"}), or a short excerpt of a non-JSON body. */
+/**
+ * Returns the server's explanation from an error body ({"error","message"}), or
+ * a short excerpt of a non-JSON body: at most 300 characters, control
+ * characters escaped (it goes into log lines and status).
+ */
 export function readServerMessage(body: string): string {
+  return showText(findServerMessage(body), 300);
+}
+
+function findServerMessage(body: string): string {
   try {
     const value = JSON.parse(body) as unknown;
     if (isRecord(value)) {
@@ -69,7 +79,17 @@ export function readErrorWords(body: string): string {
 }
 
 /** What a 200 on jobs/next held. */
-export type NextAnswer = { kind: 'none' } | { kind: 'job'; offer: JobOffer; warnings: string[] };
+export type NextAnswer = { kind: 'none' } | { kind: 'job'; offer: JobOffer; warnings: string[] } | RefusedOffer;
+
+/** An offer whose job id cannot address its own status URL: nothing runs and nothing can be reported. */
+export interface RefusedOffer {
+  kind: 'refused';
+  jobId: string;
+  /** Bounded (MAX_JOB_NAME_CHARS) like any offer's name. */
+  jobName: string;
+  /** One sentence naming the id (escaped) and why. */
+  reason: string;
+}
 
 /**
  * Validates a 200 answer of jobs/next. No job_id (and no "No pending jobs"),
@@ -90,18 +110,33 @@ export function parseNextAnswer(value: unknown, status: number): NextAnswer {
       status,
     });
   }
-  if (typeof value.job_id !== 'string' || value.job_id.trim() === '') {
+  if (typeof value.job_id !== 'string') {
     throw new CloudError(
       'protocol',
-      `the server answered ${status} with a job whose job_id is not a non-empty string (got ${describeJsonType(value.job_id)})`,
+      `the server answered ${status} with a job whose job_id is not a string (got ${describeJsonType(value.job_id)})`,
       { status },
     );
   }
   const warnings: string[] = [];
+  const problems: string[] = [];
   const jobId = value.job_id;
   let jobName = jobId;
   if (typeof value.job_name === 'string' && value.job_name.trim() !== '') jobName = value.job_name;
   else if (value.job_name !== undefined && value.job_name !== null) warnings.push(`job_name is ${describeJsonType(value.job_name)}, using the job_id as name`);
+  if (jobName.length > MAX_JOB_NAME_CHARS) {
+    // REJECTED like a step name over the limit; the name is kept shortened for logs, status and history
+    problems.push(`job_name is ${jobName.length} characters long; at most ${MAX_JOB_NAME_CHARS} are allowed`);
+    jobName = truncateText(jobName, MAX_JOB_NAME_CHARS);
+  }
+  const idProblem = checkJobId(jobId);
+  if (idProblem !== null) {
+    return {
+      kind: 'refused',
+      jobId: truncateText(jobId, MAX_JOB_NAME_CHARS),
+      jobName,
+      reason: `job id ${JSON.stringify(showText(jobId, 80))} cannot name its status URL: ${idProblem}`,
+    };
+  }
 
   let timeoutSeconds: number | null = null;
   const rawTimeout = value.timeout_seconds;
@@ -110,27 +145,37 @@ export function parseNextAnswer(value: unknown, status: number): NextAnswer {
     warnings.push(`timeout_seconds is ${JSON.stringify(rawTimeout)}, not a positive number; using the default job timeout`);
   }
   const createdAt = typeof value.created_at === 'string' ? value.created_at : null;
+  const document = readDocument(value.job_document, warnings, problems);
   return {
     kind: 'job',
-    offer: { jobId, jobName, timeoutSeconds, createdAt, document: readDocument(value.job_document, warnings) },
+    offer: { jobId, jobName, timeoutSeconds, createdAt, document, ...(problems.length > 0 ? { problems } : {}) },
     warnings,
   };
 }
 
 // An object stays; a JSON string of an object is parsed; anything else goes on as received (the engine rejects it).
-function readDocument(raw: unknown, warnings: string[]): unknown {
+// A document nested deeper than MAX_DOCUMENT_DEPTH is not kept at all (null): copying
+// it (journal, history) would recurse that deep; the problem REJECTs the job.
+function readDocument(raw: unknown, warnings: string[], problems: string[]): unknown {
   if (typeof raw !== 'string') {
     if (!isRecord(raw)) warnings.push(`job_document is ${describeJsonType(raw)}, not an object`);
-    return raw;
+    return keepShallow(raw, problems);
   }
   try {
+    // V8's JSON.parse is iterative: any nesting parses; the depth is checked on the result
     const parsed = JSON.parse(raw) as unknown;
-    if (isRecord(parsed)) return parsed;
+    if (isRecord(parsed)) return keepShallow(parsed, problems);
     warnings.push(`job_document is a JSON string holding ${describeJsonType(parsed)}, not an object`);
   } catch {
     warnings.push('job_document is a string that is not valid JSON');
   }
   return raw;
+}
+
+function keepShallow(document: unknown, problems: string[]): unknown {
+  if (!isNestedDeeperThan(document, MAX_DOCUMENT_DEPTH)) return document;
+  problems.push(`job_document nests objects and arrays more than ${MAX_DOCUMENT_DEPTH} levels deep`);
+  return null;
 }
 
 /** Returns whether a body says "No pending jobs" (in `message` or `error`). */

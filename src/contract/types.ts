@@ -35,8 +35,13 @@ export interface JobOffer {
   /** Seconds, when the server sent one. */
   timeoutSeconds: number | null;
   createdAt: string | null;
-  /** The job document as received (object form; a JSON string was parsed). */
+  /** The job document as received (object form; a JSON string was parsed); null when it was dropped for a problem. */
   document: unknown;
+  /**
+   * Why the offer must be REJECTED, found while reading it (contract/limits.ts:
+   * a job_name too long, a job_document nested too deep, which is then not kept).
+   */
+  problems?: readonly string[];
 }
 
 /**

@@ -26,6 +26,7 @@
 //   written for newer agents still run here.
 // - The step limit counts parallel members and finalStep; past it the steps
 //   are not checked one by one (the job is refused anyway).
+import { isNestedDeeperThan, MAX_DOCUMENT_DEPTH } from '../contract/limits.js';
 import { JobValidationError } from '../errors/errors.js';
 import type { JobOffer } from '../contract/types.js';
 import { checkHandlerName, resolveHandler } from './resolve-handler.js';
@@ -72,6 +73,9 @@ const SUPPORTED_TYPES = 'supported types are runCommand and runHandler';
 /** Checks `offer.document` and returns the job ready to run; throws JobValidationError listing every problem. */
 export async function validateJob(offer: JobOffer, options: ValidateOptions): Promise<NormalizedJob> {
   const problems = new ProblemList();
+  // found while reading the offer (a name too long, a document nested too deep and not kept)
+  for (const problem of offer.problems ?? []) problems.add(problem);
+  if (!problems.isEmpty()) throw problems.toError();
   const document = parseDocument(offer.document, problems);
   if (document === null) throw problems.toError();
 
@@ -163,10 +167,18 @@ class ProblemList {
   }
 }
 
+// The same sentence as parse-answer's: JSON.stringify and the walks below recurse.
+function tooDeep(): string {
+  return `job_document nests objects and arrays more than ${MAX_DOCUMENT_DEPTH} levels deep`;
+}
+
 function parseDocument(raw: unknown, problems: ProblemList): Json | null {
   let text: string | undefined;
   if (typeof raw === 'string') {
     text = raw;
+  } else if (isNestedDeeperThan(raw, MAX_DOCUMENT_DEPTH)) {
+    problems.add(tooDeep());
+    return null;
   } else {
     try {
       text = JSON.stringify(raw);
@@ -190,6 +202,10 @@ function parseDocument(raw: unknown, problems: ProblemList): Json | null {
       value = JSON.parse(raw) as unknown;
     } catch (error) {
       problems.add(`job_document is a string but not valid JSON (${error instanceof Error ? error.message : String(error)})`);
+      return null;
+    }
+    if (isNestedDeeperThan(value, MAX_DOCUMENT_DEPTH)) {
+      problems.add(tooDeep());
       return null;
     }
   }

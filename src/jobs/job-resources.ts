@@ -16,7 +16,8 @@ export interface ResourceOptions {
   agentUid: number;
   agentPrivileges?: AgentPrivileges;
   lookupUser: (name: string) => Promise<UserInfo | null>;
-  clock: Pick<Clock, 'now'>;
+  clock: Clock;
+  killGraceMs: number;
 }
 
 /** Everything a step needs to start, or the result of a step that could not start. */
@@ -25,7 +26,7 @@ export type Prepared = { user: UserInfo; cwd: string; agent: AgentPrivileges } |
 /** The accounts, directories and privileges of one job. */
 export class JobResources {
   private readonly users = new Map<string, Promise<UserInfo | null>>();
-  private readonly dirs = new Map<string, Promise<string>>();
+  private readonly dirs = new Map<string, { user: UserInfo; dir: Promise<string> }>();
   private readonly jobId: string;
   private readonly options: ResourceOptions;
   private privileges: Promise<AgentPrivileges> | null = null;
@@ -51,16 +52,21 @@ export class JobResources {
     } catch (error) {
       return { unstarted: createUnstartedResult(spec, `could not create its working directory: ${describeError(error)}`, clock) };
     }
-    const { agentPrivileges, agentUid } = this.options;
-    this.privileges ??= agentPrivileges ? Promise.resolve(agentPrivileges) : readAgentPrivileges(agentUid);
-    return { user, cwd, agent: await this.privileges };
+    return { user, cwd, agent: await this.readPrivileges() };
   }
 
-  /** Removes every job directory made; failures are logged, not thrown. */
+  private readPrivileges(): Promise<AgentPrivileges> {
+    const { agentPrivileges, agentUid } = this.options;
+    this.privileges ??= agentPrivileges ? Promise.resolve(agentPrivileges) : readAgentPrivileges(agentUid);
+    return this.privileges;
+  }
+
+  /** Removes every job directory made, as its user (work-dir.ts: root never walks a tree its users can write); failures are logged, not thrown. */
   async removeDirs(log: Log): Promise<void> {
-    for (const dir of this.dirs.values()) {
+    const { clock, killGraceMs } = this.options;
+    for (const { user, dir } of this.dirs.values()) {
       try {
-        await removeJobDir(await dir);
+        await removeJobDir(await dir, { user, agent: await this.readPrivileges(), clock, killGraceMs });
       } catch (error) {
         log.warn(`could not remove a job directory: ${describeError(error)}`, { jobId: this.jobId });
       }
@@ -77,11 +83,11 @@ export class JobResources {
   }
 
   private resolveDir(user: UserInfo): Promise<string> {
-    let dir = this.dirs.get(user.name);
-    if (dir === undefined) {
-      dir = createJobDir(this.options.workDir, this.jobId, user, this.options.agentUid);
-      this.dirs.set(user.name, dir);
+    let entry = this.dirs.get(user.name);
+    if (entry === undefined) {
+      entry = { user, dir: createJobDir(this.options.workDir, this.jobId, user, this.options.agentUid) };
+      this.dirs.set(user.name, entry);
     }
-    return dir;
+    return entry.dir;
   }
 }

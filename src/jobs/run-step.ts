@@ -14,6 +14,8 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Clock } from '../clock/clock.js';
+import { MAX_JOB_NAME_CHARS } from '../contract/limits.js';
+import { truncateText } from '../log/escape.js';
 import type { Log } from '../log/log.js';
 import { describeError } from '../errors/errors.js';
 import { isExecutableFile } from './executable.js';
@@ -100,7 +102,8 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
 
   const execute = async (): Promise<Outcome> => {
     const command = describeCommand(spec);
-    const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path);
+    const asOtherUser = context.agent.uid === 0 && context.user.uid !== 0;
+    const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path, asOtherUser);
     if ('problem' in resolved) return { kind: 'not-started', reason: resolved.problem };
     if (stopKind !== null) return { kind: 'not-started', reason: null };
     const launch = planLaunch(resolved.file, command.slice(1), context.user, context.agent);
@@ -238,15 +241,25 @@ function buildStepEnv(spec: StepSpec, context: StepContext): Record<string, stri
     SHELL: context.user.shell,
     LANG: 'C.UTF-8',
     CLOUDJOBS_JOB_ID: context.jobId,
-    CLOUDJOBS_JOB_NAME: context.jobName,
+    // offers with longer names are REJECTED; `cloudjobs exec` builds its own offer, so bound it here too (E2BIG)
+    CLOUDJOBS_JOB_NAME: truncateText(context.jobName, MAX_JOB_NAME_CHARS),
     CLOUDJOBS_STEP: spec.name,
   };
 }
 
-async function resolveExecutable(name: string, cwd: string, searchPath: string): Promise<{ file: string } | { problem: string }> {
+// A name with "/" may point into a directory the step's user can write (its
+// work dir, its home): root does not look there for another user (it would
+// follow that user's symlinks); the exec, made as the user, finds out.
+async function resolveExecutable(
+  name: string,
+  cwd: string,
+  searchPath: string,
+  asOtherUser: boolean,
+): Promise<{ file: string } | { problem: string }> {
   if (name === '') return { problem: 'the command is empty' };
   if (name.includes('/')) {
     const file = path.resolve(cwd, name);
+    if (asOtherUser) return { file };
     const info = await stat(file).catch(() => null);
     if (info === null) return { problem: `"${name}" does not exist` };
     if (!info.isFile() || (info.mode & 0o111) === 0) return { problem: `"${name}" is not an executable file` };

@@ -1,7 +1,11 @@
 // The agent's logger: a thin, typed face over winston. Transports (stderr lines,
-// journald) are built by main.ts and passed in; this module imports nothing of ours.
+// journald) are built by main.ts and passed in; this module imports only escape.ts.
 import winston from 'winston';
 import type Transport from 'winston-transport';
+import { escapeText, truncateText } from './escape.js';
+
+/** Characters of one logged string (message or field) at most; the rest is counted, not written. */
+export const MAX_LOGGED_CHARS = 16_384;
 
 /** Structured fields; camelCase names become journald fields (jobId -> JOB_ID). */
 export interface LogFields {
@@ -36,12 +40,16 @@ export interface LogOptions {
 /** Builds a Log over winston with the given transports. */
 export function createLog(options: LogOptions): Log {
   const secrets = options.secrets ?? (() => []);
+  // Secrets out, then every string made one bounded, inert line: messages and
+  // fields carry server text (job names, reasons, server messages), which must
+  // not forge a log line or reach a terminal as escape sequences.
   const scrub = winston.format((info) => {
     const list = secrets().filter((s) => s.length >= 4);
-    if (list.length === 0) return info;
     for (const key of Object.keys(info)) {
       const value = (info as Record<string, unknown>)[key];
-      if (typeof value === 'string') (info as Record<string, unknown>)[key] = redactString(value, list);
+      if (typeof value !== 'string') continue;
+      const redacted = list.length === 0 ? value : redactString(value, list);
+      (info as Record<string, unknown>)[key] = escapeText(truncateText(redacted, MAX_LOGGED_CHARS));
     }
     return info;
   });

@@ -38,7 +38,7 @@ import { encodeFileKey, isFileKeyName } from './file-key.js';
 import { checkJson, quarantineFile, readTextIfExists, STATE_FILE_MODE } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
-import { expectInteger, expectNonEmptyString, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
+import { expectInteger, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
 import { validateStatusReport } from './validate-records.js';
 
 const HISTORY_VERSION = 1;
@@ -237,7 +237,8 @@ export function validateHistoryEntry(value: unknown): HistoryEntry {
   return {
     version: HISTORY_VERSION,
     seq: expectInteger(r, 'seq', 1),
-    jobId: expectNonEmptyString(r, 'jobId'),
+    // may be empty: a refused offer with an empty id is kept too (agent.ts refuseOffer)
+    jobId: expectString(r, 'jobId'),
     jobName: expectString(r, 'jobName'),
     receivedAt: expectTimestamp(r, 'receivedAt'),
     finishedAt: expectTimestamp(r, 'finishedAt'),

@@ -1,4 +1,5 @@
 // Validators for the shared records the stores keep (contract and job types).
+import { isNestedDeeperThan, MAX_DOCUMENT_DEPTH } from '../contract/limits.js';
 import type { JobOffer, JobStatus, StatusReport } from '../contract/types.js';
 import type { StepResult } from '../jobs/types.js';
 import {
@@ -45,13 +46,17 @@ export function validateJobOffer(value: unknown, where = 'offer'): JobOffer {
   const r = prefixed(where, () => expectRecord(value, where));
   return prefixed(where, () => {
     if (!('document' in r)) failValidation('document: missing');
+    // later copies (structuredClone) recurse: never take back what parse-answer would not have kept
+    if (isNestedDeeperThan(r.document, MAX_DOCUMENT_DEPTH)) failValidation(`document: nested more than ${MAX_DOCUMENT_DEPTH} levels deep`);
     const timeoutSeconds = expectNullableInteger(r, 'timeoutSeconds');
+    const problems = r.problems === undefined ? undefined : expectArray(r, 'problems').map((p, i) => (typeof p === 'string' ? p : failValidation(`problems[${i}]: not a string`)));
     return {
       jobId: expectNonEmptyString(r, 'jobId'),
       jobName: expectString(r, 'jobName'),
       timeoutSeconds,
       createdAt: expectNullableString(r, 'createdAt'),
       document: r.document,
+      ...(problems === undefined ? {} : { problems }),
     };
   });
 }

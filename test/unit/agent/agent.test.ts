@@ -174,7 +174,7 @@ describe('Agent', () => {
     const marks = path.join(dir, 'marks');
     const cloud = createScriptedCloud();
     const offer = offerOf('again', [step('mark', [path.join(SCRIPTS, 'mark.sh'), marks, 'ran'])]);
-    await chmod(dir, 0o777); // the run user appends to the marks file
+    await chmod(dir, 0o1777); // the run user appends to the marks file; sticky as work_dir sits below (work-dir.ts)
     cloud.offers.push(offer);
     const agent = await build(cloud);
     const running = agent.run();

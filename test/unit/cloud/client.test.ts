@@ -238,8 +238,7 @@ describe('cloud client: job answers', () => {
     ['an array', 200, '[{"job_id":"j"}]', {}, 'the server answered 200 with a JSON array instead of a job object'],
     ['a number', 200, '42', {}, 'the server answered 200 with the number 42 instead of a job object'],
     ['no job_id', 200, '{"job_name":"x","job_document":{}}', {}, 'the server answered 200 with a job without job_id (keys: job_name, job_document)'],
-    ['a numeric job_id', 200, '{"job_id":7}', {}, 'the server answered 200 with a job whose job_id is not a non-empty string (got the number 7)'],
-    ['an empty job_id', 200, '{"job_id":""}', {}, 'the server answered 200 with a job whose job_id is not a non-empty string (got the string "")'],
+    ['a numeric job_id', 200, '{"job_id":7}', {}, 'the server answered 200 with a job whose job_id is not a string (got the number 7)'],
     ['an empty body', 200, '', {}, 'the server answered 200 with an empty body instead of JSON'],
     ['plain text', 200, 'OK', { 'content-type': 'text/plain' }, 'the server answered 200 with text/plain instead of JSON'],
   ];
@@ -252,6 +251,97 @@ describe('cloud client: job answers', () => {
       expect(error.message).not.toContain('\n');
     });
   }
+});
+
+describe('cloud client: job ids that cannot name a status URL (issue 16 item 3)', () => {
+  const ids: [string, string][] = [
+    ['', 'it is empty'],
+    ['  ', 'it is empty'],
+    ['.', 'it is "." (also as a %-escape), which URLs remove as a path segment'],
+    ['..', 'it is ".." (also as a %-escape), which URLs remove as a path segment'],
+    ['%2E%2E', 'it is ".." (also as a %-escape), which URLs remove as a path segment'],
+    ['%252e', 'it is "." (also as a %-escape), which URLs remove as a path segment'],
+    ['a/b', 'it contains "/" or "\\" (also as a %-escape): it is not one URL path segment'],
+    ['a%2Fb', 'it contains "/" or "\\" (also as a %-escape): it is not one URL path segment'],
+    ['a\\b', 'it contains "/" or "\\" (also as a %-escape): it is not one URL path segment'],
+    ['j\n1', 'it contains control characters'],
+    ['x'.repeat(257), 'it is 257 characters long; at most 256 are allowed'],
+  ];
+  for (const [id, why] of ids) {
+    it(`refuses the offer of job id ${JSON.stringify(id.slice(0, 20))}: nothing to run, nothing sent`, async () => {
+      const { server, client } = await setup(nextAnswers(200, { job_id: id, job_name: 'odd', job_document: { version: '1.0', steps: [] } }), 'devices');
+      const answer = await client.nextJob();
+      // kept for the history, shortened like a name
+      const kept = id.length > 255 ? `${id.slice(0, 255)}…[${id.length - 255} more characters]` : id;
+      expect(answer).toEqual({ kind: 'refused', jobId: kept, jobName: 'odd', reason: expect.stringContaining(`cannot name its status URL: ${why}`) });
+      expect(server.seen.map((r) => r.method)).toEqual(['GET']);
+    });
+  }
+
+  it('accepts ids that are one segment: UUIDs, dots inside, a lone "%"', async () => {
+    for (const id of ['8479359e-dbeb-4858-813c-e8a9008dde04', 'v1.2..3', '...', '100%', 'a b']) {
+      const { client } = await setup(nextAnswers(200, { job_id: id, job_document: { version: '1.0', steps: [] } }), 'devices');
+      expect((await client.nextJob()).kind).toBe('job');
+    }
+  });
+
+  it('drops a queued report of such an id (from an older version) with one warning, without a request', async () => {
+    const { server, client, log } = await setup(nextAnswers(200, {}), 'devices');
+    expect(await client.sendStatus('..', report)).toBe('refused');
+    expect(server.seen).toEqual([]);
+    expect(log.entries.map((e) => [e.level, e.message])).toEqual([
+      [
+        'warn',
+        'dropped a queued SUCCEEDED report of job "..": its id cannot name a status URL (it is ".." (also as a %-escape), which URLs remove as a path segment); an older agent accepted it',
+      ],
+    ]);
+  });
+
+  it('buildJobPath refuses such an id instead of building another route', async () => {
+    const { buildJobPath } = await import('../../../src/cloud/client.js');
+    expect(() => buildJobPath('devices', UUID, '..')).toThrow(/^internal: job id "\.\." cannot be put in a URL/);
+    expect(buildJobPath('devices', UUID, 'j 1')).toBe(`/devices/${UUID}/jobs/j%201/status`);
+  });
+});
+
+describe('cloud client: bounded offers (issue 16 items 4 and 5)', () => {
+  const deep = (levels: number): unknown => {
+    let value: unknown = 1;
+    for (let i = 0; i < levels; i += 1) value = { a: value };
+    return value;
+  };
+
+  it('drops a job_document nested 2000 levels deep, as an object or a JSON string, with a problem that REJECTs it', async () => {
+    for (const document of [deep(2000), JSON.stringify(deep(2000))]) {
+      const { client } = await setup(nextAnswers(200, { job_id: 'deep', job_name: 'deep', job_document: document }), 'devices');
+      const answer = await client.nextJob();
+      expect(answer).toEqual({
+        kind: 'job',
+        offer: {
+          jobId: 'deep',
+          jobName: 'deep',
+          timeoutSeconds: null,
+          createdAt: null,
+          document: null,
+          problems: ['job_document nests objects and arrays more than 32 levels deep'],
+        },
+      });
+    }
+  });
+
+  it('keeps a document 32 levels deep', async () => {
+    const { client } = await setup(nextAnswers(200, { job_id: 'ok', job_document: deep(31) }), 'devices');
+    const answer = await client.nextJob();
+    expect(answer.kind === 'job' && answer.offer.problems).toBeUndefined();
+  });
+
+  it('shortens a job_name over 255 characters with a marker, and the problem REJECTs it', async () => {
+    const { client } = await setup(nextAnswers(200, { job_id: 'long', job_name: 'n'.repeat(200_000), job_document: {} }), 'devices');
+    const answer = await client.nextJob();
+    if (answer.kind !== 'job') throw new Error('expected a job');
+    expect(answer.offer.jobName).toBe(`${'n'.repeat(255)}…[199745 more characters]`);
+    expect(answer.offer.problems).toEqual(['job_name is 200000 characters long; at most 255 are allowed']);
+  });
 });
 
 describe('cloud client: error answers', () => {

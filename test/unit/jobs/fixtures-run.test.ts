@@ -21,7 +21,8 @@ describe.skipIf(!isRoot)('sample job documents run unchanged (as root: steps as 
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-samples-'));
-    await chmod(dir, 0o777);
+    // sticky like /tmp: work_dir may sit below it (work-dir.ts), and steps as nobody can still write here
+    await chmod(dir, 0o1777);
   });
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });

@@ -30,7 +30,8 @@ describe('journald transport over a real AF_UNIX datagram socket', () => {
       cloudStatus: 200,
     });
     log.error('cloud said 401 for key s3cr3t-key', { cloudStatus: 401 });
-    log.warn('stderr was:\nline one\nline two');
+    // server text (a job name, a reason) arrives escaped: one line, no terminal escapes (issue 16 item 5)
+    log.warn('stderr was:\nline one\n\u001b[31mline two', { jobName: 'evil\n2026-01-01T00:00:00.000Z ERROR forged' });
     log.debug('tick');
     const entries = [];
     for (let i = 0; i < 4; i += 1) entries.push(parseJournalDatagram(await receiver.next()));
@@ -53,7 +54,8 @@ describe('journald transport over a real AF_UNIX datagram socket', () => {
     expect(entries[2]).toEqual([
       ['PRIORITY', '4'],
       ['SYSLOG_IDENTIFIER', 'cloudjobs'],
-      ['MESSAGE', 'stderr was:\nline one\nline two'],
+      ['MESSAGE', 'stderr was:\\nline one\\n\\u001b[31mline two'],
+      ['JOB_NAME', 'evil\\n2026-01-01T00:00:00.000Z ERROR forged'],
     ]);
     expect(entries[3]).toEqual([
       ['PRIORITY', '7'],
