@@ -105,11 +105,19 @@ export const SCHEMA: readonly KeySpec[] = [
     doc: 'Members of a parallel step that run at once' },
   { section: 'jobs', key: 'path', kind: 'string', default: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     doc: 'PATH given to steps and used to find their commands' },
+  { section: 'jobs', key: 'max_reboots', kind: 'int', default: '3', min: 0, max: 100,
+    doc: 'Reboots one job may ask for (a step exiting 194, the reboot handler); 0 turns reboots by jobs off' },
+  { section: 'jobs', key: 'reboot_timeout', kind: 'duration', default: '10m', min: 100, max: 86_400_000,
+    doc: 'How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen"' },
+  { section: 'jobs', key: 'reboot_command', kind: 'string', default: 'systemctl reboot',
+    doc: 'Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd' },
   // [agent]
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },
   { section: 'agent', key: 'runtime_dir', kind: 'path', default: '/run/cloudjobs',
-    doc: 'Runtime files: the status that `cloudjobs status` reads, the native helper' },
+    doc: 'Runtime files: the status that `cloudjobs status` reads, the native helper, the boot marker' },
+  { section: 'agent', key: 'boot_id_file', kind: 'path', default: '/proc/sys/kernel/random/boot_id',
+    doc: 'File holding the kernel boot id, which tells a reboot from an agent restart (for tests)' },
   { section: 'agent', key: 'drain_timeout', kind: 'duration', default: '5m', min: 0, max: 3_600_000,
     doc: 'On stop, how long a running job may finish before it is killed' },
   { section: 'agent', key: 'history_size', kind: 'int', default: '100', min: 1, max: 10_000,
@@ -190,12 +198,20 @@ export interface Config {
     readonly max_parallel: number;
     /** PATH given to steps and used to find their commands @default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin */
     readonly path: string;
+    /** Reboots one job may ask for (a step exiting 194, the reboot handler); 0 turns reboots by jobs off @default 3 */
+    readonly max_reboots: number;
+    /** How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen" @default 10m */
+    readonly reboot_timeout: number;
+    /** Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd @default systemctl reboot */
+    readonly reboot_command: string;
   };
   readonly agent: {
     /** Durable state: identity, job journal, outbox, history @default /var/lib/cloudjobs */
     readonly state_dir: string;
-    /** Runtime files: the status that `cloudjobs status` reads, the native helper @default /run/cloudjobs */
+    /** Runtime files: the status that `cloudjobs status` reads, the native helper, the boot marker @default /run/cloudjobs */
     readonly runtime_dir: string;
+    /** File holding the kernel boot id, which tells a reboot from an agent restart (for tests) @default /proc/sys/kernel/random/boot_id */
+    readonly boot_id_file: string;
     /** On stop, how long a running job may finish before it is killed @default 5m */
     readonly drain_timeout: number;
     /** Finished jobs kept for `cloudjobs history` @default 100 */

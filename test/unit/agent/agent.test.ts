@@ -113,6 +113,9 @@ describe('Agent', () => {
           progress_interval: 100,
           max_parallel: 2,
           path: '/usr/sbin:/usr/bin:/sbin:/bin',
+          max_reboots: 3,
+          reboot_timeout: 600_000,
+          reboot_command: 'systemctl reboot',
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -319,7 +322,7 @@ describe('createInterruptedReport', () => {
   it('names the step that was running, or how many of how many had finished', async () => {
     const { createInterruptedReport } = await import('../../../src/agent/engine-adapter.js');
     const offer = offerOf('x', [step('a', ['true']), { parallel: [step('b', ['true']), step('c', ['true'])] }]);
-    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null };
+    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null, reboots: 0, rebooting: null };
     const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v');
     expect(between.reason).toBe('interrupted: the agent stopped before the first step started; the job was not resumed');
     const result = { name: 'a', argv: ['true'], handler: null, user: 'nobody', exitCode: 0, signal: null, timedOut: false, canceled: false, durationMs: 5, stdout: 'x\n', stderr: '', stdoutBytes: 2, stderrBytes: 0, stdoutTruncated: false, stderrTruncated: false, stderrLines: 0, failed: false, ignored: false, failureReason: null, startedAt: new Date(0).toISOString() };
