@@ -541,6 +541,8 @@ function decideJobs(seed: SeedState, raw: Map<string, RawValue>, values: Map<str
   return `jobs.enabled is false (${describeOrigin(raw.get('jobs.enabled') as RawValue, file)})`;
 }
 
+// Values are parsed per kind (parseKind); Config derives from the same schema
+// entries, and test/unit/config/schema.test.ts checks the two agree.
 function buildConfig(values: Map<string, unknown>): Config {
   const config: Record<string, Record<string, unknown>> = {};
   for (const spec of SCHEMA) {

@@ -41,8 +41,9 @@ export function envNameOf(spec: Pick<KeySpec, 'section' | 'key'>): string {
   return `CLOUDJOBS_${spec.section}_${spec.key}`.toUpperCase();
 }
 
-/** Every key, in the order of the sample file. */
-export const SCHEMA: readonly KeySpec[] = [
+// Every key, in the order of the sample file, with its literal types kept (the
+// Config type derives from them). Each entry's `doc` and `default` document the key.
+const ENTRIES = [
   // [cloud]
   { section: 'cloud', key: 'api_url', kind: 'url', default: '', required: true,
     doc: 'Base URL of the cloud API, e.g. https://cloud.example.com/api/v1' },
@@ -129,100 +130,28 @@ export const SCHEMA: readonly KeySpec[] = [
   // [logging]
   { section: 'logging', key: 'level', kind: 'level', default: 'info', values: ['error', 'warn', 'info', 'debug'],
     doc: 'Least severe level logged: error, warn, info or debug' },
-];
+] as const satisfies readonly KeySpec[];
 
-/** The parsed, validated, frozen configuration. Durations are ms, sizes bytes. */
-export interface Config {
-  readonly cloud: {
-    /** Base URL of the cloud API, e.g. https://cloud.example.com/api/v1 @default (empty) */
-    readonly api_url: string;
-    /** Path generation the server speaks: devices (/devices/{uuid}/...), agents (/agents/{uuid}/...) or auto to detect it @default auto */
-    readonly api_generation: 'auto' | 'devices' | 'agents';
-    /** Device API key sent as X-Device-API-Key; prefer api_key_file or registration @default (empty) */
-    readonly api_key: string;
-    /** File holding the device API key (first line), readable by root only @default (empty) */
-    readonly api_key_file: string;
-    /** Time limit for one HTTP request to the cloud @default 30s */
-    readonly request_timeout: number;
-    /** Allow http:// to hosts other than loopback (API key and jobs travel in clear text) @default false */
-    readonly allow_insecure_http: boolean;
-    /** PEM bundle of extra CAs to trust for the API (added to the system CAs) @default (empty) */
-    readonly ca_file: string;
-    /** Comma-separated base64 SHA-256 of the server public key (SPKI); any other key is refused @default (empty) */
-    readonly pin_sha256: readonly string[];
-    /** PEM client certificate for mutual TLS @default (empty) */
-    readonly client_cert: string;
-    /** PEM private key of client_cert @default (empty) */
-    readonly client_key: string;
+/** Every key, in the order of the sample file. */
+export const SCHEMA: readonly KeySpec[] = ENTRIES;
+
+/** One entry of SCHEMA, with its literal section, key, kind and values. */
+type SchemaEntry = (typeof ENTRIES)[number];
+
+/** What a key of each kind holds once parsed (durations ms, sizes bytes, percent a fraction 0..1). */
+type ValueOf<S extends SchemaEntry> = S extends { values: readonly (infer V)[] }
+  ? V
+  : S['kind'] extends 'bool'
+    ? boolean
+    : S['kind'] extends 'duration' | 'size' | 'percent' | 'int'
+      ? number
+      : S['kind'] extends 'list'
+        ? readonly string[]
+        : string;
+
+/** The parsed, validated, frozen configuration, derived from SCHEMA: `config.<section>.<key>`. */
+export type Config = {
+  readonly [Section in SchemaEntry['section']]: {
+    readonly [S in Extract<SchemaEntry, { section: Section }> as S['key']]: ValueOf<S>;
   };
-  readonly device: {
-    /** Device uuid; empty: the identity stored by registration, then the local supervisor API @default (empty) */
-    readonly uuid: string;
-    /** File holding a fleet provisioning key; with no identity the agent registers itself @default (empty) */
-    readonly provisioning_key_file: string;
-    /** Name sent at registration (default: the host name) @default (empty) */
-    readonly device_name: string;
-    /** Type sent at registration (default: the board model, e.g. Raspberry Pi 4 Model B) @default (empty) */
-    readonly device_type: string;
-    /** Local supervisor API asked for the uuid (GET /v2/device) as a last resort; empty to disable @default http://127.0.0.1:48484 */
-    readonly supervisor_url: string;
-  };
-  readonly polling: {
-    /** Time between polls for a new job (values below 5s are for tests and demos) @default 30s */
-    readonly interval: number;
-    /** Random spread added to each wait so a fleet does not poll in step, as a fraction 0..1 (10% -> 0.1) @default 10% */
-    readonly jitter: number;
-    /** Longest wait between retries after failures (auth errors retry at this pace) @default 5m */
-    readonly max_backoff: number;
-  };
-  readonly jobs: {
-    /** Take jobs from the cloud; false keeps the agent running idle @default true */
-    readonly enabled: boolean;
-    /** User that steps run as when a step names no runAsUser @default cloudjobs */
-    readonly run_as_user: string;
-    /** Users a step may ask for with runAsUser (empty: only run_as_user); root only if listed @default (empty) */
-    readonly allowed_users: readonly string[];
-    /** Directories searched, in order, for runHandler executables @default /etc/cloudjobs/handlers,/usr/lib/cloudjobs/handlers */
-    readonly handler_dirs: readonly string[];
-    /** Each job gets a fresh working directory below this, removed afterwards @default /var/cache/cloudjobs/work */
-    readonly work_dir: string;
-    /** Time limit of a job whose offer has no timeout_seconds @default 1h */
-    readonly default_timeout: number;
-    /** Time between SIGTERM and SIGKILL when a step is stopped @default 10s */
-    readonly kill_grace: number;
-    /** Output kept per stream of a step (head and tail; the middle is counted and dropped) @default 64KiB */
-    readonly max_output: number;
-    /** Time between IN_PROGRESS reports while a job runs @default 10s */
-    readonly progress_interval: number;
-    /** Members of a parallel step that run at once @default 4 */
-    readonly max_parallel: number;
-    /** PATH given to steps and used to find their commands @default /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin */
-    readonly path: string;
-    /** Reboots one job may ask for (a step exiting 194, the reboot handler); 0 turns reboots by jobs off @default 3 */
-    readonly max_reboots: number;
-    /** How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen" @default 10m */
-    readonly reboot_timeout: number;
-    /** Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd @default systemctl reboot */
-    readonly reboot_command: string;
-  };
-  readonly agent: {
-    /** Durable state: identity, job journal, outbox, history @default /var/lib/cloudjobs */
-    readonly state_dir: string;
-    /** Runtime files: the status that `cloudjobs status` reads, the native helper, the boot marker @default /run/cloudjobs */
-    readonly runtime_dir: string;
-    /** File holding the kernel boot id, which tells a reboot from an agent restart (for tests) @default /proc/sys/kernel/random/boot_id */
-    readonly boot_id_file: string;
-    /** On stop, how long a running job may finish before it is killed @default 5m */
-    readonly drain_timeout: number;
-    /** Finished jobs kept for `cloudjobs history` @default 100 */
-    readonly history_size: number;
-    /** Reports waiting for the cloud at most; when full the oldest progress reports go first @default 1000 */
-    readonly outbox_max_reports: number;
-    /** Bytes of reports waiting for the cloud at most @default 32MiB */
-    readonly outbox_max_bytes: number;
-  };
-  readonly logging: {
-    /** Least severe level logged: error, warn, info or debug @default info */
-    readonly level: 'error' | 'warn' | 'info' | 'debug';
-  };
-}
+};

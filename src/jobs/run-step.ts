@@ -187,7 +187,7 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
 }
 
 /** A StepResult for a step that failed before it could start (e.g. its user does not exist). */
-export function createUnstartedResult(spec: StepSpec, reason: string, clock: Clock): StepResult {
+export function createUnstartedResult(spec: StepSpec, reason: string, clock: Pick<Clock, 'now'>): StepResult {
   return {
     name: spec.name,
     argv: describeCommand(spec),

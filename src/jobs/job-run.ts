@@ -1,0 +1,263 @@
+// One run of a validated job: its steps in order (parallel groups concurrently,
+// at most maxParallel at once), the finalStep when everything succeeded,
+// bounded by the job's time limit, stoppable by cancel or shutdown; then the
+// report. The rules that turn results into a status (outcome.ts) and the
+// progress report (snapshot.ts) are pure functions; this class only runs.
+//
+// INVARIANTS
+// - done never rejects; whatever happens it resolves to a final StatusReport.
+// - A step starts only after the previous step's onStepEnd hook settled (the
+//   journal has it on disk), and only while the job is neither stopped nor failed.
+// - When done resolves, no process of the job is left: each step's group went
+//   with its leader, and a last sweep kills anything still carrying
+//   CLOUDJOBS_JOB_ID=<jobId> (daemons that called setsid). Job dirs are removed.
+// - Steps are numbered by their place in the plan (job-plan.ts), so a run that
+//   starts with earlier results (JobStart.finished) numbers, labels and reports
+//   exactly as the run that made them.
+import type { Clock } from '../clock/clock.js';
+import type { StatusReport } from '../contract/types.js';
+import { describeError } from '../errors/errors.js';
+import type { Log } from '../log/log.js';
+import { planSteps, type PlannedStep, type PlanNode } from './job-plan.js';
+import { JobResources } from './job-resources.js';
+import { createJobTarget, runKillLadder } from './kill-ladder.js';
+import type { AgentPrivileges } from './launch.js';
+import { decideOutcome, findDecisive, type FinishedStep, type JobStop, type Verdict } from './outcome.js';
+import { composeReport } from './report.js';
+import { startStep, type StepRun } from './run-step.js';
+import { composeSnapshot } from './snapshot.js';
+import type { NormalizedJob, StepResult } from './types.js';
+import type { UserInfo } from './users.js';
+import { prepareWorkRoot } from './work-dir.js';
+
+/** What the engine needs from the agent (values from [jobs], plus clock and log). */
+export interface EngineOptions {
+  workDir: string;
+  killGraceMs: number;
+  /** Bytes kept per stream of a step. */
+  maxOutput: number;
+  maxParallel: number;
+  /** PATH given to steps and used to find their commands. */
+  path: string;
+  agentVersion: string;
+  clock: Clock;
+  log: Log;
+  lookupUser: (name: string) => Promise<UserInfo | null>;
+  /** The uid the agent runs as; defaults to process.getuid(). Only root can run steps as other users. */
+  agentUid?: number;
+  /** What the agent holds (launch.ts); read from /proc/self/status with the first step when absent. */
+  agentPrivileges?: AgentPrivileges;
+  /** Frees the buffers of output already consumed; called every few MiB a step writes (see run-step.ts). */
+  reclaimMemory?: () => void;
+}
+
+/** Called around each step; returned promises are awaited before the job goes on. */
+export interface JobHooks {
+  /** `index` is 1-based over all steps (parallel members and finalStep included). */
+  onStepStart?(index: number, total: number, name: string): void | Promise<void>;
+  onStepEnd?(result: StepResult, index: number, total: number): void | Promise<void>;
+}
+
+/** Where a run begins: from scratch (the default), or after steps that already ran. */
+export interface JobStart {
+  /** Results of plan steps 1..n, in that order; those steps are not run again. */
+  finished?: readonly StepResult[];
+  /** When the job started, in clock ms: its time limit and duration count from here. @default now */
+  startedAtMs?: number;
+}
+
+interface Running {
+  run: StepRun;
+  step: PlannedStep;
+  startedAtMs: number;
+}
+
+/** A job being run: `done` is the final report; snapshot() and stop() act on it meanwhile. */
+export class JobRun {
+  /** The final report; never rejects. */
+  readonly done: Promise<StatusReport>;
+  private readonly job: NormalizedJob;
+  private readonly options: EngineOptions;
+  private readonly hooks: JobHooks;
+  private readonly log: Log;
+  private readonly plan: PlanNode[];
+  private readonly total: number;
+  private readonly startedAtMs: number;
+  private readonly resources: JobResources;
+  private readonly agentUid: number;
+  private readonly timer = new AbortController();
+  private readonly finished: FinishedStep[] = [];
+  private readonly running = new Set<Running>();
+  private stopKind: JobStop | null = null;
+  private finalReport: StatusReport | null = null;
+
+  constructor(job: NormalizedJob, options: EngineOptions, hooks: JobHooks = {}, start: JobStart = {}) {
+    this.job = job;
+    this.options = options;
+    this.hooks = hooks;
+    this.log = options.log.child({ jobId: job.jobId, jobName: job.jobName });
+    this.plan = planSteps(job);
+    const steps = this.plan.flatMap((node) => (node.kind === 'single' ? [node.step] : node.members));
+    this.total = steps.length;
+    this.startedAtMs = start.startedAtMs ?? options.clock.now();
+    this.agentUid = options.agentUid ?? process.getuid?.() ?? 0;
+    this.resources = new JobResources(job.jobId, { ...options, agentUid: this.agentUid });
+    for (const [at, result] of (start.finished ?? []).entries()) {
+      const step = steps[at];
+      if (step === undefined) throw new RangeError(`${start.finished?.length} earlier results for a job of ${this.total} steps`);
+      this.finished.push({ index: step.index, label: step.label, result });
+    }
+    this.done = this.run()
+      .catch((error: unknown) => this.onEngineFailure(error))
+      .then((final) => this.finish(final));
+  }
+
+  /** An IN_PROGRESS report: steps done and output so far, in the same full shape. */
+  snapshot(): StatusReport {
+    if (this.finalReport !== null) return this.finalReport;
+    const { clock, agentVersion } = this.options;
+    return composeSnapshot({
+      finished: this.finished.map((f) => f.result),
+      active: [...this.running].map((r) => ({ spec: r.step.spec, label: r.step.label, startedAtMs: r.startedAtMs, output: r.run.partial() })),
+      total: this.total,
+      includeStdOut: this.job.includeStdOut,
+      agentVersion,
+      startedAtMs: this.startedAtMs,
+      now: clock.now(),
+    });
+  }
+
+  /** Stops the job through the kill ladder: cancel reports CANCELED, shutdown FAILED. */
+  stop(kind: 'cancel' | 'shutdown'): void {
+    this.stopAll(kind);
+  }
+
+  private stopAll(kind: JobStop): void {
+    if (this.stopKind !== null || this.finalReport !== null) return;
+    this.stopKind = kind;
+    this.log.info(`stopping job: ${kind}`, { jobId: this.job.jobId });
+    for (const entry of this.running) entry.run.stop(kind);
+  }
+
+  private mayContinue(): boolean {
+    return this.stopKind === null && findDecisive(this.finished) === null;
+  }
+
+  private async run(): Promise<StatusReport> {
+    const { clock } = this.options;
+    const left = Math.max(0, this.job.timeoutMs - (clock.now() - this.startedAtMs));
+    clock.sleep(left, this.timer.signal).then(
+      () => this.stopAll('job-timeout'),
+      () => undefined,
+    );
+    const problem = await prepareWorkRoot(this.options.workDir, this.agentUid);
+    if (problem !== null) return this.report({ status: 'FAILED', reason: `no step ran: ${problem}`, decisive: null });
+    await this.runSteps();
+    return this.report(decideOutcome({ finished: this.finished, total: this.total, stop: this.stopKind, timeoutMs: this.job.timeoutMs }));
+  }
+
+  private async runSteps(): Promise<void> {
+    for (const node of this.plan) {
+      if (!this.mayContinue()) return;
+      if (node.kind === 'single') await this.runOne(node.step);
+      else await this.runGroup(node.members);
+    }
+  }
+
+  private async runGroup(members: readonly PlannedStep[]): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < members.length && this.mayContinue()) {
+        const at = next;
+        next += 1;
+        await this.runOne(members[at] as PlannedStep);
+      }
+    };
+    const width = Math.max(1, Math.min(this.options.maxParallel, members.length));
+    await Promise.all(Array.from({ length: width }, worker));
+  }
+
+  private async runOne(step: PlannedStep): Promise<void> {
+    if (this.finished.some((f) => f.index === step.index)) return;
+    const { index, label, spec } = step;
+    const fields = { jobId: this.job.jobId, step: spec.name };
+    await this.callHook('onStepStart', () => this.hooks.onStepStart?.(index, this.total, spec.name));
+    this.log.info(`starting ${label}`, fields);
+    const result = await this.executeStep(step);
+    this.finished.push({ index, label, result });
+    const verb = result.failed ? (result.ignored ? 'failed (ignored)' : 'failed') : 'succeeded';
+    this.log.info(`${label} ${verb}`, { ...fields, exitCode: result.exitCode, reason: result.failureReason });
+    await this.callHook('onStepEnd', () => this.hooks.onStepEnd?.(result, index, this.total));
+  }
+
+  private async executeStep(step: PlannedStep): Promise<StepResult> {
+    const prepared = await this.resources.prepare(step.spec);
+    if ('unstarted' in prepared) return prepared.unstarted;
+    const { clock } = this.options;
+    const entry: Running = {
+      step,
+      startedAtMs: clock.now(),
+      run: startStep(step.spec, {
+        jobId: this.job.jobId,
+        jobName: this.job.jobName,
+        ...prepared,
+        path: this.options.path,
+        maxOutput: this.options.maxOutput,
+        reclaimMemory: this.options.reclaimMemory,
+        killGraceMs: this.options.killGraceMs,
+        jobTimeoutMs: this.job.timeoutMs,
+        clock,
+        log: this.log,
+      }),
+    };
+    this.running.add(entry);
+    if (this.stopKind !== null) entry.run.stop(this.stopKind);
+    try {
+      return await entry.run.done;
+    } finally {
+      this.running.delete(entry);
+    }
+  }
+
+  private async callHook(name: string, call: () => void | Promise<void>): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      this.log.error(`${name} hook failed: ${describeError(error)}`, { jobId: this.job.jobId });
+    }
+  }
+
+  private report(verdict: Verdict): StatusReport {
+    return composeReport({
+      ...verdict,
+      results: this.finished.map((f) => f.result),
+      includeStdOut: this.job.includeStdOut,
+      agentVersion: this.options.agentVersion,
+      durationMs: this.options.clock.now() - this.startedAtMs,
+    });
+  }
+
+  private onEngineFailure(error: unknown): StatusReport {
+    this.log.error(`job engine failed: ${describeError(error)}`, { jobId: this.job.jobId });
+    for (const entry of this.running) entry.run.stop('shutdown');
+    return this.report({ status: 'FAILED', reason: `the agent failed while running the job: ${describeError(error)}`, decisive: null });
+  }
+
+  private async finish(final: StatusReport): Promise<StatusReport> {
+    await this.cleanUp();
+    const durationMs = this.options.clock.now() - this.startedAtMs;
+    this.finalReport = { ...final, status_details: { ...final.status_details, duration_ms: durationMs } };
+    return this.finalReport;
+  }
+
+  private async cleanUp(): Promise<void> {
+    this.timer.abort();
+    try {
+      const outcome = await runKillLadder(createJobTarget(this.job.jobId, process.pid), this.options.killGraceMs, this.options.clock);
+      if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
+    } catch (error) {
+      this.log.error(`could not sweep the job's leftover processes: ${describeError(error)}`, { jobId: this.job.jobId });
+    }
+    await this.resources.removeDirs(this.log);
+  }
+}
