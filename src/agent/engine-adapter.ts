@@ -56,7 +56,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
         lookupUser,
       });
     },
-    start: (job, hooks) => {
+    start: (job, hooks, start) => {
       if (!engine) throw new Error('internal: start() before validate()');
       if (reclaimMemory === undefined) reclaimMemory = createYoungCollector();
       return engine.startJob(
@@ -75,11 +75,41 @@ export function createEngine(deps: EngineDeps): EnginePort {
           reclaimMemory: reclaimMemory ?? undefined,
         },
         hooks,
+        start,
       );
     },
     rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
     interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
+    timeoutOf: async (offer) => (await import('../jobs/document.js')).jobTimeoutMs(offer.timeoutSeconds, jobs.default_timeout),
+    journaledReport: (entry, status, reason) => createJournaledReport(entry, status, reason, agentVersion),
   };
+}
+
+/**
+ * A final report made from the journal alone, for a job that asked for a
+ * reboot and ends without running on (reboot refused or did not happen, time
+ * limit gone): every step so far, the step that asked as the decisive one.
+ */
+export function createJournaledReport(
+  entry: JournalEntry,
+  status: 'FAILED' | 'TIMED_OUT',
+  reason: string,
+  agentVersion: string,
+): StatusReport {
+  const results = entry.steps.map((s) => s.result);
+  const last = results[results.length - 1] ?? null;
+  const receivedAt = Date.parse(entry.receivedAt);
+  const lastEnd = results.reduce((max, r) => Math.max(max, Date.parse(r.startedAt) + r.durationMs), receivedAt);
+  return composeReport({
+    status,
+    reason,
+    results,
+    includeStdOut: readIncludeStdOut(entry.offer.document),
+    agentVersion,
+    durationMs: Number.isFinite(lastEnd - receivedAt) ? lastEnd - receivedAt : 0,
+    decisive: status === 'FAILED' ? last : null,
+    extraDetails: { reboots: entry.reboots },
+  });
 }
 
 /** The FAILED report of a job that was running when the agent stopped (crash, kill -9, power loss). */
