@@ -591,6 +591,8 @@ export class Agent {
     this.showRebooting(entry.offer, entry.reboots);
     const timeoutMs = await engine.timeoutOf(entry.offer);
     for (;;) {
+      // stopping (the reboot stops the agent first): the job stays REBOOTING for the next start
+      if (this.pollStop.signal.aborted) return;
       let boot: BootIdentity;
       try {
         boot = await reboot.currentBoot();
