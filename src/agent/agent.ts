@@ -9,9 +9,11 @@ import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js
 import { AbortedError, classifyLocalFault, describeError, LoopDiedError, type LocalFault } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
+import type { BootIdentity } from '../state/boot-identity.js';
 import { isPollLoopHealthy } from '../service/health.js';
+import { decideAfterReboot, decideRebootRequest } from './reboot-decision.js';
 import type { History, HistoryEntry } from '../state/history.js';
-import type { Journal, JournalEntry } from '../state/journal.js';
+import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
 import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
 
@@ -30,6 +32,8 @@ export interface JobRunPort {
   stop(kind: 'cancel' | 'shutdown'): void;
   /** Starts no further step; the job ends FAILED with `reason` unless every step ran. */
   halt(reason: string): void;
+  /** Once done: the step that asked for a reboot (the run ended after it), else null. */
+  readonly rebootRequest: { label: string; stepsDone: number } | null;
 }
 
 /** The long-lived loops the agent watches: if one dies, the agent fails (see Agent.run). */
@@ -39,14 +43,33 @@ export type LoopName = 'poll' | 'delivery' | 'progress' | 'status writer';
 export interface EnginePort {
   /** Validates an offer; rejects with the list of problems (JobValidationError). */
   validate(offer: JobOffer): Promise<NormalizedJob>;
+  /** Runs `job`; with `start`, after the steps that already ran (a job resumed after a reboot). */
   start(job: NormalizedJob, hooks: {
     onStepStart(index: number, total: number, name: string): void | Promise<void>;
     onStepEnd(result: StepResult, index: number, total: number): void | Promise<void>;
-  }): JobRunPort;
+  }, start?: { finished: readonly StepResult[]; startedAtMs: number }): JobRunPort;
   rejectedReport(problems: readonly string[]): StatusReport;
   /** The FAILED report of a job that was never started (nothing ran), with `reason`. */
   unstartedReport(reason: string): StatusReport;
   interruptedReport(entry: JournalEntry): StatusReport;
+  /** The job's whole time limit (timeout_seconds, else jobs.default_timeout). */
+  timeoutOf(offer: JobOffer): Promise<number>;
+  /** A final report from the journal alone (a rebooting job that ends without running on). */
+  journaledReport(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): StatusReport;
+}
+
+/** How the agent reboots for a job, and tells a reboot from a restart. */
+export interface RebootPort {
+  /** The boot the agent runs in (boot_id and the runtime_dir marker). */
+  currentBoot(): Promise<BootIdentity>;
+  /** Runs jobs.reboot_command; rejects with a sentence when it fails. */
+  requestReboot(): Promise<void>;
+  /** jobs.max_reboots. */
+  maxReboots: number;
+  /** jobs.reboot_timeout. */
+  rebootTimeoutMs: number;
+  /** What `reboot` runs, for messages ("systemctl reboot"). */
+  commandText: string;
 }
 
 /** systemd's view of the agent (no-ops outside systemd). */
@@ -62,14 +85,23 @@ export interface NotifierPort {
 export interface AgentStatus {
   agentVersion: string;
   pid: number;
-  state: 'starting' | 'idle' | 'running' | 'backoff' | 'degraded' | 'disabled' | 'stopping';
+  state: 'starting' | 'idle' | 'running' | 'rebooting' | 'backoff' | 'degraded' | 'disabled' | 'stopping';
   /** "<path>: <errno>: <what>" while the state directory cannot be written, else null. */
   degraded: string | null;
   polling: boolean;
   disabledReason: string | null;
   identitySource: string;
   generation: ApiGeneration | null;
-  currentJob: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
+  currentJob: {
+    jobId: string;
+    jobName: string;
+    step: string | null;
+    stepIndex: number;
+    stepCount: number;
+    startedAt: number;
+    /** Reboots the job went through so far (it runs on after them). */
+    reboots?: number;
+  } | null;
   lastPoll: { at: number; outcome: string } | null;
   nextPollAt: number | null;
   outbox: { count: number; bytes: number; oldestAgeSeconds: number | null };
@@ -102,6 +134,7 @@ export interface AgentDeps {
   outbox: Outbox;
   history: History;
   engine: EnginePort;
+  reboot: RebootPort;
   notifier: NotifierPort;
   writeStatus(status: AgentStatus): Promise<void>;
   version: string;
@@ -128,6 +161,8 @@ export interface AgentDeps {
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
 const STATUS_REFRESH_MS = 15_000;
+// Before rebooting for a job, the IN_PROGRESS report saying so gets this long to reach the cloud.
+const REBOOT_REPORT_WAIT_MS = 10_000;
 
 interface Current {
   offer: JobOffer;
@@ -176,6 +211,11 @@ export const EXIT_LOOP_DIED = 70;
  * - Anything else is a bug: the loop it happened in dies, run() stops the
  *   rest and rejects with LoopDiedError (exit EXIT_LOOP_DIED), and isHealthy()
  *   is false from that moment, so systemd restarts the agent either way.
+ * - A job that asks for a reboot is journaled REBOOTING (durably, with the
+ *   boot it asked in) before its report is sent and before the reboot command
+ *   runs; it is resumed only after the journal says so and the boot changed
+ *   (reboot-decision.ts), and marked running again on disk before its next
+ *   step. While a job is REBOOTING the agent polls for no other job.
  */
 
 /** The running agent: call run(), then stop() to drain and end it. */
@@ -184,6 +224,8 @@ export class Agent {
   private readonly pollStop = new AbortController();
   private readonly deliveryStop = new AbortController();
   private current: Current | null = null;
+  /** REBOOTING jobs found at start, decided before the first poll. */
+  private readonly rebootingAtStart: JournalEntry[] = [];
   private stopRequests = 0;
   private drainDeadline: number | null = null;
   private lastCloudProblem: string | null = null;
@@ -237,7 +279,7 @@ export class Agent {
   /** Whether the watchdog may be fed: the poll loop made progress lately or is deliberately waiting. */
   isHealthy(): boolean {
     if (this.deadLoop) return false;
-    if (this.current || this.status.state === 'disabled' || this.status.state === 'stopping') return true;
+    if (this.current || ['disabled', 'stopping', 'rebooting'].includes(this.status.state)) return true;
     // a poll in flight may take up to the request time limit before it counts as progress
     return isPollLoopHealthy({
       now: this.deps.clock.now(),
@@ -275,8 +317,11 @@ export class Agent {
         const job = s.currentJob;
         if (!job) return `running a job${tail}`;
         const step = job.step ? ` (step ${job.stepIndex}/${job.stepCount}: ${job.step})` : '';
+        if (job.reboots) return `resumed job ${job.jobName} after reboot${step}${tail}`;
         return `running job ${job.jobName}${step}${tail}`;
       }
+      case 'rebooting':
+        return `rebooting for job ${s.currentJob?.jobName ?? 'a job'}${tail}`;
       case 'backoff': {
         const wait = s.nextPollAt ? Math.max(0, Math.round((s.nextPollAt - now) / 1000)) : 0;
         return `cloud unreachable (${s.lastPoll?.outcome ?? 'error'}), retry in ${wait}s${tail}`;
@@ -308,6 +353,9 @@ export class Agent {
     if (this.deps.disabledReason) {
       log.info(`cloud jobs are disabled: ${this.deps.disabledReason}; the agent stays idle and takes no jobs`);
       this.setState('disabled');
+      for (const entry of this.rebootingAtStart.splice(0)) {
+        await this.finishJournaled(entry, 'FAILED', `could not resume after the reboot: cloud jobs are disabled (${this.deps.disabledReason})`);
+      }
       await waitForAbort(this.pollStop.signal);
     } else {
       this.status.polling = true;
@@ -376,6 +424,10 @@ export class Agent {
       const { offer } = entry;
       const fields = { jobId: offer.jobId, jobName: offer.jobName };
       let report = entry.final;
+      if (!report && entry.rebooting) {
+        this.rebootingAtStart.push(entry);
+        continue;
+      }
       if (!report) {
         report = engine.interruptedReport(entry);
         log.warn(`job ${offer.jobName} was interrupted by an agent stop; reporting it FAILED, it is not run again`, {
@@ -393,6 +445,8 @@ export class Agent {
   private async pollLoop(): Promise<void> {
     const { clock, cloud, scheduler, log } = this.deps;
     const signal = this.pollStop.signal;
+    // a job that asked for a reboot goes on (or ends) before any new job is taken
+    for (const entry of this.rebootingAtStart.splice(0)) await this.awaitReboot(entry);
     while (!signal.aborted) {
       let delay: number;
       let state: 'idle' | 'backoff' | 'degraded' = 'idle';
@@ -532,7 +586,13 @@ export class Agent {
       await this.finish({ offer, receivedAt, report, journaled: true, delivered: false });
       return;
     }
+    await this.runJob(offer, job, receivedAt);
+  }
 
+  // Runs a validated job to its end; `resume` holds what ran before a reboot.
+  private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
+    const { log, engine, journal, clock } = this.deps;
+    const fields = { jobId: offer.jobId, jobName: offer.jobName };
     const current: Current = { offer, run: null, canceled: false, gone: false, fault: null };
     this.current = current;
     this.status.currentJob = {
@@ -542,6 +602,7 @@ export class Agent {
       stepIndex: 0,
       stepCount: job.steps.length,
       startedAt: receivedAt,
+      ...(resume ? { reboots: resume.reboots } : {}),
     };
     this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
     const run = engine.start(job, {
@@ -554,13 +615,18 @@ export class Agent {
       onStepEnd: async (result, index) => {
         await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, result));
       },
-    });
+    }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
     if (this.stopRequests > 1 || this.deadLoop) run.stop('shutdown');
     if (this.degraded) run.halt(haltReason(this.degraded));
-    await this.enqueueProgress(current, run);
+    await this.enqueueProgress(current, run, resume ? (report) => markResumed(report, resume.reboots) : undefined);
 
     const report = withFault(await this.superviseRun(current, run), current.fault);
+    if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
+      this.current = null;
+      await this.rebootForJob(offer, run.rebootRequest, report, current.gone);
+      return;
+    }
     log.info(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
     this.current = null;
     this.status.currentJob = null;
@@ -584,10 +650,11 @@ export class Agent {
   }
 
   // Queues a progress report; the state directory failing costs the report, not the job.
-  private async enqueueProgress(current: Current, run: JobRunPort): Promise<void> {
+  private async enqueueProgress(current: Current, run: JobRunPort, adjust?: (report: StatusReport) => StatusReport): Promise<void> {
     if (current.canceled || current.gone || this.degraded) return;
     try {
-      await this.enqueue(current.offer.jobId, run.snapshot());
+      const snapshot = run.snapshot();
+      await this.enqueue(current.offer.jobId, adjust ? adjust(snapshot) : snapshot);
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);
     }
@@ -712,6 +779,163 @@ export class Agent {
 
   private async enqueue(jobId: string, report: StatusReport): Promise<void> {
     await this.deps.outbox.enqueue(jobId, report);
+  }
+
+  // ---- reboots ----------------------------------------------------------
+
+  // A step asked for a reboot: journal REBOOTING, say so to the cloud, reboot, wait.
+  private async rebootForJob(offer: JobOffer, request: RebootRequest, rebooting: StatusReport, gone: boolean): Promise<void> {
+    const { journal, reboot, log, clock } = this.deps;
+    const fields = { jobId: offer.jobId, jobName: offer.jobName };
+    const entry = this.journalEntry(offer.jobId);
+    if (gone) {
+      await this.finishJournaled(entry, 'FAILED', `${request.label} asked for a reboot, but the cloud no longer knows this job; not rebooting`);
+      return;
+    }
+    const decision = decideRebootRequest(entry.reboots, reboot.maxReboots, request.label);
+    if (decision.kind === 'fail') {
+      await this.finishJournaled(entry, 'FAILED', decision.reason);
+      return;
+    }
+    let boot: BootIdentity;
+    try {
+      boot = await reboot.currentBoot();
+    } catch (error) {
+      await this.finishJournaled(entry, 'FAILED', `reboot did not happen: the agent could not read the boot identity (${describeError(error)})`);
+      return;
+    }
+    await journal.recordReboot(offer.jobId, {
+      requestedAt: new Date(clock.now()).toISOString(),
+      bootId: boot.bootId,
+      marker: boot.marker,
+      resumeAt: request.stepsDone,
+      stepLabel: request.label,
+    });
+    log.info(`rebooting for job ${offer.jobName}: ${request.label} asked for reboot ${decision.count} of at most ${reboot.maxReboots}`, {
+      ...fields,
+      jobStatus: 'REBOOTING',
+    });
+    this.showRebooting(offer, decision.count);
+    await this.enqueue(offer.jobId, rebooting);
+    await this.waitForOutbox(REBOOT_REPORT_WAIT_MS);
+    if (this.stopRequests > 0) {
+      log.warn(`not rebooting for job ${offer.jobName}: the agent is stopping; the job stays REBOOTING and is decided at the next start`, fields);
+      return;
+    }
+    try {
+      await reboot.requestReboot();
+    } catch (error) {
+      await this.finishJournaled(this.journalEntry(offer.jobId), 'FAILED', `reboot did not happen: ${describeError(error)}`);
+      return;
+    }
+    log.info(`asked the system to reboot (${reboot.commandText}); waiting up to ${formatDelay(reboot.rebootTimeoutMs)} for it`, fields);
+    await this.awaitReboot(this.journalEntry(offer.jobId));
+  }
+
+  // Decides a REBOOTING job: resume it in a new boot, wait in the same one, or end it.
+  private async awaitReboot(entry: JournalEntry): Promise<void> {
+    const { reboot, clock, engine } = this.deps;
+    const pending = entry.rebooting;
+    if (pending === null) return;
+    this.showRebooting(entry.offer, entry.reboots);
+    const timeoutMs = await engine.timeoutOf(entry.offer);
+    for (;;) {
+      // stopping (the reboot stops the agent first): the job stays REBOOTING for the next start
+      if (this.pollStop.signal.aborted) return;
+      let boot: BootIdentity;
+      try {
+        boot = await reboot.currentBoot();
+      } catch (error) {
+        await this.finishJournaled(entry, 'FAILED', `could not tell whether the device rebooted: ${describeError(error)}`);
+        return;
+      }
+      const decision = decideAfterReboot({
+        pending: { requestedAt: Date.parse(pending.requestedAt), boot: { bootId: pending.bootId, marker: pending.marker } },
+        currentBoot: boot,
+        now: clock.now(),
+        rebootTimeoutMs: reboot.rebootTimeoutMs,
+        receivedAt: Date.parse(entry.receivedAt),
+        jobTimeoutMs: timeoutMs,
+      });
+      switch (decision.kind) {
+        case 'resume':
+          await this.resumeJob(entry, pending);
+          return;
+        case 'fail':
+          await this.finishJournaled(entry, 'FAILED', decision.reason);
+          return;
+        case 'timed-out':
+          await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
+          return;
+        case 'wait':
+          try {
+            await clock.sleep(decision.waitMs, this.pollStop.signal);
+          } catch {
+            // stopping (the reboot itself stops the agent): the job stays REBOOTING
+            return;
+          }
+      }
+    }
+  }
+
+  // The device rebooted: mark the job running again on disk, then run the steps after the one that asked.
+  private async resumeJob(entry: JournalEntry, pending: RebootingRecord): Promise<void> {
+    const { journal, engine, log } = this.deps;
+    const { offer } = entry;
+    const finishedSteps = entry.steps.map((s) => s.result);
+    if (entry.steps.some((s, i) => s.index !== i) || finishedSteps.length !== pending.resumeAt) {
+      await this.finishJournaled(entry, 'FAILED', 'could not resume after the reboot: the journal does not hold every step before it');
+      return;
+    }
+    let job: NormalizedJob;
+    try {
+      job = await engine.validate(offer);
+    } catch (error) {
+      const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
+      await this.finishJournaled(entry, 'FAILED', `could not resume after the reboot: the job document no longer validates: ${problems.join('; ')}`);
+      return;
+    }
+    await journal.recordResumed(offer.jobId);
+    log.info(`resumed job ${offer.jobName} after reboot ${entry.reboots}: going on after ${pending.stepLabel}`, {
+      jobId: offer.jobId,
+      jobName: offer.jobName,
+    });
+    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots });
+  }
+
+  // Ends a job that asked for a reboot without running it on: the report is made from the journal.
+  private async finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): Promise<void> {
+    const { engine, journal, log } = this.deps;
+    const { offer } = entry;
+    const report = engine.journaledReport(entry, status, reason);
+    log.warn(`job ${offer.jobName} ended ${status}: ${reason}`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: status });
+    await journal.recordFinal(offer.jobId, report);
+    this.status.currentJob = null;
+    await this.settle(offer, Date.parse(entry.receivedAt), report);
+  }
+
+  private showRebooting(offer: JobOffer, reboots: number): void {
+    this.status.currentJob = { jobId: offer.jobId, jobName: offer.jobName, step: null, stepIndex: 0, stepCount: 0, startedAt: this.deps.clock.now(), reboots };
+    this.setState('rebooting');
+  }
+
+  private journalEntry(jobId: string): JournalEntry {
+    const entry = this.deps.journal.get(jobId);
+    if (!entry) throw new Error(`internal: job ${jobId} is not in the journal`);
+    return entry;
+  }
+
+  // Gives queued reports up to `ms` to reach the cloud (best effort: they stay queued either way).
+  private async waitForOutbox(ms: number): Promise<void> {
+    const { clock, outbox } = this.deps;
+    const deadline = clock.now() + ms;
+    while (outbox.stats().count > 0 && clock.now() < deadline) {
+      try {
+        await clock.sleep(50, this.pollStop.signal);
+      } catch {
+        return;
+      }
+    }
   }
 
   // ---- delivery --------------------------------------------------------
@@ -1035,6 +1259,24 @@ function withFault(report: StatusReport, fault: string | null): StatusReport {
   if (fault === null) return report;
   const reason = report.reason.includes(fault) ? report.reason : `${report.reason}; meanwhile the agent could not write its state (${fault})`;
   return { ...report, reason, status_details: { ...report.status_details, local_fault: fault } };
+}
+
+/** What ran before a reboot, for the run after it. */
+interface Resume {
+  finished: readonly StepResult[];
+  reboots: number;
+}
+
+/** A step's reboot request as the engine names it. */
+type RebootRequest = NonNullable<JobRunPort['rebootRequest']>;
+
+// The first report after a reboot says the job goes on.
+function markResumed(report: StatusReport, reboots: number): StatusReport {
+  return {
+    ...report,
+    reason: `resumed after reboot; ${report.reason}`,
+    status_details: { ...report.status_details, resumed_after_reboot: true, reboots },
+  };
 }
 
 function finished(offer: Pick<JobOffer, 'jobId' | 'jobName'>, receivedAt: number, finishedAt: number, report: StatusReport) {

@@ -57,7 +57,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
         lookupUser,
       });
     },
-    start: (job, hooks) => {
+    start: (job, hooks, start) => {
       if (!engine) throw new Error('internal: start() before validate()');
       if (reclaimMemory === undefined) reclaimMemory = createYoungCollector();
       const run = engine.startJob(
@@ -76,6 +76,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
           reclaimMemory: reclaimMemory ?? undefined,
         },
         hooks,
+        start,
       );
       return boundRun(run, (report, final) => boundReport(report, final, log, job.jobId));
     },
@@ -83,6 +84,9 @@ export function createEngine(deps: EngineDeps): EnginePort {
     unstartedReport: (reason) =>
       composeReport({ status: 'FAILED', reason, results: [], includeStdOut: false, agentVersion, durationMs: 0, decisive: null }),
     interruptedReport: (entry) => boundReport(createInterruptedReport(entry, agentVersion), true, log, entry.offer.jobId),
+    timeoutOf: async (offer) => (await import('../jobs/document.js')).jobTimeoutMs(offer.timeoutSeconds, jobs.default_timeout),
+    journaledReport: (entry, status, reason) =>
+      boundReport(createJournaledReport(entry, status, reason, agentVersion), true, log, entry.offer.jobId),
   };
 }
 
@@ -93,6 +97,10 @@ function boundRun(run: JobRunPort, bound: (report: StatusReport, final: boolean)
     done: run.done.then((report) => bound(report, true)),
     snapshot: () => bound(run.snapshot(), false),
     stop: (kind) => run.stop(kind),
+    halt: (reason) => run.halt(reason),
+    get rebootRequest() {
+      return run.rebootRequest;
+    },
   };
 }
 
@@ -106,6 +114,33 @@ function boundReport(report: StatusReport, final: boolean, log: Log, jobId: stri
     );
   }
   return fitted.report;
+}
+
+/**
+ * A final report made from the journal alone, for a job that asked for a
+ * reboot and ends without running on (reboot refused or did not happen, time
+ * limit gone): every step so far, the step that asked as the decisive one.
+ */
+export function createJournaledReport(
+  entry: JournalEntry,
+  status: 'FAILED' | 'TIMED_OUT',
+  reason: string,
+  agentVersion: string,
+): StatusReport {
+  const results = entry.steps.map((s) => s.result);
+  const last = results[results.length - 1] ?? null;
+  const receivedAt = Date.parse(entry.receivedAt);
+  const lastEnd = results.reduce((max, r) => Math.max(max, Date.parse(r.startedAt) + r.durationMs), receivedAt);
+  return composeReport({
+    status,
+    reason,
+    results,
+    includeStdOut: readIncludeStdOut(entry.offer.document),
+    agentVersion,
+    durationMs: Number.isFinite(lastEnd - receivedAt) ? lastEnd - receivedAt : 0,
+    decisive: status === 'FAILED' ? last : null,
+    extraDetails: { reboots: entry.reboots },
+  });
 }
 
 /** The FAILED report of a job that was running when the agent stopped (crash, kill -9, power loss). */

@@ -55,6 +55,11 @@ export async function runExec(ctx: CliContext, command: ExecCommand): Promise<nu
     const run = engine.start(job, { onStepStart: () => undefined, onStepEnd: () => undefined });
     ctx.onStopSignal(() => run.stop('cancel'));
     report = await run.done;
+    const request = run.rebootRequest;
+    if (request !== null) {
+      const left = `${request.stepsDone} step${request.stepsDone === 1 ? '' : 's'} ran`;
+      report = { ...report, reason: `${request.label} asked for a reboot; cloudjobs exec does not reboot, so the job stops here (${left})` };
+    }
   } catch (error) {
     const problems = (error as { problems?: readonly string[] }).problems;
     if (!problems) throw error;

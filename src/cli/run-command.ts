@@ -9,7 +9,9 @@ import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
 import { createConsoleTransport, createLog } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
+import { runRebootCommand } from '../service/reboot-command.js';
 import { createNotifier } from '../service/sd-notify.js';
+import { readBootIdentity } from '../state/boot-identity.js';
 import { openHistory } from '../state/history.js';
 import { openJournal } from '../state/journal.js';
 import { openOutbox } from '../state/outbox.js';
@@ -24,6 +26,8 @@ type RunCommand = Extract<Command, { name: 'run' }>;
 
 // Shutdown spends at most this long sending queued reports; the rest waits on disk.
 const FLUSH_TIMEOUT_MS = 5000;
+// jobs.reboot_command must return within this (systemctl reboot only queues the reboot).
+const REBOOT_COMMAND_TIMEOUT_MS = 60_000;
 
 /** Runs the agent in the foreground. */
 export async function runAgentCommand(ctx: CliContext, command: RunCommand): Promise<number> {
@@ -34,6 +38,11 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   const secrets: string[] = [];
   if (config.cloud.api_key) secrets.push(config.cloud.api_key);
 
+  const rebootArgv = await parseRebootCommand(config.jobs.reboot_command);
+  if (typeof rebootArgv === 'string') {
+    ctx.stderr.write(`cloudjobs: invalid configuration (1 problem):\n  ${rebootArgv}\n`);
+    return EXIT.config;
+  }
   const bootLog = createLog({ level: config.logging.level, transports: [createConsoleTransport(ctx.stderr)] });
   const sender = loadNative(ctx, config.agent.runtime_dir, bootLog);
   const { log } = createCliLog(ctx, { level: config.logging.level, sender, secrets: () => secrets });
@@ -96,6 +105,13 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     outbox,
     history,
     engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid }),
+    reboot: {
+      currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
+      requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),
+      maxReboots: config.jobs.max_reboots,
+      rebootTimeoutMs: config.jobs.reboot_timeout,
+      commandText: rebootArgv.join(' '),
+    },
     notifier,
     writeStatus: (status) => writeRuntimeStatus(config.agent.runtime_dir, status),
     version: ctx.version,
@@ -152,6 +168,14 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   }
   log.info('cloudjobs stopped');
   return EXIT.ok;
+}
+
+// jobs.reboot_command is words without a shell, split like a runCommand string; a problem is one sentence.
+async function parseRebootCommand(command: string): Promise<string[] | string> {
+  const { splitWords } = await import('../jobs/split-command.js');
+  const split = splitWords(command);
+  if (!split.ok) return `jobs.reboot_command ${split.problem}; got ${JSON.stringify(command)} (expected a command and its arguments, e.g. systemctl reboot)`;
+  return split.argv;
 }
 
 // users.ts brings execa: load it with the first job, not at start.

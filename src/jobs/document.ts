@@ -76,7 +76,9 @@ export async function validateJob(offer: JobOffer, options: ValidateOptions): Pr
   // found while reading the offer (a name too long, a document nested too deep and not kept)
   for (const problem of offer.problems ?? []) problems.add(problem);
   if (!problems.isEmpty()) throw problems.toError();
-  const document = parseDocument(offer.document, problems);
+  const parsed = parseDocument(offer.document, problems);
+  if (parsed === null) throw problems.toError();
+  const document = convertOldSchema(parsed, problems);
   if (document === null) throw problems.toError();
 
   checkVersion(document, problems);
@@ -216,17 +218,38 @@ function parseDocument(raw: unknown, problems: ProblemList): Json | null {
   return value;
 }
 
+// AWS IoT Device Client's older schema: no version, a top-level `operation`
+// naming a handler, with `args`, `path` and `allowStdErr` beside it. DC turns
+// it into one runHandler step named after the operation (JobDocument.cpp
+// LoadFromJobDocument), ignoring everything else; so does this. With a
+// version the document is the 1.0 schema and `operation` is an unknown field.
+function convertOldSchema(document: Json, problems: ProblemList): Json | null {
+  if (!isVersionMissing(document.version) || !Object.hasOwn(document, 'operation')) return document;
+  const operation = document.operation;
+  if (typeof operation !== 'string' || operation === '') {
+    problems.add(
+      `operation must be a non-empty string naming a handler (AWS IoT Device Client's old schema), got ${describe(operation)}`,
+    );
+    return null;
+  }
+  const input: Json = { handler: operation };
+  if (Object.hasOwn(document, 'args')) input.args = document.args;
+  if (Object.hasOwn(document, 'path')) input.path = document.path;
+  const action: Json = { name: operation, type: 'runHandler', input };
+  if (Object.hasOwn(document, 'allowStdErr')) action.allowStdErr = document.allowStdErr;
+  const converted: Json = { version: '1.0', steps: [{ action }] };
+  if (Object.hasOwn(document, 'includeStdOut')) converted.includeStdOut = document.includeStdOut;
+  return converted;
+}
+
+function isVersionMissing(version: unknown): boolean {
+  return version === undefined || version === null;
+}
+
 function checkVersion(document: Json, problems: ProblemList): void {
   const version = document.version;
-  if (version === undefined || version === null) {
-    if (Object.hasOwn(document, 'operation')) {
-      problems.add(
-        'version is missing: this is AWS IoT Device Client\'s old "operation" schema, which is not supported; ' +
-          'write version "1.0" with steps',
-      );
-    } else {
-      problems.add('version is missing; it must be "1.0"');
-    }
+  if (isVersionMissing(version)) {
+    problems.add('version is missing; it must be "1.0"');
   } else if (version !== '1.0') {
     problems.add(`version must be "1.0", got ${describe(version)}`);
   }

@@ -14,6 +14,10 @@
 // - Steps are numbered by their place in the plan (job-plan.ts), so a run that
 //   starts with earlier results (JobStart.finished) numbers, labels and reports
 //   exactly as the run that made them.
+// - A step of its own (not a parallel member) that asks for a reboot (exit
+//   REBOOT_EXIT_CODE) ends the run before the next step: `done` is then an
+//   IN_PROGRESS report saying so and `rebootRequest` names the step. The agent
+//   reboots and starts a new run with every result so far (JobStart.finished).
 import type { Clock } from '../clock/clock.js';
 import type { StatusReport } from '../contract/types.js';
 import { describeError } from '../errors/errors.js';
@@ -25,8 +29,8 @@ import type { AgentPrivileges } from './launch.js';
 import { decideOutcome, findDecisive, type FinishedStep, type JobStop, type Verdict } from './outcome.js';
 import { composeReport } from './report.js';
 import { startStep, type StepRun } from './run-step.js';
-import { composeSnapshot } from './snapshot.js';
-import type { NormalizedJob, StepResult } from './types.js';
+import { composeRebootingReport, composeSnapshot } from './snapshot.js';
+import { REBOOT_EXIT_CODE, type NormalizedJob, type StepResult } from './types.js';
 import type { UserInfo } from './users.js';
 import { prepareWorkRoot } from './work-dir.js';
 
@@ -66,6 +70,14 @@ export interface JobStart {
   startedAtMs?: number;
 }
 
+/** A step that asked for a reboot: the run ended after it. */
+export interface RebootRequest {
+  /** 'step 2 ("Reboot")' */
+  label: string;
+  /** Steps that ended, this one included: the next run starts after them. */
+  stepsDone: number;
+}
+
 interface Running {
   run: StepRun;
   step: PlannedStep;
@@ -91,6 +103,7 @@ export class JobRun {
   private stopKind: JobStop | null = null;
   private haltReason: string | null = null;
   private finalReport: StatusReport | null = null;
+  private rebootStep: FinishedStep | null = null;
 
   constructor(job: NormalizedJob, options: EngineOptions, hooks: JobHooks = {}, start: JobStart = {}) {
     this.job = job;
@@ -128,6 +141,12 @@ export class JobRun {
     });
   }
 
+  /** The step that asked for a reboot, once the run ended for it; else null. */
+  get rebootRequest(): RebootRequest | null {
+    if (this.finalReport === null || this.rebootStep === null || this.finalReport.status !== 'IN_PROGRESS') return null;
+    return { label: describeLabel(this.rebootStep.label, this.rebootStep.result.name), stepsDone: this.finished.length };
+  }
+
   /** Stops the job through the kill ladder: cancel reports CANCELED, shutdown FAILED. */
   stop(kind: 'cancel' | 'shutdown'): void {
     this.stopAll(kind);
@@ -151,7 +170,7 @@ export class JobRun {
   }
 
   private mayContinue(): boolean {
-    return this.stopKind === null && this.haltReason === null && findDecisive(this.finished) === null;
+    return this.stopKind === null && this.haltReason === null && this.rebootStep === null && findDecisive(this.finished) === null;
   }
 
   private async run(): Promise<StatusReport> {
@@ -164,6 +183,8 @@ export class JobRun {
     const problem = await prepareWorkRoot(this.options.workDir, this.agentUid);
     if (problem !== null) return this.report({ status: 'FAILED', reason: `no step ran: ${problem}`, decisive: null });
     await this.runSteps();
+    // a shutdown after the request does not undo it: the agent journals the reboot and leaves it to the next start
+    if (this.rebootStep !== null && (this.stopKind === null || this.stopKind === 'shutdown')) return this.rebootingReport(this.rebootStep);
     const { finished, total, stopKind: stop, haltReason: halted } = this;
     return this.report(decideOutcome({ finished, total, stop, halted, timeoutMs: this.job.timeoutMs }));
   }
@@ -171,7 +192,7 @@ export class JobRun {
   private async runSteps(): Promise<void> {
     for (const node of this.plan) {
       if (!this.mayContinue()) return;
-      if (node.kind === 'single') await this.runOne(node.step);
+      if (node.kind === 'single') await this.runOne(node.step, false);
       else await this.runGroup(node.members);
     }
   }
@@ -182,14 +203,14 @@ export class JobRun {
       while (next < members.length && this.mayContinue()) {
         const at = next;
         next += 1;
-        await this.runOne(members[at] as PlannedStep);
+        await this.runOne(members[at] as PlannedStep, true);
       }
     };
     const width = Math.max(1, Math.min(this.options.maxParallel, members.length));
     await Promise.all(Array.from({ length: width }, worker));
   }
 
-  private async runOne(step: PlannedStep): Promise<void> {
+  private async runOne(step: PlannedStep, inGroup: boolean): Promise<void> {
     if (this.finished.some((f) => f.index === step.index)) return;
     const { index, label, spec } = step;
     const fields = { jobId: this.job.jobId, step: spec.name };
@@ -197,8 +218,12 @@ export class JobRun {
     // the hook may have halted the job (its start could not be journaled)
     if (this.haltReason !== null) return;
     this.log.info(`starting ${label}`, fields);
-    const result = await this.executeStep(step);
+    const result = refuseGroupReboot(await this.executeStep(step), inGroup, spec.ignoreStepFailure);
     this.finished.push({ index, label, result });
+    if (result.rebootRequested) {
+      this.rebootStep = { index, label, result };
+      this.log.info(`${label} asked for a reboot`, fields);
+    }
     const verb = result.failed ? (result.ignored ? 'failed (ignored)' : 'failed') : 'succeeded';
     this.log.info(`${label} ${verb}`, { ...fields, exitCode: result.exitCode, reason: result.failureReason });
     await this.callHook('onStepEnd', () => this.hooks.onStepEnd?.(result, index, this.total));
@@ -251,6 +276,19 @@ export class JobRun {
     });
   }
 
+  private rebootingReport(step: FinishedStep): StatusReport {
+    const { clock, agentVersion } = this.options;
+    return composeRebootingReport({
+      finished: this.finished.map((f) => f.result),
+      total: this.total,
+      includeStdOut: this.job.includeStdOut,
+      agentVersion,
+      startedAtMs: this.startedAtMs,
+      now: clock.now(),
+      requestedBy: describeLabel(step.label, step.result.name),
+    });
+  }
+
   private onEngineFailure(error: unknown): StatusReport {
     this.log.error(`job engine failed: ${describeError(error)}`, { jobId: this.job.jobId });
     for (const entry of this.running) entry.run.stop('shutdown');
@@ -274,4 +312,21 @@ export class JobRun {
     }
     await this.resources.removeDirs(this.log);
   }
+}
+
+// A parallel member runs beside others: there is no "next step" to reboot
+// before, so its reboot request fails it instead.
+function refuseGroupReboot(result: StepResult, inGroup: boolean, ignoreStepFailure: boolean): StepResult {
+  if (!inGroup || !result.rebootRequested) return result;
+  const { rebootRequested: _ignored, ...rest } = result;
+  return {
+    ...rest,
+    failed: true,
+    ignored: ignoreStepFailure,
+    failureReason: `exited with code ${REBOOT_EXIT_CODE} (a reboot request) inside a parallel group; only a step of its own may ask for a reboot`,
+  };
+}
+
+function describeLabel(label: string, name: string): string {
+  return label === name ? label : `${label} (${JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name)})`;
 }

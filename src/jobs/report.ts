@@ -84,6 +84,7 @@ export function describeStepDetails(result: StepResult): Record<string, unknown>
     stderr_truncated: result.stderrTruncated,
     failure_reason: result.failureReason,
     ignored: result.ignored,
+    ...(result.rebootRequested ? { reboot_requested: true } : {}),
   };
 }
 

@@ -22,7 +22,7 @@ import { isExecutableFile } from './executable.js';
 import { createGroupTarget, runKillLadder } from './kill-ladder.js';
 import { planLaunch, type AgentPrivileges } from './launch.js';
 import { createOutputBuffer, type CapturedText, type OutputBuffer } from './output-buffer.js';
-import type { StepResult, StepSpec } from './types.js';
+import { REBOOT_EXIT_CODE, type StepResult, type StepSpec } from './types.js';
 import type { UserInfo } from './users.js';
 
 /** Why a running step is being stopped. */
@@ -319,11 +319,13 @@ function buildResult(
   if (stopKind !== null) failureReason = describeStop(stopKind, spec, context);
   else if (outcome.kind === 'not-started') failureReason = outcome.reason ?? 'did not start';
   else if (signal !== null) failureReason = `was killed by signal ${signal}`;
-  else if (exitCode !== 0) failureReason = `exited with code ${exitCode}`;
+  else if (exitCode !== 0 && exitCode !== REBOOT_EXIT_CODE) failureReason = `exited with code ${exitCode}`;
   else if (err.lines > spec.allowStdErr) {
     failureReason = `wrote ${err.lines} line${err.lines === 1 ? '' : 's'} to stderr, allowStdErr is ${spec.allowStdErr}`;
   }
   const failed = failureReason !== null;
+  // exit 194 is a request, not a failure; the engine decides whether it may be honoured
+  const rebootRequested = !failed && exitCode === REBOOT_EXIT_CODE;
   const stdoutText = outcome.kind === 'exited' ? out : NO_OUTPUT;
   const stderrText = outcome.kind === 'exited' ? err : NO_OUTPUT;
   return {
@@ -347,5 +349,6 @@ function buildResult(
     ignored: failed && spec.ignoreStepFailure,
     failureReason,
     startedAt: new Date(startedAtMs).toISOString(),
+    ...(rebootRequested ? { rebootRequested: true as const } : {}),
   };
 }

@@ -56,6 +56,22 @@ export function composeSnapshot(input: SnapshotInput): StatusReport {
   };
 }
 
+/** What composeRebootingReport needs. */
+export interface RebootingInput extends Omit<SnapshotInput, 'active'> {
+  /** 'step 2 ("Reboot")': the step that asked. */
+  requestedBy: string;
+}
+
+/** The IN_PROGRESS report sent before the agent reboots for a job: every step so far, and who asked. */
+export function composeRebootingReport(input: RebootingInput): StatusReport {
+  const base = composeSnapshot({ ...input, active: [] });
+  return {
+    ...base,
+    reason: `rebooting: ${input.requestedBy} asked for a reboot; ${input.finished.length} of ${input.total} steps done, the rest run after the boot`,
+    status_details: { ...base.status_details, rebooting: true },
+  };
+}
+
 // A running step as a result that has not failed: its output so far and its age.
 function describeRunning(entry: ActiveStep, now: number): StepResult {
   const { stdout, stderr } = entry.output;

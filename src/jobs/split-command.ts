@@ -3,10 +3,15 @@
 // Two forms, told apart by one rule: a comma that is not preceded by a
 // backslash makes the string AWS comma form; otherwise it is split into words.
 //
-// Comma form is exactly what AWS IoT Device Client does (its
-// SplitStringByComma + replace_all): tokens are maximal runs of `\,` or
-// non-comma characters, so empty tokens ("a,,b", a trailing comma) vanish,
-// nothing is trimmed, and `\,` becomes a literal comma; no other escape exists.
+// Comma form is what AWS IoT Device Client does (JobDocument.cpp: its
+// SplitStringByComma, replace_all, then TrimCopy of " \t\n\v\f\r"): tokens are
+// maximal runs of `\,` or non-comma characters, so empty tokens ("a,,b", a
+// trailing comma) vanish; `\,` becomes a literal comma (no other escape
+// exists); then blanks around each token are trimmed, so " \n echo \t, Hello
+// World " is ["echo", "Hello World"], and a token of blanks only stays as an
+// empty argument. A first token that still holds whitespace after trimming is
+// refused, as DC refuses it. One deviation: an empty first token (" ,ls") is
+// refused here too, where DC would accept it and fail to exec "".
 //
 // Word form splits on blanks honouring '...', "..." and backslashes like a
 // POSIX shell does, but expands nothing: no variables, globs, `~`, or command
@@ -54,7 +59,11 @@ export function splitCommaForm(command: string): SplitCommandResult {
   }
   if (token !== '') argv.push(token);
   if (argv.length === 0) return { ok: false, problem: 'has no words between its commas' };
+  for (let i = 0; i < argv.length; i += 1) argv[i] = trimBlanks(argv[i] as string);
   const first = argv[0] as string;
+  if (first === '') {
+    return { ok: false, problem: 'is in comma form but its first element is blank; it must name the program to run' };
+  }
   // AWS IoT Device Client rejects this too: "docker restart,redis" is a typo,
   // not a program whose name contains blanks.
   if (/\s/.test(first)) {
@@ -66,6 +75,11 @@ export function splitCommaForm(command: string): SplitCommandResult {
     };
   }
   return { ok: true, form: 'comma', argv };
+}
+
+// The characters DC trims around a comma-form token (C isspace in the C locale).
+function trimBlanks(token: string): string {
+  return token.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, '');
 }
 
 const BLANK = new Set([' ', '\t', '\n', '\r']);

@@ -73,4 +73,12 @@ export interface StepResult {
   failureReason: string | null;
   /** ISO time the step started. */
   startedAt: string;
+  /** Set when the step asked for a reboot (REBOOT_EXIT_CODE, or the reboot handler) and did not fail otherwise. */
+  rebootRequested?: true;
 }
+
+/**
+ * The exit code by which a step asks the agent to reboot the device and then
+ * go on with the next step (the code AWS Systems Manager uses for the same).
+ */
+export const REBOOT_EXIT_CODE = 194;

@@ -21,6 +21,12 @@
 //   but not yet handed to outbox/history: the agent must enqueue the final
 //   (outbox de-duplicates nothing, so it checks hasPendingFinal/history first)
 //   and only then remove() the entry.
+// - A job that asked for a reboot is REBOOTING: recordReboot() writes the
+//   whole entry (every step so far, the boot identity, where to go on)
+//   atomically and fsynced before the agent reports or reboots, and only then
+//   drops the step log. recordResumed() clears it, fsynced, before the next
+//   step starts: a crash after that is an interruption like any other, and is
+//   never resumed a second time.
 // - File names are derived from a hash of the job id (encodeFileKey), never
 //   from the id itself, and the id inside the file must match the name.
 import { unlink } from 'node:fs/promises';
@@ -69,6 +75,19 @@ export interface RecordedStep {
   result: StepResult;
 }
 
+/** A reboot a job asked for, journaled before the agent reboots (the job is REBOOTING). */
+export interface RebootingRecord {
+  /** ISO wall-clock time of the request. */
+  requestedAt: string;
+  /** The boot the request was made in (boot-identity.ts). */
+  bootId: string | null;
+  marker: string;
+  /** Top-level step to go on with after the boot, 0-based; steps.length is the finalStep, more is nothing left. */
+  resumeAt: number;
+  /** The step that asked, e.g. 'step 2 ("Reboot")', for messages. */
+  stepLabel: string;
+}
+
 /** One job's journal file. */
 export interface JournalEntry {
   version: 1;
@@ -83,6 +102,10 @@ export interface JournalEntry {
   running: RunningStep[];
   final: StatusReport | null;
   finishedAt: string | null;
+  /** Reboots the job asked for and got so far (absent in files from before reboots: 0). */
+  reboots: number;
+  /** Set while the job is REBOOTING; null otherwise. */
+  rebooting: RebootingRecord | null;
 }
 
 /** The job journal. */
@@ -93,6 +116,10 @@ export interface Journal {
   recordStepStart(jobId: string, index: number, total: number, name: string): Promise<void>;
   /** Records a step's result and clears it from the running steps. */
   recordStep(jobId: string, index: number, result: StepResult): Promise<void>;
+  /** Marks the job REBOOTING, durably, with every step so far; counts the reboot. */
+  recordReboot(jobId: string, record: RebootingRecord): Promise<void>;
+  /** Marks a REBOOTING job running again, durably, before its next step starts. */
+  recordResumed(jobId: string): Promise<void>;
   /** Records the final report; must be on disk before the report is enqueued or sent. */
   recordFinal(jobId: string, report: StatusReport): Promise<void>;
   /** Forgets a job once its final is in the outbox and history; missing is fine. */
@@ -207,6 +234,8 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
           running: [],
           final: null,
           finishedAt: null,
+          reboots: 0,
+          rebooting: null,
         };
         await writeJsonFile(pathFor(offer.jobId), entry);
         entries.set(offer.jobId, entry);
@@ -220,6 +249,21 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
       const copy = structuredClone(result);
       return appendStep(jobId, { type: 'end', index, result: copy }, (entry) => withStepEnded(entry, index, copy));
     },
+    recordReboot: (jobId, record) =>
+      queue.run(async () => {
+        const entry = current(jobId);
+        const next: JournalEntry = { ...entry, running: [], reboots: entry.reboots + 1, rebooting: { ...record } };
+        await writeJsonFile(pathFor(jobId), next);
+        entries.set(jobId, next);
+        // the entry now holds every step: the log is no longer needed
+        await forgetStepLog(jobId);
+      }),
+    recordResumed: (jobId) =>
+      queue.run(async () => {
+        const next: JournalEntry = { ...current(jobId), rebooting: null };
+        await writeJsonFile(pathFor(jobId), next);
+        entries.set(jobId, next);
+      }),
     recordFinal: (jobId, report) =>
       queue.run(async () => {
         const next: JournalEntry = {
@@ -227,6 +271,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
           final: structuredClone(report),
           finishedAt: new Date(clock.now()).toISOString(),
           running: [],
+          rebooting: null,
         };
         await writeJsonFile(pathFor(jobId), next);
         entries.set(jobId, next);
@@ -294,6 +339,9 @@ export function validateJournalEntry(value: unknown): JournalEntry {
   const final = r.final === null ? null : validateStatusReport(r.final, 'final');
   const finishedAt = expectNullableString(r, 'finishedAt');
   if ((final === null) !== (finishedAt === null)) failValidation('finishedAt: must be set exactly when final is');
+  const reboots = r.reboots === undefined ? 0 : expectInteger(r, 'reboots', 0);
+  const rebooting = r.rebooting === undefined || r.rebooting === null ? null : validateRebooting(r.rebooting);
+  if (rebooting !== null && final !== null) failValidation('rebooting: must be null once final is set');
   return {
     version: JOURNAL_VERSION,
     jobId,
@@ -304,5 +352,19 @@ export function validateJournalEntry(value: unknown): JournalEntry {
     running,
     final,
     finishedAt,
+    reboots,
+    rebooting,
+  };
+}
+
+function validateRebooting(value: unknown): RebootingRecord {
+  const r = expectRecord(value, 'rebooting');
+  const bootId = expectNullableString(r, 'bootId');
+  return {
+    requestedAt: expectTimestamp(r, 'requestedAt'),
+    bootId,
+    marker: expectNonEmptyString(r, 'marker'),
+    resumeAt: expectInteger(r, 'resumeAt', 0),
+    stepLabel: expectString(r, 'stepLabel'),
   };
 }

@@ -88,8 +88,16 @@ export function validateStepResult(value: unknown, where = 'step'): StepResult {
       ignored: expectBoolean(r, 'ignored'),
       failureReason: expectNullableString(r, 'failureReason'),
       startedAt: expectString(r, 'startedAt'),
+      ...(readRebootRequested(r) ? { rebootRequested: true as const } : {}),
     };
   });
+}
+
+// Optional: results written before reboots existed have no such field.
+function readRebootRequested(r: Record<string, unknown>): boolean {
+  if (r.rebootRequested === undefined) return false;
+  if (r.rebootRequested !== true) failValidation('rebootRequested: expected true or nothing');
+  return true;
 }
 
 function prefixed<T>(where: string, run: () => T): T {

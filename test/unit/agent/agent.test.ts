@@ -68,6 +68,30 @@ function step(name: string, command: string[]): unknown {
   return { action: { name, type: 'runCommand', input: { command } } };
 }
 
+// A machine that "reboots" in memory: the boot changes when told, and the
+// reboot command is a function (stopping the agent like systemd would).
+function createFakeMachine() {
+  const machine = {
+    bootId: 'boot-1',
+    requests: 0,
+    onReboot: (): void | Promise<void> => undefined,
+    port(overrides: Partial<AgentDeps['reboot']> = {}): AgentDeps['reboot'] {
+      return {
+        currentBoot: async () => ({ bootId: machine.bootId, marker: `marker-of-${machine.bootId}` }),
+        requestReboot: async () => {
+          machine.requests += 1;
+          await machine.onReboot();
+        },
+        maxReboots: 3,
+        rebootTimeoutMs: 600_000,
+        commandText: 'fake reboot',
+        ...overrides,
+      };
+    },
+  };
+  return machine;
+}
+
 describe('Agent', () => {
   let dir: string;
   let statuses: AgentStatus[];
@@ -113,6 +137,9 @@ describe('Agent', () => {
           progress_interval: 100,
           max_parallel: 2,
           path: '/usr/sbin:/usr/bin:/sbin:/bin',
+          max_reboots: 3,
+          reboot_timeout: 600_000,
+          reboot_command: 'systemctl reboot',
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -120,6 +147,7 @@ describe('Agent', () => {
         lookupUser,
         agentUid: process.getuid?.() ?? 0,
       }),
+      reboot: createFakeMachine().port(),
       notifier: { ready() {}, status() {}, stopping() {} },
       writeStatus: async (status) => {
         statuses.push(status);
@@ -375,13 +403,117 @@ describe('Agent', () => {
     expect(backoff?.lastPoll?.outcome).toBe('network');
     expect(failures).toBe(2);
   });
+
+  describe('a job that reboots', () => {
+    const marks = () => path.join(dir, 'marks');
+    const rebootJob = () =>
+      offerOf('rb', [
+        step('mark', [path.join(SCRIPTS, 'mark.sh'), marks(), 'before']),
+        step('reboot', [path.join(SCRIPTS, 'exit-code.sh'), '194']),
+        step('check', [path.join(SCRIPTS, 'mark.sh'), marks(), 'after']),
+      ]);
+
+    it('journals REBOOTING, says so, reboots; after the boot runs the rest and reports all steps of both boots', async () => {
+      await chmod(dir, 0o777);
+      const machine = createFakeMachine();
+      const cloud = createScriptedCloud();
+      cloud.offers.push(rebootJob());
+      const first = await build(cloud, { reboot: machine.port() });
+      machine.onReboot = () => first.stop();
+      await first.run();
+      expect(machine.requests).toBe(1);
+      expect(finals(cloud.sent, 'rb')).toEqual([]);
+      const rebooting = cloud.sent.filter((s) => s.jobId === 'rb').at(-1)!.report;
+      expect(rebooting).toMatchObject({
+        status: 'IN_PROGRESS',
+        executed_steps: 2,
+        reason: 'rebooting: step 2 ("reboot") asked for a reboot; 2 of 3 steps done, the rest run after the boot',
+      });
+      expect(rebooting.status_details).toMatchObject({ rebooting: true });
+      expect(statuses.some((s) => s.describe === 'rebooting for job job rb')).toBe(true);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      machine.bootId = 'boot-2';
+      statuses = [];
+      const second = await build(cloud, { reboot: machine.port() });
+      const running = second.run();
+      await waitFor(() => finals(cloud.sent, 'rb').length === 1, 20_000, 'the final report');
+      second.stop();
+      await running;
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+      const after = cloud.sent.filter((s) => s.jobId === 'rb' && s.report.status === 'IN_PROGRESS').map((s) => s.report);
+      expect(after.some((r) => r.reason.startsWith('resumed after reboot; 2 of 3 steps done'))).toBe(true);
+      expect(statuses.some((s) => s.describe?.startsWith('resumed job job rb after reboot'))).toBe(true);
+      const final = finals(cloud.sent, 'rb')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', reason: '3 of 3 steps succeeded', executed_steps: 3, exit_code: 0 });
+      expect(final.stdout).toBe(
+        `=== Step: mark ===\nran before\n=== Step: reboot ===\nargs: 194\n=== Step: check ===\nran after\n`,
+      );
+      expect(machine.requests).toBe(1);
+    });
+
+    it('FAILED "reboot did not happen" when the boot stays the same for reboot_timeout', async () => {
+      await chmod(dir, 0o777);
+      const machine = createFakeMachine();
+      const cloud = createScriptedCloud();
+      cloud.offers.push(rebootJob());
+      const agent = await build(cloud, { reboot: machine.port({ rebootTimeoutMs: 300 }) });
+      const running = agent.run();
+      await waitFor(() => finals(cloud.sent, 'rb').length === 1, 20_000, 'the final report');
+      agent.stop();
+      await running;
+      const final = finals(cloud.sent, 'rb')[0]!.report;
+      expect(final).toMatchObject({
+        status: 'FAILED',
+        reason: 'reboot did not happen: the device was still in the same boot 300ms after the reboot was requested (jobs.reboot_timeout)',
+        executed_steps: 2,
+        exit_code: 194,
+        failed_step: 'reboot',
+      });
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+    });
+
+    it('FAILED at once when the reboot command fails', async () => {
+      await chmod(dir, 0o777);
+      const machine = createFakeMachine();
+      machine.onReboot = () => {
+        throw new Error('`systemctl reboot` exited with code 1: Failed to connect to bus');
+      };
+      const cloud = createScriptedCloud();
+      cloud.offers.push(rebootJob());
+      const agent = await build(cloud, { reboot: machine.port() });
+      const running = agent.run();
+      await waitFor(() => finals(cloud.sent, 'rb').length === 1, 20_000, 'the final report');
+      agent.stop();
+      await running;
+      expect(finals(cloud.sent, 'rb')[0]!.report.reason).toBe(
+        'reboot did not happen: `systemctl reboot` exited with code 1: Failed to connect to bus',
+      );
+    });
+
+    it('FAILED without rebooting when the job asks once more than max_reboots', async () => {
+      const machine = createFakeMachine();
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('many', [step('reboot', [path.join(SCRIPTS, 'exit-code.sh'), '194'])]));
+      const agent = await build(cloud, { reboot: machine.port({ maxReboots: 0 }) });
+      const running = agent.run();
+      await waitFor(() => finals(cloud.sent, 'many').length === 1, 20_000, 'the final report');
+      agent.stop();
+      await running;
+      expect(machine.requests).toBe(0);
+      expect(finals(cloud.sent, 'many')[0]!.report).toMatchObject({
+        status: 'FAILED',
+        reason: 'step 1 ("reboot") asked for reboot 1 of this job, but jobs.max_reboots is 0 (reboots by jobs are off)',
+      });
+    });
+  });
 });
 
 describe('createInterruptedReport', () => {
   it('names the step that was running, or how many of how many had finished', async () => {
     const { createInterruptedReport } = await import('../../../src/agent/engine-adapter.js');
     const offer = offerOf('x', [step('a', ['true']), { parallel: [step('b', ['true']), step('c', ['true'])] }]);
-    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null };
+    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null, reboots: 0, rebooting: null };
     const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v');
     expect(between.reason).toBe('interrupted: the agent stopped before the first step started; the job was not resumed');
     const result = { name: 'a', argv: ['true'], handler: null, user: 'nobody', exitCode: 0, signal: null, timedOut: false, canceled: false, durationMs: 5, stdout: 'x\n', stderr: '', stdoutBytes: 2, stderrBytes: 0, stdoutTruncated: false, stderrTruncated: false, stderrLines: 0, failed: false, ignored: false, failureReason: null, startedAt: new Date(0).toISOString() };

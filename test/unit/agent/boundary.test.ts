@@ -132,6 +132,9 @@ describe('Agent error boundary', () => {
           progress_interval: 50,
           max_parallel: 2,
           path: '/usr/sbin:/usr/bin:/sbin:/bin',
+          max_reboots: 3,
+          reboot_timeout: 600_000,
+          reboot_command: 'false',
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -140,6 +143,16 @@ describe('Agent error boundary', () => {
         agentUid: process.getuid?.() ?? 0,
       }),
       notifier: { ready() {}, status() {}, stopping() {} },
+      // no job in these tests asks for a reboot
+      reboot: {
+        currentBoot: async () => ({ bootId: 'boot-1', marker: 'marker-1' }),
+        requestReboot: async () => {
+          throw new Error('no job in this test asks for a reboot');
+        },
+        maxReboots: 3,
+        rebootTimeoutMs: 600_000,
+        commandText: 'none',
+      },
       writeStatus: async () => undefined,
       version: '9.9.9-test',
       identitySource: 'test',

@@ -116,6 +116,59 @@ describe('validateJob: AWS IoT Device Client sample documents', () => {
   });
 });
 
+describe("validateJob: AWS IoT Device Client's own test vectors (test/jobs/TestJobDocument.cpp)", () => {
+  it('CommandContainsSpaceCharacters: blanks around comma tokens are trimmed', async () => {
+    const document = {
+      version: '1.0',
+      steps: [{ action: { name: 'displayDirectory', type: 'runCommand', input: { command: ' \n echo \t, Hello World ' } } }],
+    };
+    expect(await validateJob(offer(document), options())).toEqual(job([step('displayDirectory', ['echo', 'Hello World'])]));
+  });
+
+  it('SpaceCharactersContainedWithinFirstWordOfCommand: refused', async () => {
+    const document = {
+      version: '1.0',
+      steps: [{ action: { name: 'displayDirectory', type: 'runCommand', input: { command: ' aws iot \t,describe-endpoint' } } }],
+    };
+    expect(await problemsOf(document)).toEqual([
+      'step 1 ("displayDirectory"): input.command is in comma form (it has an unescaped comma) but its first element ' +
+        '"aws iot" contains whitespace; separate every word with a comma, or write the comma as \\, to split on blanks instead',
+    ]);
+  });
+
+  it('oldJobDocumentCompatibility: operation/args/path run as one runHandler step named after the operation', async () => {
+    expect(await validateJob(offer(loadJobFixture('aws-old-schema.json')), options())).toEqual(
+      job([step('download-file.sh', { handler: 'download-file', args: ['file:///etc/hostname', '/tmp/Downloaded_File.tar.gz'] })]),
+    );
+  });
+
+  it('old schema: allowStdErr and includeStdOut are read, steps and runAsUser beside operation are not', async () => {
+    const document = {
+      operation: 'echo',
+      args: ['hi'],
+      allowStdErr: 2,
+      includeStdOut: 'true',
+      runAsUser: 'root',
+      steps: 'ignored, as DC ignores it',
+    };
+    expect(await validateJob(offer(document), options())).toEqual(
+      job([step('echo', { handler: 'echo', args: ['hi'] }, { allowStdErr: 2 })], { includeStdOut: true }),
+    );
+  });
+
+  it('old schema: bad args are reported like input.args of the step it becomes', async () => {
+    expect(await problemsOf({ operation: 'echo', args: 'hi' })).toEqual([
+      'step 1 ("echo"): input.args must be an array of strings, got string "hi"',
+    ]);
+  });
+
+  it('MissingRequiredFields: no version and no operation is refused', async () => {
+    expect(await problemsOf({ includeStdOut: 'true', steps: [{ action: { name: 'x', type: 'runCommand', input: { command: 'ls' } } }] })).toEqual([
+      'version is missing; it must be "1.0"',
+    ]);
+  });
+});
+
 describe('validateJob: Iotistic templates and the seed guide', () => {
   it('health-check', async () => {
     const document = loadJobFixture('iotistic-health-check.template.json', { SERVICE_NAME: 'ssh' });
@@ -339,10 +392,9 @@ describe('validateJob: malformed documents', () => {
     ]);
   });
 
-  it('explains the old AWS "operation" schema', async () => {
-    expect(await problemsOf(loadJobFixture('malformed/old-operation-schema.json'))).toEqual([
-      'version is missing: this is AWS IoT Device Client\'s old "operation" schema, which is not supported; write version "1.0" with steps',
-      'steps is missing; it must be a non-empty array of steps',
+  it('refuses an old-schema operation that is not a string', async () => {
+    expect(await problemsOf({ operation: 42, args: [] })).toEqual([
+      "operation must be a non-empty string naming a handler (AWS IoT Device Client's old schema), got number 42",
     ]);
   });
 

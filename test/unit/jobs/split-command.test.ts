@@ -22,10 +22,16 @@ describe('splitCommand: AWS comma form', () => {
     ['systemctl,restart,redis', ['systemctl', 'restart', 'redis']],
     ['mkdir,newDir', ['mkdir', 'newDir']],
     ['echo,a\\,b,c', ['echo', 'a,b', 'c']],
-    // Like AWS: empty tokens vanish, nothing is trimmed.
+    // Like AWS: empty tokens vanish; blanks around each token are trimmed.
     ['a,,b,', ['a', 'b']],
     [',echo,x', ['echo', 'x']],
-    ['echo, spaced ,x', ['echo', ' spaced ', 'x']],
+    ['echo, spaced ,x', ['echo', 'spaced', 'x']],
+    // AWS IoT Device Client's own vector (TestJobDocument CommandContainsSpaceCharacters).
+    [' \n echo \t, Hello World ', ['echo', 'Hello World']],
+    // A token of blanks only stays, as an empty argument (DC keeps it too).
+    ['printf,%s|,\t ,x', ['printf', '%s|', '', 'x']],
+    // Trimming happens after `\,` became a comma, and only ASCII blanks go.
+    ['echo,\\, ,\u00a0x\u00a0', ['echo', ',', '\u00a0x\u00a0']],
     // Quotes and other backslashes mean nothing in comma form.
     ['sh,-c,echo "$HOME" | wc -c', ['sh', '-c', 'echo "$HOME" | wc -c']],
     ['printf,%s\\n,x', ['printf', '%s\\n', 'x']],
@@ -46,6 +52,22 @@ describe('splitCommand: AWS comma form', () => {
       problem:
         'is in comma form (it has an unescaped comma) but its first element "docker restart" contains whitespace; ' +
         'separate every word with a comma, or write the comma as \\, to split on blanks instead',
+    });
+  });
+
+  it("refuses DC's own vector of a first word with blanks inside (SpaceCharactersContainedWithinFirstWordOfCommand)", () => {
+    expect(splitCommand(' aws iot \t,describe-endpoint')).toEqual({
+      ok: false,
+      problem:
+        'is in comma form (it has an unescaped comma) but its first element "aws iot" contains whitespace; ' +
+        'separate every word with a comma, or write the comma as \\, to split on blanks instead',
+    });
+  });
+
+  it('refuses a blank first element (DC would try to exec "")', () => {
+    expect(splitCommand(' \t,ls')).toEqual({
+      ok: false,
+      problem: 'is in comma form but its first element is blank; it must name the program to run',
     });
   });
 

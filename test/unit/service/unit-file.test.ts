@@ -52,6 +52,8 @@ describe('systemd/cloudjobs.service', () => {
     expect(settings('StateDirectory')).toEqual(['cloudjobs']);
     expect(settings('StateDirectoryMode')).toEqual(['0700']);
     expect(settings('RuntimeDirectory')).toEqual(['cloudjobs']);
+    // the boot marker (boot-identity.ts) must survive agent restarts and go only with the boot
+    expect(settings('RuntimeDirectoryPreserve')).toEqual(['yes']);
     expect(settings('CacheDirectory')).toEqual(['cloudjobs']);
     expect(settings('ConfigurationDirectory')).toEqual(['cloudjobs']);
     const defaults = Object.fromEntries(SCHEMA.map((s) => [`${s.section}.${s.key}`, s.default]));

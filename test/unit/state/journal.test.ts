@@ -41,7 +41,60 @@ describe('journal', () => {
       running: [],
       final: null,
       finishedAt: null,
+      reboots: 0,
+      rebooting: null,
     });
+  });
+
+  it('keeps a REBOOTING job, every step before it and the boot it asked in, across a restart', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 3, 'mark');
+    await journal.recordStep(ID, 0, makeStepResult('mark'));
+    await journal.recordStepStart(ID, 1, 3, 'reboot');
+    await journal.recordStep(ID, 1, makeStepResult('reboot'));
+    const rebooting = { requestedAt: '2026-11-28T10:00:05.000Z', bootId: 'boot-a', marker: 'm-1', resumeAt: 2, stepLabel: 'step 2 ("reboot")' };
+    await journal.recordReboot(ID, rebooting);
+    // the entry holds every step now; the step log is gone
+    expect((await readdir(join(stateDir, 'journal'))).sort()).toEqual([`${encodeFileKey(ID)}.json`]);
+
+    const reopened = await open(stateDir);
+    const entry = reopened.get(ID)!;
+    expect(entry).toMatchObject({ reboots: 1, rebooting, running: [], final: null });
+    expect(entry.steps).toEqual([
+      { index: 0, result: makeStepResult('mark') },
+      { index: 1, result: makeStepResult('reboot') },
+    ]);
+
+    // resumed: cleared on disk before the next step, later steps go to a new step log
+    await reopened.recordResumed(ID);
+    await reopened.recordStepStart(ID, 2, 3, 'check');
+    await reopened.recordStep(ID, 2, makeStepResult('check'));
+    const again = (await open(stateDir)).get(ID)!;
+    expect(again).toMatchObject({ reboots: 1, rebooting: null, final: null });
+    expect(again.steps.map((s) => s.result.name)).toEqual(['mark', 'reboot', 'check']);
+  });
+
+  it('reads entries written before reboots existed as never rebooted', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
+    const old = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    delete old.reboots;
+    delete old.rebooting;
+    await writeFile(path, JSON.stringify(old));
+    expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 0, rebooting: null });
+  });
+
+  it('clears REBOOTING with the final report', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordReboot(ID, { requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'm', resumeAt: 1, stepLabel: 'step 1' });
+    await journal.recordFinal(ID, makeReport('FAILED'));
+    expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 1, rebooting: null, final: makeReport('FAILED') });
   });
 
   it('recovers an interrupted job with the step that was running and the results so far', async () => {
