@@ -414,7 +414,7 @@ describe('Agent', () => {
       ]);
 
     it('journals REBOOTING, says so, reboots; after the boot runs the rest and reports all steps of both boots', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts refuses a parent others can swap)
       const machine = createFakeMachine();
       const cloud = createScriptedCloud();
       cloud.offers.push(rebootJob());
@@ -453,7 +453,7 @@ describe('Agent', () => {
     });
 
     it('FAILED "reboot did not happen" when the boot stays the same for reboot_timeout', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts refuses a parent others can swap)
       const machine = createFakeMachine();
       const cloud = createScriptedCloud();
       cloud.offers.push(rebootJob());
@@ -474,7 +474,7 @@ describe('Agent', () => {
     });
 
     it('FAILED at once when the reboot command fails', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts refuses a parent others can swap)
       const machine = createFakeMachine();
       machine.onReboot = () => {
         throw new Error('`systemctl reboot` exited with code 1: Failed to connect to bus');

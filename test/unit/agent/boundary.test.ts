@@ -84,7 +84,7 @@ describe('Agent error boundary', () => {
 
   beforeEach(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-boundary-'));
-    await chmod(dir, 0o777);
+    await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts refuses a parent others can swap)
     stateDir = path.join(dir, 'state');
     logs = createCaptureLog();
   });
