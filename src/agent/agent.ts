@@ -4,6 +4,7 @@
 import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient, StatusOutcome } from '../cloud/client.js';
+import type { PushStatus } from '../cloud/push-settings.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
 import { AbortedError, describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -12,6 +13,7 @@ import { isPollLoopHealthy } from '../service/health.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
+import { createWakeGate, type WakeGate } from './wake-gate.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -61,6 +63,8 @@ export interface AgentStatus {
   nextPollAt: number | null;
   outbox: { count: number; bytes: number; oldestAgeSeconds: number | null };
   updatedAt: number;
+  /** The MQTT push channel, or null when none is configured. */
+  push: PushStatus | null;
   /** The same sentence systemd gets as STATUS=. */
   describe?: string;
 }
@@ -90,6 +94,8 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
+  /** The push channel's state for status (absent: no push configured). */
+  pushStatus?: () => PushStatus;
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -133,10 +139,12 @@ export class Agent {
   private statusDirty = false;
   private statusKey = '';
   private statusWrittenAt = 0;
+  private readonly wakes: WakeGate;
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
     this.lastProgressAt = deps.clock.now();
+    this.wakes = createWakeGate(deps.clock);
     this.status = {
       agentVersion: deps.version,
       pid: deps.pid,
@@ -150,12 +158,23 @@ export class Agent {
       nextPollAt: null,
       outbox: { count: 0, bytes: 0, oldestAgeSeconds: null },
       updatedAt: deps.clock.now(),
+      push: null,
     };
+  }
+
+  /** A push notification arrived (or the channel connected): poll now, or right after the running job. */
+  wake(): void {
+    this.wakes.wake();
+  }
+
+  /** The push channel changed state: refresh status and STATUS=. */
+  pushChanged(): void {
+    if (this.status.state !== 'starting') this.setState(this.status.state);
   }
 
   /** The agent's current status (the seed adapter's getStatus()). */
   getStatus(): AgentStatus {
-    return { ...this.status, outbox: this.outboxStats(), describe: this.describe() };
+    return { ...this.status, outbox: this.outboxStats(), push: this.deps.pushStatus?.() ?? null, describe: this.describe() };
   }
 
   /** The last `limit` finished jobs, newest first (the seed adapter's getJobHistory()). */
@@ -180,7 +199,8 @@ export class Agent {
     const s = this.status;
     const now = this.deps.clock.now();
     const queued = this.outboxStats().count;
-    const tail = queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : '';
+    const push = this.deps.pushStatus?.();
+    const tail = `${push ? `; push ${push.state}` : ''}${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}`;
     switch (s.state) {
       case 'starting':
         return 'starting';
@@ -291,6 +311,7 @@ export class Agent {
       let delay: number;
       let state: 'idle' | 'backoff' = 'idle';
       try {
+        this.wakes.pollStarting();
         const answer = await cloud.nextJob(signal);
         this.noteCloudOk();
         this.status.generation = cloud.generation();
@@ -319,7 +340,9 @@ export class Agent {
       this.status.nextPollAt = clock.now() + delay;
       this.setState(state);
       try {
-        if (delay > 0) await clock.sleep(delay, signal);
+        // a push wake-up cuts an idle wait short, never a failure backoff (Retry-After, the herd rule)
+        if (state === 'idle') await this.wakes.sleep(delay, signal);
+        else if (delay > 0) await clock.sleep(delay, signal);
       } catch (error) {
         if (error instanceof AbortedError || signal.aborted) break;
         throw error;
@@ -585,7 +608,7 @@ export class Agent {
     // the whole status (and its describe() sentence) only to find nothing changed
     const s = this.status;
     const job = s.currentJob;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
+    const key = `${s.state}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();

@@ -38,6 +38,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
     lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
     outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
+    push?: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null;
   };
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
@@ -48,10 +49,22 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
+    `push (MQTT):    ${formatPush(s.push, ago)}`,
     `queued reports: ${s.outbox ? `${s.outbox.count}${s.outbox.oldestAgeSeconds !== null ? `, oldest ${s.outbox.oldestAgeSeconds}s old` : ''}` : 'unknown'}`,
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
   return `${lines.join('\n')}\n`;
+}
+
+// "connected to mqtts://broker:8883 since 2m ago, 3 notifications, last 10s ago", or "off (no broker configured)".
+function formatPush(
+  push: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null | undefined,
+  ago: (at: number | null | undefined) => string,
+): string {
+  if (!push) return 'off (no broker configured; polling only)';
+  const error = push.lastError ? `; last problem: ${push.lastError}` : '';
+  const last = push.lastNotificationAt ? `, last ${ago(push.lastNotificationAt)}` : '';
+  return `${push.state} ${push.state === 'connected' ? 'to' : 'broker'} ${push.broker} since ${ago(push.since)}, ${push.notifications} notification${push.notifications === 1 ? '' : 's'}${last}${error}`;
 }
 
 /** Prints the most recent finished jobs. */
