@@ -5,6 +5,7 @@ import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient, StatusOutcome } from '../cloud/client.js';
 import type { RefusedOffer } from '../cloud/parse-answer.js';
+import type { PushStatus } from '../cloud/push-settings.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
 import { AbortedError, classifyLocalFault, describeError, LoopDiedError, type LocalFault } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -16,6 +17,7 @@ import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
 import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
+import { createWakeGate, type WakeGate } from './wake-gate.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -108,6 +110,8 @@ export interface AgentStatus {
   /** Delivery counters since start: refused = dropped on the API's own refusal (or too large even when cut). */
   reports: DeliveryCounts;
   updatedAt: number;
+  /** The MQTT push channel, or null when none is configured. */
+  push: PushStatus | null;
   /** The same sentence systemd gets as STATUS=. */
   describe?: string;
 }
@@ -157,6 +161,8 @@ export interface AgentDeps {
   probeState?(): Promise<LocalFault | null>;
   /** TEST ONLY (CLOUDJOBS_TEST_LOOP_DEATH, read by main.ts): a rejection that stands for `loop` dying. */
   injectLoopDeath?(loop: LoopName): Promise<never> | null;
+  /** The push channel's state for status (absent: no push configured). */
+  pushStatus?: () => PushStatus;
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -244,10 +250,12 @@ export class Agent {
   private readonly held = new Map<string, HeldFinal>();
   private ackPending: number | null = null;
   private deadLoop: LoopDiedError | null = null;
+  private readonly wakes: WakeGate;
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
     this.lastProgressAt = deps.clock.now();
+    this.wakes = createWakeGate(deps.clock);
     this.status = {
       agentVersion: deps.version,
       pid: deps.pid,
@@ -263,12 +271,29 @@ export class Agent {
       outbox: { count: 0, bytes: 0, oldestAgeSeconds: null },
       reports: { delivered: 0, refused: 0, retried: 0, cut: 0 },
       updatedAt: deps.clock.now(),
+      push: null,
     };
+  }
+
+  /** A push notification arrived (or the channel connected): poll now, or right after the running job. */
+  wake(): void {
+    this.wakes.wake();
+  }
+
+  /** The push channel changed state: refresh status and STATUS=. */
+  pushChanged(): void {
+    if (this.status.state !== 'starting') this.setState(this.status.state);
   }
 
   /** The agent's current status (the seed adapter's getStatus()). */
   getStatus(): AgentStatus {
-    return { ...this.status, outbox: this.outboxStats(), reports: { ...this.status.reports }, describe: this.describe() };
+    return {
+      ...this.status,
+      outbox: this.outboxStats(),
+      reports: { ...this.status.reports },
+      push: this.deps.pushStatus?.() ?? null,
+      describe: this.describe(),
+    };
   }
 
   /** The last `limit` finished jobs, newest first (the seed adapter's getJobHistory()). */
@@ -303,7 +328,8 @@ export class Agent {
     const now = this.deps.clock.now();
     const queued = this.outboxStats().count;
     const refused = s.reports.refused;
-    const tail = `${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}${
+    const push = this.deps.pushStatus?.();
+    const tail = `${push ? `; push ${push.state}` : ''}${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}${
       refused > 0 ? `; ${refused} report${refused === 1 ? '' : 's'} refused by the cloud` : ''
     }`;
     switch (s.state) {
@@ -459,6 +485,7 @@ export class Agent {
         delay = this.deps.pollIntervalMs;
         state = 'degraded';
       } else try {
+        this.wakes.pollStarting();
         const answer = await cloud.nextJob(signal);
         this.noteCloudOk();
         this.status.generation = cloud.generation();
@@ -501,7 +528,9 @@ export class Agent {
       this.status.nextPollAt = clock.now() + delay;
       this.setState(state);
       try {
-        if (delay > 0) await clock.sleep(delay, signal);
+        // a push wake-up cuts an idle wait short, never a failure backoff (Retry-After, the herd rule)
+        if (state === 'idle') await this.wakes.sleep(delay, signal);
+        else if (delay > 0) await clock.sleep(delay, signal);
       } catch (error) {
         if (error instanceof AbortedError || signal.aborted) break;
         throw error;
@@ -1209,7 +1238,7 @@ export class Agent {
     const s = this.status;
     const job = s.currentJob;
     const r = s.reports;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
+    const key = `${s.state}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();

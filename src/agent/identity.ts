@@ -3,7 +3,7 @@
 // identity stored by registration, then (uuid only) the local supervisor API.
 import type { SupervisorAnswer } from '../cloud/supervisor.js';
 import type { Config } from '../config/schema.js';
-import type { ApiGeneration } from '../contract/types.js';
+import type { ApiGeneration, MqttRegistration } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 
 /** Where a value came from; `check-config` and `status` show it. */
@@ -15,6 +15,7 @@ export interface StoredIdentityView {
   apiKey: string;
   generation?: ApiGeneration;
   caCertPem?: string;
+  mqtt?: MqttRegistration;
 }
 
 /** The identity in use. */
@@ -29,6 +30,8 @@ export interface ResolvedIdentity {
   generation: ApiGeneration | null;
   /** The CA stored by registration, to trust for the API. */
   caCertPem: string | null;
+  /** The broker credentials stored by registration, when the identity in use is the registered device. */
+  mqtt: MqttRegistration | null;
 }
 
 /** Why no identity could be put together; `reason` lets `run` decide to register by itself. */
@@ -108,6 +111,7 @@ export async function resolveIdentity(options: ResolveIdentityOptions): Promise<
     apiKeySource,
     generation: fromFile && stored ? (stored.generation ?? null) : null,
     caCertPem: stored?.caCertPem ?? null,
+    mqtt: stored?.mqtt && stored.uuid === uuid ? stored.mqtt : null,
   };
 }
 

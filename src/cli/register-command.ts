@@ -99,6 +99,7 @@ async function registerOnce(options: RegisterOnceOptions): Promise<StoredIdentit
       ...(registered.publicKeyPem ? { publicKeyPem: registered.publicKeyPem } : {}),
       ...(registered.privateKeyPem ? { privateKeyPem: registered.privateKeyPem } : {}),
       ...(registered.caCertPem ? { caCertPem: registered.caCertPem } : {}),
+      ...(registered.mqtt ? { mqtt: registered.mqtt } : {}),
     };
     await writeIdentity(config.agent.state_dir, stored);
     log.info(`registered as ${stored.uuid} (generation ${stored.generation}); identity stored in ${identityPath(config.agent.state_dir)}`);

@@ -20,6 +20,7 @@ import { checkStateDir, probeStateDir } from '../state/state-dir-check.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
+import { preparePush, withPushInterval } from './push-setup.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
@@ -90,16 +91,21 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     now: () => clock.now(),
   });
   const random = Math.random;
+  const generation = config.cloud.api_generation === 'auto' ? identity.generation : config.cloud.api_generation;
+  const push = await preparePush({ config, identity: { ...identity, generation }, clock, log, random, secrets });
+  const pollScheduler = createPollScheduler({
+    intervalMs: config.polling.interval,
+    jitter: config.polling.jitter,
+    maxBackoffMs: config.polling.max_backoff,
+    random,
+  });
   agent = new Agent({
     clock,
     log,
     cloud,
-    scheduler: createPollScheduler({
-      intervalMs: config.polling.interval,
-      jitter: config.polling.jitter,
-      maxBackoffMs: config.polling.max_backoff,
-      random,
-    }),
+    scheduler: push
+      ? withPushInterval(pollScheduler, push, { whenConnectedMs: config.mqtt.poll_interval_when_connected, jitter: config.polling.jitter, random })
+      : pollScheduler,
     deliveryRetry: createRetryBackoff({ maxBackoffMs: config.polling.max_backoff, random }),
     journal,
     outbox,
@@ -118,7 +124,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     identitySource: identity.description,
     pid: ctx.pid,
     disabledReason: loaded.disabledReason,
-    pollIntervalMs: config.polling.interval,
+    // the health check never depends on the broker: it allows the longer of the two intervals
+    pollIntervalMs: Math.max(config.polling.interval, push ? (config.mqtt.poll_interval_when_connected ?? 0) : 0),
     requestTimeoutMs: config.cloud.request_timeout,
     progressIntervalMs: config.jobs.progress_interval,
     drainTimeoutMs: config.agent.drain_timeout,
@@ -128,6 +135,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     checkState: () => checkStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
     probeState: () => probeStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
     injectLoopDeath: createLoopDeath(ctx, clock),
+    ...(push ? { pushStatus: () => push.status() } : {}),
   });
   if (stop.signal.aborted) agent.stop();
 
@@ -153,12 +161,17 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   log.info(
     `cloudjobs ${ctx.version} started: polling ${config.cloud.api_url} every ${Math.round(config.polling.interval / 100) / 10}s as device ${identity.uuid} (${identity.description})`,
   );
+  const pushAgent = agent;
+  await push?.start({ wake: () => pushAgent.wake(), onChange: () => pushAgent.pushChanged() }).catch((error: unknown) => {
+    log.error(`push notifications could not start: ${describeError(error)}; polling continues`, { pushState: 'off' });
+  });
   try {
     await agent.run();
   } catch (error) {
     if (!(error instanceof LoopDiedError)) throw error;
     return EXIT_LOOP_DIED;
   } finally {
+    await push?.close();
     watchdogStop.abort();
     await watchdog?.done;
     transport.close();

@@ -62,7 +62,7 @@ export function loadNative(ctx: CliContext, dir: string, log: Log): DatagramSend
 }
 
 // Debian's CA bundle, added to Node's own roots when present.
-const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 
 /** The keep-alive transport to the cloud with the configured TLS (CAs, pins, client certificate) and a registration-stored CA. */
 export async function createCloudTransport(

@@ -40,6 +40,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
     outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
     reports?: { delivered: number; refused: number; retried: number; cut: number };
+    push?: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null;
   };
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
@@ -51,6 +52,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
+    `push (MQTT):    ${formatPush(s.push, ago)}`,
     `queued reports: ${s.outbox ? `${s.outbox.count}${s.outbox.oldestAgeSeconds !== null ? `, oldest ${s.outbox.oldestAgeSeconds}s old` : ''}` : 'unknown'}`,
     `reports:        ${s.reports ? formatReportCounts(s.reports) : 'unknown'}`,
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
@@ -63,6 +65,17 @@ function formatReportCounts(r: { delivered: number; refused: number; retried: nu
   const parts = [`${r.delivered} delivered`, `${r.refused} refused by the cloud (dropped)`, `${r.retried} retried`];
   if (r.cut > 0) parts.push(`${r.cut} cut to fit (413)`);
   return parts.join(', ');
+}
+
+// "connected to mqtts://broker:8883 since 2m ago, 3 notifications, last 10s ago", or "off (no broker configured)".
+function formatPush(
+  push: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null | undefined,
+  ago: (at: number | null | undefined) => string,
+): string {
+  if (!push) return 'off (no broker configured; polling only)';
+  const error = push.lastError ? `; last problem: ${push.lastError}` : '';
+  const last = push.lastNotificationAt ? `, last ${ago(push.lastNotificationAt)}` : '';
+  return `${push.state} ${push.state === 'connected' ? 'to' : 'broker'} ${push.broker} since ${ago(push.since)}, ${push.notifications} notification${push.notifications === 1 ? '' : 's'}${last}${error}`;
 }
 
 /** Prints the most recent finished jobs. */

@@ -3,7 +3,7 @@
 // registers with a fleet provisioning key, proves it holds the key, and adopts
 // the uuid the server answers with.
 import { generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
-import type { ApiGeneration } from '../contract/types.js';
+import type { ApiGeneration, MqttRegistration } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { HttpResponse, HttpTransport } from './http.js';
@@ -74,6 +74,8 @@ export interface RegisteredIdentity {
   deviceType: string;
   /** fleetId of the answer, when there was one. */
   fleetId: string | null;
+  /** The answer's mqtt credentials (and tenantId), or null when it named no broker. */
+  mqtt: MqttRegistration | null;
 }
 
 /** Registers this device and completes the key exchange; throws RegistrationError or CloudError. */
@@ -110,6 +112,7 @@ export async function registerDevice(options: RegisterOptions): Promise<Register
       deviceName: options.deviceName,
       deviceType: options.deviceType,
       fleetId: answer.fleetId,
+      mqtt: answer.mqtt,
     };
   }
   throw new RegistrationError(
@@ -159,6 +162,7 @@ interface RegisterAnswer {
   challenge: string | null;
   caCertPem: string | null;
   fleetId: string | null;
+  mqtt: MqttRegistration | null;
 }
 
 function readRegisterAnswer(options: RegisterOptions, response: HttpResponse, sentUuid: string): RegisterAnswer {
@@ -182,7 +186,57 @@ function readRegisterAnswer(options: RegisterOptions, response: HttpResponse, se
     challenge: typeof value.challenge === 'string' && value.challenge !== '' ? value.challenge : null,
     caCertPem: caCert,
     fleetId: typeof fleet === 'string' || typeof fleet === 'number' ? String(fleet) : null,
+    mqtt: readMqttRegistration(value),
   };
+}
+
+// Server text is hostile: every field is bounded and checked before it is stored.
+const MAX_MQTT_TEXT = 512;
+const MAX_PEM = 64 * 1024;
+
+/** Reads the answer's mqtt block (and tenantId); null when it names no broker or no credentials. */
+export function readMqttRegistration(answer: Record<string, unknown>): MqttRegistration | null {
+  const mqtt = isRecord(answer.mqtt) ? answer.mqtt : null;
+  if (!mqtt) return null;
+  const config = isRecord(mqtt.brokerConfig) ? mqtt.brokerConfig : {};
+  const broker = readBrokerUrl(mqtt.broker, config);
+  const username = boundedText(mqtt.username);
+  const password = typeof mqtt.password === 'string' && mqtt.password.length <= MAX_MQTT_TEXT ? mqtt.password : '';
+  if (broker === '' || username === '') return null;
+  const result: MqttRegistration = { broker, username, password };
+  const prefix = boundedText(config.clientIdPrefix);
+  if (prefix !== '') result.clientIdPrefix = prefix;
+  const keepAlive = config.keepAlive;
+  if (typeof keepAlive === 'number' && Number.isInteger(keepAlive) && keepAlive >= 5 && keepAlive <= 3600) result.keepAliveSeconds = keepAlive;
+  const ca = config.caCert;
+  if (typeof ca === 'string' && ca.length <= MAX_PEM && ca.includes('-----BEGIN CERTIFICATE')) result.caCertPem = ca;
+  const tenant = boundedText(answer.tenantId ?? mqtt.tenantId);
+  if (tenant !== '') result.tenantId = tenant;
+  return result;
+}
+
+// mqtt.broker as a URL, else built from brokerConfig {protocol, host, port, useTls}; '' when neither names a broker.
+function readBrokerUrl(broker: unknown, config: Record<string, unknown>): string {
+  const text = boundedText(broker);
+  const parse = (candidate: string): string => {
+    try {
+      const url = new URL(candidate);
+      if ((url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') || url.hostname === '') return '';
+      return `${url.protocol}//${url.host.replace(/:\d+$/, '')}:${url.port || (url.protocol === 'mqtts:' ? '8883' : '1883')}`;
+    } catch {
+      return '';
+    }
+  };
+  if (text.includes('://')) return parse(text);
+  const host = boundedText(config.host) || text.replace(/:\d+$/, '');
+  if (host === '' || !/^[A-Za-z0-9.:[\]-]+$/.test(host)) return '';
+  const tls = config.useTls === true || config.protocol === 'mqtts' || config.protocol === 'ssl';
+  const port = typeof config.port === 'number' && Number.isInteger(config.port) ? config.port : Number(/:(\d+)$/.exec(text)?.[1] ?? (tls ? 8883 : 1883));
+  return parse(`${tls ? 'mqtts' : 'mqtt'}://${host}:${port}`);
+}
+
+function boundedText(value: unknown): string {
+  return typeof value === 'string' && value.length <= MAX_MQTT_TEXT && /^[\x21-\x7e]*$/.test(value) ? value : '';
 }
 
 function describeRegisterFailure(options: RegisterOptions, response: HttpResponse, uuid: string): RegistrationError {

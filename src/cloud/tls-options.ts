@@ -37,6 +37,8 @@ export interface TlsSources {
   /** cloud.client_cert / cloud.client_key */
   clientCert: string;
   clientKey: string;
+  /** The config section the keys are named after in messages. @default 'cloud' */
+  section?: string;
 }
 
 /** The TLS material could not be read; names the key and the file. */
@@ -53,6 +55,7 @@ const defaultRead: ReadText = (file) => readFileAsync(file, 'utf8');
 /** Reads ca_file, client_cert/client_key and the system bundle into TlsSettings. */
 export async function loadTlsSettings(sources: TlsSources, readText: ReadText = defaultRead): Promise<TlsSettings> {
   const extraCaPems: string[] = [];
+  const section = sources.section ?? 'cloud';
   if (sources.systemBundleFile) {
     try {
       extraCaPems.push(await readText(sources.systemBundleFile));
@@ -60,22 +63,22 @@ export async function loadTlsSettings(sources: TlsSources, readText: ReadText = 
       // no system bundle on this machine: Node's own roots still apply
     }
   }
-  if (sources.caFile) extraCaPems.push(await readPem(readText, sources.caFile, 'cloud.ca_file', 'CERTIFICATE'));
+  if (sources.caFile) extraCaPems.push(await readPem(readText, sources.caFile, `${section}.ca_file`, 'CERTIFICATE'));
   if (sources.storedCaPem) extraCaPems.push(sources.storedCaPem);
   if (Boolean(sources.clientCert) !== Boolean(sources.clientKey)) {
-    throw new TlsConfigError('cloud.client_cert and cloud.client_key must be set together (mutual TLS needs both)');
+    throw new TlsConfigError(`${section}.client_cert and ${section}.client_key must be set together (mutual TLS needs both)`);
   }
   for (const pin of sources.pinSha256) {
     if (!isPinShaped(pin)) {
       throw new TlsConfigError(
-        `cloud.pin_sha256: expected base64 SHA-256 values (44 characters ending in "="), got ${JSON.stringify(pin)}`,
+        `${section}.pin_sha256: expected base64 SHA-256 values (44 characters ending in "="), got ${JSON.stringify(pin)}`,
       );
     }
   }
   const settings: TlsSettings = { extraCaPems, pinSha256: sources.pinSha256.map(stripPinPrefix) };
   if (sources.clientCert) {
-    settings.clientCertPem = await readPem(readText, sources.clientCert, 'cloud.client_cert', 'CERTIFICATE');
-    settings.clientKeyPem = await readPem(readText, sources.clientKey, 'cloud.client_key', 'PRIVATE KEY');
+    settings.clientCertPem = await readPem(readText, sources.clientCert, `${section}.client_cert`, 'CERTIFICATE');
+    settings.clientKeyPem = await readPem(readText, sources.clientKey, `${section}.client_key`, 'PRIVATE KEY');
   }
   return settings;
 }

@@ -44,7 +44,8 @@ export function formatCheckConfig(config: Config, extra: CheckConfigExtra): stri
 function formatValue(spec: KeySpec, value: unknown): string {
   if (isSecretKey(spec)) return value === '' ? '' : REDACTED;
   let text: string;
-  if (spec.kind === 'duration') text = formatDuration(value as number);
+  if (value === null) text = '';
+  else if (spec.kind === 'duration') text = formatDuration(value as number);
   else if (spec.kind === 'size') text = formatSize(value as number);
   else if (spec.kind === 'percent') text = formatPercent(value as number);
   else if (Array.isArray(value)) text = value.join(',');

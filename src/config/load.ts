@@ -12,6 +12,7 @@ import {
   isLoopbackHost,
   parseBool,
   parseDuration,
+  parseBrokerUrl,
   parseHttpUrl,
   parseInteger,
   parseList,
@@ -76,6 +77,8 @@ const SEED_ENV = {
   jobEngine: 'ENABLE_JOB_ENGINE',
 } as const;
 
+// Names sent to the broker or put into topics: no spaces or control characters.
+const MQTT_NAMES = new Set(['mqtt.username', 'mqtt.client_id', 'mqtt.tenant_id']);
 const USER_NAME = /^[a-z_][a-z0-9_-]*\$?$/i;
 const DEVICE_UUID = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 
@@ -353,6 +356,8 @@ function parseKey(spec: KeySpec, text: string): Parsed<unknown> {
 function parseKind(spec: KeySpec, text: string): Parsed<unknown> {
   switch (spec.kind) {
     case 'duration':
+      // a duration whose default is empty is optional (mqtt.poll_interval_when_connected)
+      if (spec.default === '' && text.trim() === '') return { ok: true, value: null };
       return parseDuration(text);
     case 'size':
       return parseSize(text);
@@ -389,7 +394,7 @@ function parseKind(spec: KeySpec, text: string): Parsed<unknown> {
 function parseListKey(spec: KeySpec, text: string): Parsed<unknown> {
   const entries = parseList(text);
   const id = idOf(spec);
-  if (id === 'cloud.pin_sha256') {
+  if (id === 'cloud.pin_sha256' || id === 'mqtt.pin_sha256') {
     const pins = entries.map((entry) => entry.replace(/^sha256\/\//, ''));
     const bad = pins.find((pin) => !/^[A-Za-z0-9+/]{43}=$/.test(pin) || Buffer.from(pin, 'base64').length !== 32);
     if (bad !== undefined) {
@@ -419,6 +424,10 @@ function parseStringKey(spec: KeySpec, value: string): Parsed<unknown> {
   }
   if (id === 'device.uuid' && value !== '' && !DEVICE_UUID.test(value)) {
     return { ok: false, expected: 'a device uuid made of letters, digits, - and _', hint: 'it becomes part of every request path' };
+  }
+  if (id === 'mqtt.broker') return parseBrokerUrl(value);
+  if (MQTT_NAMES.has(id) && !/^[\x21-\x7e]{0,200}$/.test(value)) {
+    return { ok: false, expected: 'up to 200 printable ASCII characters without spaces' };
   }
   if (id === 'jobs.path') {
     const bad = value.split(':').find((entry) => !path.isAbsolute(entry));
@@ -471,6 +480,7 @@ function checkCombinations(raw: Map<string, RawValue>, values: Map<string, unkno
       hint: `remove one of them (${keyOf('cloud.api_key_file', raw)} also sets the key)`,
     });
   }
+  checkBroker(raw, values, problems);
   const cert = values.get('cloud.client_cert');
   const key = values.get('cloud.client_key');
   if (typeof cert === 'string' && typeof key === 'string' && (cert === '') !== (key === '')) {
@@ -480,6 +490,31 @@ function checkCombinations(raw: Map<string, RawValue>, values: Map<string, unkno
       expected: 'client_cert and client_key together',
       seen: `${given} set, ${missing} empty`,
       hint: `mutual TLS needs both; set ${missing} or remove ${given}`,
+    });
+  }
+}
+
+function checkBroker(raw: Map<string, RawValue>, values: Map<string, unknown>, problems: ConfigProblem[]): void {
+  const broker = values.get('mqtt.broker');
+  if (typeof broker === 'string' && broker.startsWith('mqtt://') && values.get('mqtt.allow_insecure') === false) {
+    if (!isLoopbackHost(new URL(broker).hostname)) {
+      problems.push({
+        key: keyOf('mqtt.broker', raw),
+        expected: 'an mqtts:// URL (mqtt:// is allowed only to loopback hosts: 127.0.0.0/8, ::1, localhost)',
+        seen: broker,
+        hint: 'over mqtt:// the broker password crosses the network in clear text; use mqtts://, or set allow_insecure = true in [mqtt] if the network itself is trusted',
+      });
+    }
+  }
+  const cert = values.get('mqtt.client_cert');
+  const key = values.get('mqtt.client_key');
+  if (typeof cert === 'string' && typeof key === 'string' && (cert === '') !== (key === '')) {
+    const [given, missing] = cert === '' ? ['client_key', 'client_cert'] : ['client_cert', 'client_key'];
+    problems.push({
+      key: keyOf(`mqtt.${missing}`, raw),
+      expected: 'client_cert and client_key together',
+      seen: `${given} set, ${missing} empty`,
+      hint: `mutual TLS with the broker needs both; set ${missing} in [mqtt] or remove ${given}`,
     });
   }
 }
@@ -495,6 +530,10 @@ function checkFiles(
     { id: 'cloud.ca_file', secret: false, what: 'a readable PEM file of CA certificates', optional: false },
     { id: 'cloud.client_cert', secret: false, what: 'a readable PEM client certificate', optional: false },
     { id: 'cloud.client_key', secret: true, what: 'a readable PEM private key', optional: false },
+    { id: 'mqtt.password_file', secret: true, what: 'a readable file holding the broker password', optional: false },
+    { id: 'mqtt.ca_file', secret: false, what: 'a readable PEM file of CA certificates', optional: false },
+    { id: 'mqtt.client_cert', secret: false, what: 'a readable PEM client certificate', optional: false },
+    { id: 'mqtt.client_key', secret: true, what: 'a readable PEM private key', optional: false },
     { id: 'device.provisioning_key_file', secret: true, what: 'a readable file holding the provisioning key', optional: true },
   ];
   for (const check of checks) {

@@ -15,6 +15,7 @@ export const EXPECTED = {
   int: 'a whole number',
   url: 'an absolute http:// or https:// URL with a host, such as https://cloud.example.com/api/v1',
   path: 'an absolute path',
+  broker: 'empty, off, or a broker URL such as mqtts://broker.example.com:8883 or mqtt://127.0.0.1:1883',
   milliseconds: 'milliseconds as a plain whole number such as 30000',
 } as const;
 
@@ -157,6 +158,30 @@ export function parseHttpUrl(text: string): Parsed<string> {
     return fail(EXPECTED.url, 'remove the query and fragment; the agent appends its own paths');
   }
   return { ok: true, value: url.href.replace(/\/+$/, '') };
+}
+
+/** Parses mqtt.broker: empty, "off", or mqtt://host[:port] / mqtts://host[:port] (default ports 1883 / 8883). */
+export function parseBrokerUrl(text: string): Parsed<string> {
+  const value = text.trim();
+  if (value === '' || value.toLowerCase() === 'off') return { ok: true, value: value.toLowerCase() };
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail(EXPECTED.broker, /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? undefined : 'add the scheme, e.g. mqtts://');
+  }
+  if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
+    return fail(EXPECTED.broker, `the scheme ${url.protocol}// is not supported (MQTT over WebSocket is not either)`);
+  }
+  if (url.hostname === '') return fail(EXPECTED.broker, 'the URL has no host');
+  if (url.username !== '' || url.password !== '') {
+    return fail(EXPECTED.broker, 'remove the user name and password from the URL; set [mqtt] username and password_file');
+  }
+  if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') {
+    return fail(EXPECTED.broker, 'remove the path, query and fragment');
+  }
+  const port = url.port || (url.protocol === 'mqtts:' ? '8883' : '1883');
+  return { ok: true, value: `${url.protocol}//${url.host.replace(/:\d+$/, '')}:${port}` };
 }
 
 /** Tells whether a URL host name is a loopback address (127.0.0.0/8, ::1, localhost). */

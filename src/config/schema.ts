@@ -129,6 +129,31 @@ const ENTRIES = [
     doc: 'Reports waiting for the cloud at most; when full the oldest progress reports go first' },
   { section: 'agent', key: 'outbox_max_bytes', kind: 'size', default: '32MiB', min: 65_536, max: 1_073_741_824,
     doc: 'Bytes of reports waiting for the cloud at most' },
+  // [mqtt]
+  { section: 'mqtt', key: 'broker', kind: 'string', default: '',
+    doc: 'Broker for push notifications (mqtt://host:port or mqtts://host:port); empty: the broker from the registration answer, if any; off: no push, polling only' },
+  { section: 'mqtt', key: 'username', kind: 'string', default: '',
+    doc: 'Broker user name; empty: the one from registration, else device_{uuid} (generation devices) or agent_{uuid} (agents)' },
+  { section: 'mqtt', key: 'password_file', kind: 'path', default: '',
+    doc: 'File holding the broker password (first line), readable by root only; empty: the password stored at registration' },
+  { section: 'mqtt', key: 'client_id', kind: 'string', default: '',
+    doc: 'MQTT client id; empty: the registration\'s brokerConfig.clientIdPrefix (else cloudjobs_) followed by the uuid' },
+  { section: 'mqtt', key: 'tenant_id', kind: 'string', default: '',
+    doc: 'Tenant of the generation agents topics (i/{tenantId}/a/...); empty: the one from registration' },
+  { section: 'mqtt', key: 'keepalive', kind: 'duration', default: '60s', min: 5000, max: 3_600_000,
+    doc: 'MQTT keepalive: the broker drops a silent connection after 1.5 times this' },
+  { section: 'mqtt', key: 'poll_interval_when_connected', kind: 'duration', default: '', min: 100, max: 86_400_000,
+    doc: 'Time between safety-net polls while the broker connection is up; empty: polling.interval' },
+  { section: 'mqtt', key: 'allow_insecure', kind: 'bool', default: 'false',
+    doc: 'Allow mqtt:// to hosts other than loopback (the broker password travels in clear text)' },
+  { section: 'mqtt', key: 'ca_file', kind: 'path', default: '',
+    doc: 'PEM bundle of extra CAs to trust for the broker (added to the system CAs and the registration CAs)' },
+  { section: 'mqtt', key: 'pin_sha256', kind: 'list', default: '',
+    doc: 'Comma-separated base64 SHA-256 of the broker public key (SPKI); any other key is refused' },
+  { section: 'mqtt', key: 'client_cert', kind: 'path', default: '',
+    doc: 'PEM client certificate for mutual TLS with the broker' },
+  { section: 'mqtt', key: 'client_key', kind: 'path', default: '',
+    doc: 'PEM private key of client_cert' },
   // [logging]
   { section: 'logging', key: 'level', kind: 'level', default: 'info', values: ['error', 'warn', 'info', 'debug'],
     doc: 'Least severe level logged: error, warn, info or debug' },
@@ -145,7 +170,11 @@ type ValueOf<S extends SchemaEntry> = S extends { values: readonly (infer V)[] }
   ? V
   : S['kind'] extends 'bool'
     ? boolean
-    : S['kind'] extends 'duration' | 'size' | 'percent' | 'int'
+    : S['kind'] extends 'duration'
+      ? S['default'] extends '' // a duration with no default is optional (mqtt.poll_interval_when_connected)
+        ? number | null
+        : number
+      : S['kind'] extends 'size' | 'percent' | 'int'
       ? number
       : S['kind'] extends 'list'
         ? readonly string[]

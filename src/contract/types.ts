@@ -58,3 +58,23 @@ export interface StatusReport {
   failed_step: string | null;
   status_details: Record<string, unknown>;
 }
+
+/**
+ * The push-notification credentials a registration answer carries
+ * (CONTRACT.md "Push notifications over MQTT"), normalised. The password is
+ * given once, at registration: secret.
+ */
+export interface MqttRegistration {
+  /** mqtt://host:port or mqtts://host:port; '' when the server has no broker for this device. */
+  broker: string;
+  username: string;
+  password: string;
+  /** brokerConfig.clientIdPrefix */
+  clientIdPrefix?: string;
+  /** brokerConfig.keepAlive, seconds */
+  keepAliveSeconds?: number;
+  /** brokerConfig.caCert: the CA to trust for the broker. */
+  caCertPem?: string;
+  /** tenantId of the answer (generation agents: part of the topics). */
+  tenantId?: string;
+}

@@ -7,12 +7,13 @@
 // consistent (two files cannot be replaced together), and the cloud module
 // passes PEM text to TLS anyway.
 import { chmod, stat } from 'node:fs/promises';
-import type { ApiGeneration } from '../contract/types.js';
+import type { ApiGeneration, MqttRegistration } from '../contract/types.js';
 import type { Log } from '../log/log.js';
 import { describeIoError, ensurePrivateDir, isErrnoCode } from './atomic-file.js';
 import { readJsonFile, writeJsonFile, type TimeSource } from './json-file.js';
 import { resolveStatePaths } from './state-paths.js';
 import {
+  expectInteger,
   expectNonEmptyString,
   expectOneOf,
   expectOptionalString,
@@ -39,6 +40,8 @@ export interface StoredIdentity {
   privateKeyPem?: string;
   /** The CA the registration answer told us to trust (api.tlsConfig.caCert). */
   caCertPem?: string;
+  /** The broker credentials of the registration answer (the password is given only then). */
+  mqtt?: MqttRegistration;
 }
 
 /** Returns the path of the identity file under `stateDir`. */
@@ -95,5 +98,22 @@ export function validateIdentity(value: unknown): StoredIdentity {
   if (publicKeyPem !== undefined) identity.publicKeyPem = publicKeyPem;
   if (privateKeyPem !== undefined) identity.privateKeyPem = privateKeyPem;
   if (caCertPem !== undefined) identity.caCertPem = caCertPem;
+  if (r.mqtt !== undefined) identity.mqtt = validateMqtt(expectRecord(r.mqtt, 'identity.mqtt'));
   return identity;
+}
+
+function validateMqtt(r: Record<string, unknown>): MqttRegistration {
+  const mqtt: MqttRegistration = {
+    broker: expectString(r, 'broker'),
+    username: expectString(r, 'username'),
+    password: expectString(r, 'password'),
+  };
+  const clientIdPrefix = expectOptionalString(r, 'clientIdPrefix');
+  const caCertPem = expectOptionalString(r, 'caCertPem');
+  const tenantId = expectOptionalString(r, 'tenantId');
+  if (clientIdPrefix !== undefined) mqtt.clientIdPrefix = clientIdPrefix;
+  if (caCertPem !== undefined) mqtt.caCertPem = caCertPem;
+  if (tenantId !== undefined) mqtt.tenantId = tenantId;
+  if (r.keepAliveSeconds !== undefined) mqtt.keepAliveSeconds = expectInteger(r, 'keepAliveSeconds', 1);
+  return mqtt;
 }

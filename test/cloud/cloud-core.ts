@@ -27,6 +27,22 @@ export interface CloudCore {
   recordRequests: boolean;
   /** Called after every change of jobs, patches or devices (for --state-file). */
   onChange: () => void;
+  /** MQTT push notifications as the real servers send them, or null (no broker). */
+  push: PushOptions | null;
+}
+
+/** The reference cloud's broker side (test/cloud/mosquitto.ts, push-notify.ts). */
+export interface PushOptions {
+  publisher: { publish(topic: string, payload: string): void };
+  /** tenantId of generation agents topics and registration answers. @default 'tenant-1' */
+  tenantId?: string;
+  /** What registration answers carry; without it they say no broker (mqtt.broker ''). */
+  registration?: {
+    broker: string;
+    brokerConfig?: Record<string, unknown>;
+    /** Creates the device's broker user and returns its password (given once, in the answer). */
+    createUser(username: string): Promise<string>;
+  };
 }
 
 /** One device-side request in flight. */

@@ -6,7 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { FINAL_STATUSES, type ApiGeneration, type JobStatus } from '../../src/contract/types.js';
 import { handleAdminRequest } from './admin-http.js';
-import { answerUnknownRoute, type CancelMode, type CloudCore, type RouteContext } from './cloud-core.js';
+import { answerUnknownRoute, type CancelMode, type CloudCore, type PushOptions, type RouteContext } from './cloud-core.js';
 import {
   addDevice,
   copyJobRow,
@@ -21,10 +21,11 @@ import {
 } from './cloud-state.js';
 import { handleNextJob, handleStatusPatch } from './device-api.js';
 import { activateFault, answerWithFault, checkFaultSpec, takeFault, type ActiveFault, type FaultSpec } from './faults.js';
+import { notificationPayload, notificationTopic } from './push-notify.js';
 import { handleAgentRegister, handleDeviceRegister, handleKeyExchange, handleNewChallenge } from './registration.js';
 import { waitFor } from './wait-for.js';
 
-export type { CancelMode } from './cloud-core.js';
+export type { CancelMode, PushOptions } from './cloud-core.js';
 export type { DeviceSeed, JobRow, PatchRecord, ProvisioningKeySeed, QueueJobInput, RequestRecord } from './cloud-state.js';
 export type { FaultKind, FaultSpec } from './faults.js';
 
@@ -70,6 +71,8 @@ export interface ReferenceCloudOptions {
   now?: () => number;
   /** Called after every change of devices, jobs or PATCHes. */
   onChange?: () => void;
+  /** Publish job notifications over MQTT as the real servers do (and hand out broker credentials at registration). */
+  push?: PushOptions;
 }
 
 /** A job list entry: the row as the server holds it after the last PATCH. */
@@ -98,6 +101,10 @@ export interface ReferenceCloud {
 
   queueJob(uuid: string, input: QueueJobInput): JobView;
   queueJobs(uuid: string, count: number, input: QueueJobInput): JobView[];
+  /** Publishes the notification of an existing job again (duplicates and floods); false without push. */
+  notify(jobId: string): boolean;
+  /** Notifications published so far. */
+  notificationsSent(): number;
   listJobs(uuid?: string): JobView[];
   getJob(jobId: string): JobView | undefined;
   /** Cancels a job on the server (status CANCELED; drives the cancel extension). */
@@ -197,6 +204,17 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
     maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024,
     recordRequests: options.recordRequests ?? true,
     onChange: options.onChange ?? (() => undefined),
+    push: options.push ?? null,
+  };
+  let notifications = 0;
+  // The execute API publishes a notification for every job it creates (the scheduler's jobs get none).
+  const publishNotification = (row: JobRow): boolean => {
+    if (!core.push) return false;
+    const topic = notificationTopic(generation, row.device_uuid, core.push.tenantId ?? 'tenant-1');
+    const queuedAt = Date.parse(row.created_at);
+    core.push.publisher.publish(topic, notificationPayload(row.job_id, row.job_document, Number.isNaN(queuedAt) ? now() : queuedAt, now()));
+    notifications += 1;
+    return true;
   };
   let faults: ActiveFault[] = [];
   let nextFaultId = 1;
@@ -402,6 +420,7 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
     queueJob(uuid, input) {
       const row = insertJob(core.state, uuid, input, now());
       core.onChange();
+      publishNotification(row);
       return copyJobRow(row);
     },
     queueJobs(uuid, count, input) {
@@ -410,8 +429,13 @@ export async function startReferenceCloud(options: ReferenceCloudOptions = {}): 
         rows.push(copyJobRow(insertJob(core.state, uuid, { ...input, jobId: undefined, name: `${input.name} #${i + 1}` }, now())));
       }
       core.onChange();
+      for (const row of rows) publishNotification(row);
       return rows;
     },
+    notify(jobId) {
+      return publishNotification(requireJob(jobId));
+    },
+    notificationsSent: () => notifications,
     listJobs(uuid) {
       const rows = [...core.state.jobs.values()];
       return (uuid === undefined ? rows : rows.filter((r) => r.device_uuid === uuid)).map(copyJobRow);

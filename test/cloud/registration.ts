@@ -67,7 +67,7 @@ function bearer(value: string | undefined): string | null {
   return value.slice('Bearer '.length);
 }
 
-function answerRegistered(core: CloudCore, ctx: RouteContext, device: DeviceRecord, extra: Record<string, unknown>): void {
+async function answerRegistered(core: CloudCore, ctx: RouteContext, device: DeviceRecord, extra: Record<string, unknown>): Promise<void> {
   const answer: Record<string, unknown> = {
     id: device.id,
     uuid: device.uuid,
@@ -75,7 +75,8 @@ function answerRegistered(core: CloudCore, ctx: RouteContext, device: DeviceReco
     deviceType: device.deviceType,
     fleetId: device.fleetId,
     createdAt: device.createdAt,
-    mqtt: { broker: 'mqtt://127.0.0.1:1883', username: `device_${device.uuid}`, topics: { publish: [], subscribe: [] } },
+    mqtt: await mqttAnswer(core, device.uuid),
+    ...(core.generation === 'agents' ? { tenantId: core.push?.tenantId ?? 'tenant-1' } : {}),
     ...extra,
   };
   if (core.registrationCaCert !== null) {
@@ -83,6 +84,27 @@ function answerRegistered(core: CloudCore, ctx: RouteContext, device: DeviceReco
   }
   core.onChange();
   answerJson(ctx, 200, answer);
+}
+
+// The answer's mqtt block as the real servers send it: a broker user per device
+// (device_{uuid} / agent_{uuid}) with a password given only here; an empty
+// broker when the cloud has none.
+async function mqttAnswer(core: CloudCore, uuid: string): Promise<Record<string, unknown>> {
+  const registration = core.push?.registration;
+  const username = `${core.generation === 'agents' ? 'agent' : 'device'}_${uuid}`;
+  if (!registration) return { broker: '', username, topics: { publish: [], subscribe: [] } };
+  const password = await registration.createUser(username);
+  const base =
+    core.generation === 'agents'
+      ? `i/${core.push?.tenantId ?? 'tenant-1'}/a/${Buffer.from(uuid.replace(/-/g, ''), 'hex').toString('base64url')}`
+      : `iot/device/${uuid}`;
+  return {
+    username,
+    password,
+    broker: registration.broker,
+    ...(registration.brokerConfig ? { brokerConfig: registration.brokerConfig } : {}),
+    topics: { publish: [`${base}/jobs/start-next`, `${base}/jobs/+/update`], subscribe: [`${base}/jobs/notify-next`] },
+  };
 }
 
 // Creates the device row for a registration, adopting a pre-registered uuid when one is waiting.
@@ -133,7 +155,7 @@ export async function handleDeviceRegister(core: CloudCore, ctx: RouteContext): 
     return;
   }
   const device = createRegisteredDevice(core, body, fleetId);
-  answerRegistered(core, ctx, device, {});
+  await answerRegistered(core, ctx, device, {});
 }
 
 /** POST /agent/register (generation `agents`): also stores the Ed25519 public key and issues a challenge. */
@@ -167,7 +189,7 @@ export async function handleAgentRegister(core: CloudCore, ctx: RouteContext): P
   const device = createRegisteredDevice(core, body, fleetId);
   device.publicKey = publicKey;
   const challenge = issueChallenge(core, device);
-  answerRegistered(core, ctx, device, { challenge: challenge.value, challengeExpiresAt: new Date(challenge.expiresAt).toISOString() });
+  await answerRegistered(core, ctx, device, { challenge: challenge.value, challengeExpiresAt: new Date(challenge.expiresAt).toISOString() });
 }
 
 function issueChallenge(core: CloudCore, device: DeviceRecord): { value: string; expiresAt: number } {

@@ -5,6 +5,7 @@ import { SCHEMA, type Config, type KeySpec } from '../../../src/config/schema.js
 // The runtime shape each kind parses to; the Config type derives the same from the schema.
 function expectedType(spec: KeySpec): string {
   if (spec.kind === 'bool') return 'boolean';
+  if (spec.kind === 'duration' && spec.default === '') return 'object'; // null while unset
   if (['duration', 'size', 'percent', 'int'].includes(spec.kind)) return 'number';
   if (spec.kind === 'list') return 'array';
   return 'string';
@@ -18,7 +19,8 @@ describe('Config derived from SCHEMA', () => {
     expectTypeOf<Config['cloud']['api_generation']>().toEqualTypeOf<'auto' | 'devices' | 'agents'>();
     expectTypeOf<Config['logging']['level']>().toEqualTypeOf<'error' | 'warn' | 'info' | 'debug'>();
     expectTypeOf<Config['agent']['state_dir']>().toEqualTypeOf<string>();
-    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'logging'>();
+    expectTypeOf<Config['mqtt']['poll_interval_when_connected']>().toEqualTypeOf<number | null>();
+    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'mqtt' | 'logging'>();
   });
 
   it('the loaded configuration holds every schema key, of the type the Config type promises, and nothing else', () => {

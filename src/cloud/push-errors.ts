@@ -1,0 +1,97 @@
+// Why a connection to the MQTT broker failed or ended, in words an operator
+// can act on (journalctl -u cloudjobs), naming the [mqtt] key to fix.
+import { describeError } from '../errors/errors.js';
+import type { TlsRefusal } from './tls-options.js';
+
+/**
+ * refused: CONNACK said no (credentials, client id); tls: the broker's
+ * certificate or key was refused, or the handshake failed; dns: the name does
+ * not resolve; unreachable: nothing answers (refused, timeout, no route);
+ * lost: an established connection ended; subscribe: the ACL refused our topics.
+ */
+export type PushFailureKind = 'refused' | 'tls' | 'dns' | 'unreachable' | 'lost' | 'subscribe' | 'other';
+
+/** A classified failure. */
+export interface PushFailure {
+  kind: PushFailureKind;
+  message: string;
+  /** Needs a person (credentials, TLS, ACL): logged as an error, not a warning. */
+  loud: boolean;
+}
+
+// MQTT 3.1.1 CONNACK return codes (section 3.2.2.3).
+const CONNACK: Readonly<Record<number, string>> = {
+  1: 'unacceptable protocol version',
+  2: 'client identifier rejected; check [mqtt] client_id',
+  3: 'server unavailable',
+  4: 'bad user name or password; check [mqtt] username and password_file (the password is given once, at registration)',
+  // mosquitto answers 5, not 4, to a wrong password
+  5: 'not authorized; check [mqtt] username and password_file (the password is given once, at registration) and the broker ACL',
+};
+
+const UNKNOWN_CA = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+/** Classifies what ended a connection attempt. */
+export function classifyPushFailure(
+  error: unknown,
+  context: { broker: string; refusal: TlsRefusal | null; wasConnected: boolean },
+): PushFailure {
+  const { broker } = context;
+  const code = (error as { code?: unknown } | null)?.code;
+  const text = error ? describeError(error) : '';
+  if (typeof code === 'number' && code > 0) {
+    const why = CONNACK[code] ?? `reason code ${code}`;
+    return { kind: 'refused', message: `the broker ${broker} refused the connection: ${why} (CONNACK ${code})`, loud: code !== 3 };
+  }
+  const name = typeof code === 'string' ? code : '';
+  if (name === 'ERR_CLOUDJOBS_SUBSCRIBE') return { kind: 'subscribe', message: text, loud: true };
+  if (name === 'ERR_CLOUDJOBS_PIN_MISMATCH' || context.refusal?.kind === 'pin') {
+    const seen = context.refusal?.kind === 'pin' ? context.refusal.detail : 'another key';
+    return {
+      kind: 'tls',
+      message: `TLS pin mismatch: the broker ${broker} presented public key ${seen}, which is not in mqtt.pin_sha256; refusing it even though a CA vouches for it`,
+      loud: true,
+    };
+  }
+  if (name === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return { kind: 'tls', message: `TLS host name mismatch: the broker's certificate is not valid for ${broker}; use a host name it names in mqtt.broker`, loud: true };
+  }
+  if (name === 'CERT_HAS_EXPIRED' || name === 'CERT_NOT_YET_VALID') {
+    return { kind: 'tls', message: `TLS certificate of the broker ${broker} is not valid now (${name}); check the certificate and this device's clock (NTP)`, loud: true };
+  }
+  if (UNKNOWN_CA.has(name)) {
+    return { kind: 'tls', message: `TLS unknown CA: the broker's certificate for ${broker} is not signed by a trusted CA (${name}); set mqtt.ca_file to the CA that signed it`, loud: true };
+  }
+  if (name.startsWith('ERR_SSL_') || name.startsWith('ERR_TLS_') || name === 'EPROTO') {
+    return { kind: 'tls', message: `TLS handshake with the broker ${broker} failed (${name}): ${firstLine(text)}`, loud: true };
+  }
+  if (name === 'ENOTFOUND' || name === 'EAI_AGAIN' || name === 'EAI_NONAME' || name === 'EAI_FAIL') {
+    return { kind: 'dns', message: `the broker's host name in ${broker} does not resolve (${name}); check mqtt.broker and DNS`, loud: false };
+  }
+  if (name === 'ECONNREFUSED' || name === 'EHOSTUNREACH' || name === 'ENETUNREACH' || name === 'ENETDOWN' || name === 'ETIMEDOUT') {
+    return { kind: 'unreachable', message: `the broker ${broker} is unreachable (${name})`, loud: false };
+  }
+  if (/connack timeout/i.test(text)) {
+    return { kind: 'unreachable', message: `the broker ${broker} did not accept the connection in time (no CONNACK)`, loud: false };
+  }
+  if (context.wasConnected) {
+    return { kind: 'lost', message: `the connection to the broker ${broker} was lost${text ? ` (${firstLine(text)})` : ''}`, loud: false };
+  }
+  return {
+    kind: 'other',
+    message: `the connection to the broker ${broker} failed${text ? `: ${firstLine(text)}` : ' before the broker answered'}`,
+    loud: false,
+  };
+}
+
+function firstLine(text: string): string {
+  return (text.split('\n')[0] ?? '').slice(0, 300);
+}
