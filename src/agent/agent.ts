@@ -372,11 +372,11 @@ export class Agent {
   // ---- polling ---------------------------------------------------------
 
   private async pollLoop(): Promise<void> {
-    const { clock, cloud, scheduler, log } = this.deps;
+    const { clock, scheduler, log } = this.deps;
     const signal = this.pollStop.signal;
     while (!signal.aborted) {
       let delay: number;
-      let state: 'idle' | 'backoff' | 'degraded' = 'idle';
+      let state: 'idle' | 'backoff' | 'degraded';
       let offer: JobOffer | null = null;
       if (await this.isStateUnusable(signal)) {
         this.lastProgressAt = clock.now();
@@ -384,30 +384,8 @@ export class Agent {
         await this.sendHeldFinals(signal, this.deps.requestTimeoutMs);
         delay = this.deps.pollIntervalMs;
         state = 'degraded';
-      } else try {
-        const answer = await cloud.nextJob(signal);
-        this.noteCloudOk();
-        this.status.generation = cloud.generation();
-        this.lastProgressAt = clock.now();
-        this.backoffUntil = null;
-        if (answer.kind === 'job') {
-          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
-          offer = answer.offer;
-          delay = 0;
-        } else {
-          this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
-          delay = scheduler.afterIdle();
-          log.debug(`no pending job; polling again in ${delay}ms`);
-        }
-      } catch (error) {
-        if (signal.aborted) break;
-        const failure = asCloudFailure(error);
-        delay = scheduler.afterFailure(failure);
-        this.lastProgressAt = clock.now();
-        this.backoffUntil = clock.now() + delay;
-        this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
-        this.noteCloudProblem(failure, delay);
-        state = 'backoff';
+      } else {
+        ({ delay, state, offer } = await this.pollCloud(signal));
       }
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
@@ -426,6 +404,35 @@ export class Agent {
       }
     }
     log.debug('poll loop stopped');
+  }
+
+  // One poll: the cloud's answer, or its failure turned into a backoff. Only the cloud call is inside the try.
+  private async pollCloud(signal: AbortSignal): Promise<{ delay: number; state: 'idle' | 'backoff'; offer: JobOffer | null }> {
+    const { clock, cloud, scheduler, log } = this.deps;
+    try {
+      const answer = await cloud.nextJob(signal);
+      this.noteCloudOk();
+      this.status.generation = cloud.generation();
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = null;
+      if (answer.kind === 'job') {
+        this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+        return { delay: 0, state: 'idle', offer: answer.offer };
+      }
+      this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
+      const delay = scheduler.afterIdle();
+      log.debug(`no pending job; polling again in ${delay}ms`);
+      return { delay, state: 'idle', offer: null };
+    } catch (error) {
+      if (signal.aborted) return { delay: 0, state: 'idle', offer: null };
+      const failure = asCloudFailure(error);
+      const delay = scheduler.afterFailure(failure);
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = clock.now() + delay;
+      this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
+      this.noteCloudProblem(failure, delay);
+      return { delay, state: 'backoff', offer: null };
+    }
   }
 
   private noteCloudOk(): void {
@@ -793,6 +800,7 @@ export class Agent {
     this.degraded = null;
     this.status.degraded = null;
     this.deps.log.info(`state directory writable again (was: ${was.message}); back to normal`, { path: was.path });
+    if (this.status.state === 'degraded') this.setState(this.deps.disabledReason ? 'disabled' : 'idle');
     const waiters = this.recoveryWaiters;
     this.recoveryWaiters = [];
     for (const wake of waiters) wake();
@@ -901,7 +909,7 @@ export class Agent {
     // the whole status (and its describe() sentence) only to find nothing changed
     const s = this.status;
     const job = s.currentJob;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
+    const key = `${s.state}|${s.degraded}|${this.statusFault}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();
