@@ -469,13 +469,13 @@ export class Agent {
   // ---- polling ---------------------------------------------------------
 
   private async pollLoop(): Promise<void> {
-    const { clock, cloud, scheduler, log } = this.deps;
+    const { clock, scheduler, log } = this.deps;
     const signal = this.pollStop.signal;
     // a job that asked for a reboot goes on (or ends) before any new job is taken
     for (const entry of this.rebootingAtStart.splice(0)) await this.awaitReboot(entry);
     while (!signal.aborted) {
       let delay: number;
-      let state: 'idle' | 'backoff' | 'degraded' = 'idle';
+      let state: 'idle' | 'backoff' | 'degraded';
       let offer: JobOffer | null = null;
       let refused: RefusedOffer | null = null;
       if (await this.isStateUnusable(signal)) {
@@ -484,35 +484,8 @@ export class Agent {
         await this.sendHeldFinals(signal, this.deps.requestTimeoutMs);
         delay = this.deps.pollIntervalMs;
         state = 'degraded';
-      } else try {
-        this.wakes.pollStarting();
-        const answer = await cloud.nextJob(signal);
-        this.noteCloudOk();
-        this.status.generation = cloud.generation();
-        this.lastProgressAt = clock.now();
-        this.backoffUntil = null;
-        if (answer.kind === 'job') {
-          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
-          offer = answer.offer;
-          delay = 0;
-        } else if (answer.kind === 'refused') {
-          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
-          refused = answer;
-          delay = 0;
-        } else {
-          this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
-          delay = scheduler.afterIdle();
-          log.debug(`no pending job; polling again in ${delay}ms`);
-        }
-      } catch (error) {
-        if (signal.aborted) break;
-        const failure = asCloudFailure(error);
-        delay = scheduler.afterFailure(failure);
-        this.lastProgressAt = clock.now();
-        this.backoffUntil = clock.now() + delay;
-        this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
-        this.noteCloudProblem(failure, delay);
-        state = 'backoff';
+      } else {
+        ({ delay, state, offer, refused } = await this.pollCloud(signal));
       }
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
@@ -537,6 +510,40 @@ export class Agent {
       }
     }
     log.debug('poll loop stopped');
+  }
+
+  // One poll: the cloud's answer, or its failure turned into a backoff. Only the cloud call is inside the try.
+  private async pollCloud(signal: AbortSignal): Promise<PollOutcome> {
+    const { clock, cloud, scheduler, log } = this.deps;
+    try {
+      this.wakes.pollStarting();
+      const answer = await cloud.nextJob(signal);
+      this.noteCloudOk();
+      this.status.generation = cloud.generation();
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = null;
+      if (answer.kind === 'job') {
+        this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+        return { delay: 0, state: 'idle', offer: answer.offer, refused: null };
+      }
+      if (answer.kind === 'refused') {
+        this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+        return { delay: 0, state: 'idle', offer: null, refused: answer };
+      }
+      this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
+      const delay = scheduler.afterIdle();
+      log.debug(`no pending job; polling again in ${delay}ms`);
+      return { delay, state: 'idle', offer: null, refused: null };
+    } catch (error) {
+      if (signal.aborted) return { delay: 0, state: 'idle', offer: null, refused: null };
+      const failure = asCloudFailure(error);
+      const delay = scheduler.afterFailure(failure);
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = clock.now() + delay;
+      this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
+      this.noteCloudProblem(failure, delay);
+      return { delay, state: 'backoff', offer: null, refused: null };
+    }
   }
 
   private noteCloudOk(): void {
@@ -1129,6 +1136,7 @@ export class Agent {
     this.degraded = null;
     this.status.degraded = null;
     this.deps.log.info(`state directory writable again (was: ${was.message}); back to normal`, { path: was.path });
+    if (this.status.state === 'degraded') this.setState(this.deps.disabledReason ? 'disabled' : 'idle');
     const waiters = this.recoveryWaiters;
     this.recoveryWaiters = [];
     for (const wake of waiters) wake();
@@ -1238,7 +1246,7 @@ export class Agent {
     const s = this.status;
     const job = s.currentJob;
     const r = s.reports;
-    const key = `${s.state}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
+    const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();
@@ -1288,6 +1296,14 @@ function withFault(report: StatusReport, fault: string | null): StatusReport {
   if (fault === null) return report;
   const reason = report.reason.includes(fault) ? report.reason : `${report.reason}; meanwhile the agent could not write its state (${fault})`;
   return { ...report, reason, status_details: { ...report.status_details, local_fault: fault } };
+}
+
+/** One poll of the cloud: how long to wait after it, and the offer (taken or refused) it brought, if any. */
+interface PollOutcome {
+  delay: number;
+  state: 'idle' | 'backoff';
+  offer: JobOffer | null;
+  refused: RefusedOffer | null;
 }
 
 /** What ran before a reboot, for the run after it. */

@@ -239,6 +239,53 @@ describe('Agent error boundary', () => {
     expect(finals(cloud.sent, 'ro')[0]!.report.status).toBe('SUCCEEDED');
   });
 
+  it('a job that cannot be journaled is not run: FAILED "not started", sent directly, in history after recovery', async () => {
+    const disk = { full: true };
+    const s = await stores();
+    const journal = failing(s.journal, disk, ['begin'], () => enospc(`${stateDir}/journal/new.json`));
+    const outbox = failing(s.outbox, disk, ['enqueue'], () => enospc(`${stateDir}/outbox/1.json`));
+    const cloud = createCloud();
+    const marks = path.join(dir, 'marks');
+    cloud.offers.push(offerOf('nj', [step('mark', [path.join(SCRIPTS, 'mark.sh'), marks, 'ran'])]));
+    const agent = build(cloud, { ...s, journal, outbox }, {
+      probeState: async () => (disk.full ? { path: stateDir, errno: 'ENOSPC', message: `${stateDir}: ENOSPC: no space left on device` } : null),
+    });
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'nj').length === 1, 20_000, 'the not-started report');
+    expect(finals(cloud.sent, 'nj')[0]!.report).toMatchObject({
+      status: 'FAILED',
+      executed_steps: 0,
+      reason: `not started: the agent could not journal the job (${stateDir}/journal/new.json: ENOSPC: no space left on device); nothing ran`,
+    });
+    disk.full = false;
+    await waitFor(async () => (await s.history.list(5)).length === 1, 20_000, 'history after recovery');
+    agent.stop();
+    await running;
+    expect(finals(cloud.sent, 'nj')).toHaveLength(1);
+    await expect(readFile(marks, 'utf8')).rejects.toThrow(/ENOENT/);
+  });
+
+  it('a status file that cannot be written is named in STATUS= and the journal, and the agent goes on', async () => {
+    const s = await stores();
+    const cloud = createCloud();
+    const statuses: string[] = [];
+    const file = path.join(dir, 'run', 'status.json');
+    const agent = build(cloud, s, {
+      writeStatus: async () => {
+        throw Object.assign(new Error(`EROFS: read-only file system, open '${file}'`), { code: 'EROFS', path: file });
+      },
+      notifier: { ready() {}, status: (text) => void statuses.push(text), stopping() {} },
+    });
+    cloud.offers.push(offerOf('st', [step('ok', ['true'])]));
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'st').length === 1, 20_000, 'the job despite the status file');
+    await waitFor(() => statuses.some((t) => t.endsWith(`; cannot write the status file: ${file}: EROFS: read-only file system`)), 5000, 'STATUS= naming it');
+    agent.stop();
+    await running;
+    expect(logs.entries.filter((e) => e.message === `could not write the status file: ${file}: EROFS: read-only file system`)).toHaveLength(1);
+    expect(agent.isHealthy()).toBe(true);
+  });
+
   it('a bug while handling a job kills the poll loop: run() rejects, the health check fails', async () => {
     const s = await stores();
     const cloud = createCloud();
