@@ -46,6 +46,9 @@ const result = await build({
   keepNames: true,
   legalComments: 'external',
   absWorkingDir: root,
+  // MQTT.js's tracing package probes for supports-color with a require() a
+  // single executable cannot serve (a process warning); see no-debug.cjs
+  alias: { debug: './src/build/no-debug.cjs' },
   define: {
     __CLOUDJOBS_VERSION__: JSON.stringify(version),
     // A build for production, as bundlers are expected to say. The one package that

@@ -93,6 +93,7 @@ export async function preparePush(options: PreparePushOptions): Promise<PushSetu
       intervalMs: config.polling.interval,
       maxBackoffMs: config.polling.max_backoff,
       connectTimeoutMs: config.cloud.request_timeout,
+      wakeAfterLoss: config.mqtt.poll_interval_when_connected !== null,
       wake: () => hooks.wake(),
       onChange: () => hooks.onChange(),
     });

@@ -41,8 +41,14 @@ export interface PushChannelOptions {
   maxBackoffMs: number;
   /** Time limit for TCP, TLS and CONNACK together. */
   connectTimeoutMs: number;
-  /** Wakes the poll loop: a notification arrived, or the channel (re)connected. */
-  wake(reason: 'notification' | 'connected'): void;
+  /** Wakes the poll loop: a notification arrived, the channel (re)connected, or it was lost. */
+  wake(reason: 'notification' | 'connected' | 'lost'): void;
+  /**
+   * mqtt.poll_interval_when_connected is set: after losing the connection, wake
+   * the poll loop once within a random part of intervalMs, so its long idle
+   * wait ends and polling goes back to polling.interval (spread, herd rule).
+   */
+  wakeAfterLoss: boolean;
   /** The status changed (state, notification count). */
   onChange(): void;
 }
@@ -78,6 +84,7 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
     lastError: null,
   };
   let current: { end(): void } | null = null;
+  let cancelLossWake: (() => void) | null = null;
   let lastProblem: string | null = null;
   let everConnected = false;
 
@@ -166,6 +173,13 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
       const end = await attempt();
       if (stop.signal.aborted) break;
       failures = end.wasConnected ? 1 : failures + 1;
+      if (end.wasConnected && options.wakeAfterLoss) {
+        cancelLossWake?.();
+        cancelLossWake = clock.timer(Math.round(options.random() * options.intervalMs), () => {
+          cancelLossWake = null;
+          options.wake('lost');
+        });
+      }
       const delay = computeReconnectDelay(failures, {
         intervalMs: options.intervalMs,
         maxBackoffMs: options.maxBackoffMs,
@@ -200,6 +214,7 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
     isConnected: () => status.state === 'connected',
     async close() {
       stop.abort();
+      cancelLossWake?.();
       current?.end();
       await running;
       setState('off', null);

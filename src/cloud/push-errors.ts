@@ -25,7 +25,8 @@ const CONNACK: Readonly<Record<number, string>> = {
   2: 'client identifier rejected; check [mqtt] client_id',
   3: 'server unavailable',
   4: 'bad user name or password; check [mqtt] username and password_file (the password is given once, at registration)',
-  5: 'not authorized; check [mqtt] username and the broker ACL',
+  // mosquitto answers 5, not 4, to a wrong password
+  5: 'not authorized; check [mqtt] username and password_file (the password is given once, at registration) and the broker ACL',
 };
 
 const UNKNOWN_CA = new Set([
