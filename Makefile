@@ -35,6 +35,8 @@ APT_PACKAGES := qemu-user-static lintian systemd-container debootstrap \
   libatomic1-armhf-cross libstdc++6-armhf-cross libstdc++6-arm64-cross \
   binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf dpkg-dev fakeroot openssl iproute2 \
   python3 util-linux procps jq curl xz-utils
+# the broker the push tests and the demo publish job notifications through (issue 13)
+APT_PACKAGES += mosquitto
 apt-deps:
 	@src/build/apt-deps.sh $(APT_PACKAGES)
 

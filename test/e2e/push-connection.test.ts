@@ -5,7 +5,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hasMosquitto } from '../cloud/mosquitto.js';
 import { createTestPki, type TestPki } from '../cloud/test-pki.js';
 import { waitFor } from '../cloud/wait-for.js';
 import { commandJob, stopAgent } from './harness.js';
@@ -28,7 +27,7 @@ const ONLY_PUSH = { poll_interval_when_connected: '1d' };
 // Markers of MQTT.js's code: heap strings only once its modules were evaluated.
 const MQTT_MARKERS = ['mqttjs:client', 'mqtt-packet:parser'];
 
-describe.skipIf(!hasMosquitto())('push channel connection', () => {
+describe('push channel connection', () => {
   it('broker down at start: polling runs, the channel connects once the broker is up and dispatches', async () => {
     const world = await push.world('devices');
     await world.broker.stop();

@@ -5,7 +5,6 @@
 // a dispatch within the wait impossible without the notification.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ApiGeneration } from '../../src/contract/types.js';
-import { hasMosquitto } from '../cloud/mosquitto.js';
 import { commandJob, runCommand } from './harness.js';
 import { createScope, expectCleanStop, logLines } from './polling-helpers.js';
 import { addMqttSection, countPolls, createPushScope } from './push-helpers.js';
@@ -20,7 +19,7 @@ afterEach(async () => {
 const SLOW = { interval: '30s', max_backoff: '2s' };
 const CONNECTED = /INFO push notifications: connected to mqtt/;
 
-describe.skipIf(!hasMosquitto())('push notifications over MQTT', () => {
+describe('push notifications over MQTT', () => {
   it.each(['devices', 'agents'] as ApiGeneration[])('generation %s: a job is dispatched by its notification with a 30s poll interval', async (generation) => {
     const world = await push.world(generation);
     const dirs = await scope.dirs(world.cloud, world.device, { polling: SLOW, cloud: { api_generation: generation } });
