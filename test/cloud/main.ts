@@ -7,12 +7,13 @@ import { rename, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { ApiGeneration } from '../../src/contract/types.js';
 import type { CancelMode } from './cloud-core.js';
+import { connectPushPublisher } from './push-notify.js';
 import { startReferenceCloud, type DeviceSeed, type ProvisioningKeySeed, type ReferenceCloud } from './reference-cloud.js';
 
 const USAGE = `usage: reference-cloud [--port N] [--generation devices|agents] [--device UUID:KEY[:inactive|:incomplete]]...
        [--provisioning-key KEY[:expired]]... [--state-file FILE] [--tls-cert FILE --tls-key FILE]
        [--registration-ca-cert FILE] [--cancel-mode off|409|410|200-canceled] [--no-job-answer contract|204]
-       [--base-path /api/v1] [--no-request-log]`;
+       [--base-path /api/v1] [--no-request-log] [--mqtt-broker mqtt://127.0.0.1:PORT [--mqtt-user USER:PASSWORD] [--tenant-id ID]]`;
 
 /** The parsed command line of the standalone reference cloud. */
 interface CliOptions {
@@ -27,6 +28,8 @@ interface CliOptions {
   noJobAnswer: 'contract' | '204';
   basePath: string;
   recordRequests: boolean;
+  /** Publish job notifications through this broker (as the real servers do). */
+  mqtt: { url: string; username?: string; password?: string; tenantId: string } | null;
 }
 
 // Parses argv into options, throwing a message naming the bad argument.
@@ -46,6 +49,9 @@ function parseCommandLine(argv: string[]): CliOptions {
       'no-job-answer': { type: 'string', default: 'contract' },
       'base-path': { type: 'string', default: '/api/v1' },
       'no-request-log': { type: 'boolean', default: false },
+      'mqtt-broker': { type: 'string' },
+      'mqtt-user': { type: 'string' },
+      'tenant-id': { type: 'string', default: 'tenant-1' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -84,7 +90,20 @@ function parseCommandLine(argv: string[]): CliOptions {
     noJobAnswer: values['no-job-answer'],
     basePath: values['base-path'],
     recordRequests: !values['no-request-log'],
+    mqtt: parseMqtt(values['mqtt-broker'], values['mqtt-user'], values['tenant-id']),
   };
+}
+
+function parseMqtt(url: string | undefined, user: string | undefined, tenantId: string): CliOptions['mqtt'] {
+  if (url === undefined) {
+    if (user !== undefined) throw new Error('--mqtt-user needs --mqtt-broker');
+    return null;
+  }
+  if (!/^mqtts?:\/\/[^/]+$/.test(url)) throw new Error(`--mqtt-broker must be mqtt://host:port or mqtts://host:port, got ${url}`);
+  if (user === undefined) return { url, tenantId };
+  const colon = user.indexOf(':');
+  if (colon < 1) throw new Error('--mqtt-user must be USER:PASSWORD');
+  return { url, username: user.slice(0, colon), password: user.slice(colon + 1), tenantId };
 }
 
 // Writes the snapshot atomically so a reader never sees half a file.
@@ -109,7 +128,15 @@ async function runReferenceCloud(argv: string[]): Promise<void> {
     });
     return writing;
   };
+  const publisher = cli.mqtt
+    ? await connectPushPublisher({
+        url: cli.mqtt.url,
+        ...(cli.mqtt.username !== undefined ? { username: cli.mqtt.username } : {}),
+        ...(cli.mqtt.password !== undefined ? { password: cli.mqtt.password } : {}),
+      })
+    : null;
   const cloud = await startReferenceCloud({
+    ...(publisher && cli.mqtt ? { push: { publisher, tenantId: cli.mqtt.tenantId } } : {}),
     port: cli.port,
     generation: cli.generation,
     devices: cli.devices,
@@ -136,6 +163,7 @@ async function runReferenceCloud(argv: string[]): Promise<void> {
     pending = null;
     cloud
       .close()
+      .then(() => publisher?.close())
       .then(flush)
       .then(() => process.exit(0))
       .catch((error: unknown) => {

@@ -4,7 +4,8 @@
 // Works as root (steps run as `nobody`) and as a normal user (steps run as you).
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -31,8 +32,34 @@ function say(text) {
   process.stdout.write(`\n\u001b[1m== ${text}\u001b[0m\n`);
 }
 
-async function startCloud() {
-  const child = spawn(process.execPath, [cloudBundle, '--port', '0', '--generation', 'devices', '--device', `${uuid}:${apiKey}`], {
+// Debian's mosquitto, when installed (the Makefile installs it with the test packages):
+// the cloud publishes job notifications through it and the agent takes jobs by push.
+async function startBroker() {
+  if (!existsSync('/usr/sbin/mosquitto')) return null;
+  const port = await new Promise((resolve) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port: free } = server.address();
+      server.close(() => resolve(free));
+    });
+  });
+  const conf = path.join(dir, 'mosquitto.conf');
+  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', ...(isRoot ? ['user root'] : [])].join('\n') + '\n');
+  const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
+  children.push(child);
+  for (let i = 0; i < 100; i += 1) {
+    const open = await new Promise((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => resolve(socket.destroy() ?? true));
+      socket.on('error', () => resolve(false));
+    });
+    if (open) return `mqtt://127.0.0.1:${port}`;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('mosquitto did not start');
+}
+
+async function startCloud(broker) {
+  const mqtt = broker ? ['--mqtt-broker', broker] : [];
+  const child = spawn(process.execPath, [cloudBundle, '--port', '0', '--generation', 'devices', '--device', `${uuid}:${apiKey}`, ...mqtt], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
@@ -53,8 +80,9 @@ async function admin(base, method, route, body) {
   return res.status === 204 ? null : res.json();
 }
 
-const cloud = await startCloud();
-say(`reference cloud listening at ${cloud.url} (device ${uuid})`);
+const broker = await startBroker();
+const cloud = await startCloud(broker);
+say(`reference cloud listening at ${cloud.url} (device ${uuid})${broker ? `, publishing job notifications through mosquitto at ${broker}` : ' (no mosquitto installed: polling only)'}`);
 
 // The dashboard fills {{VAR}} placeholders; the CONTRACT's health-check checks ssh.
 const healthCheck = JSON.parse(
@@ -77,7 +105,9 @@ writeFileSync(
   [
     '[cloud]', `api_url = ${cloud.url}`, `api_key_file = ${dir}/api-key`,
     '[device]', `uuid = ${uuid}`, 'supervisor_url = ',
-    '[polling]', 'interval = 2s',
+    // with push the safety-net poll runs every 30s, as in production
+    '[polling]', `interval = ${broker ? '30s' : '2s'}`,
+    ...(broker ? ['[mqtt]', `broker = ${broker}`] : []),
     '[jobs]', `run_as_user = ${runUser}`, `work_dir = ${dir}/work`,
     '[agent]', `state_dir = ${dir}/state`, `runtime_dir = ${dir}/run`,
   ].join('\n'),
@@ -93,6 +123,28 @@ while (Date.now() < deadline) {
   rows = (await admin(cloud.adminUrl, 'GET', `/jobs?uuid=${uuid}`)).jobs;
   if (rows.every((row) => final.has(row.status))) break;
   await new Promise((r) => setTimeout(r, 250));
+}
+
+if (broker && rows.every((row) => final.has(row.status))) {
+  // wait for the push channel, then queue a job: it starts long before the next 30s poll
+  const agentStatus = () =>
+    new Promise((resolve) => {
+      const child = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'status', '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let text = '';
+      child.stdout.on('data', (chunk) => (text += chunk));
+      child.once('exit', () => resolve(text ? JSON.parse(text) : null));
+    });
+  while (Date.now() < deadline && (await agentStatus())?.push?.state !== 'connected') await new Promise((r) => setTimeout(r, 200));
+  const queuedAt = Date.now();
+  const pushed = await admin(cloud.adminUrl, 'POST', `/devices/${uuid}/jobs`, { name: 'Dispatched by push (echo)', document: seedShaped, timeout_seconds: 300 });
+  jobs.push(pushed);
+  while (Date.now() < deadline) {
+    const row = (await admin(cloud.adminUrl, 'GET', `/jobs?uuid=${uuid}`)).jobs.find((r) => r.job_id === pushed.job_id);
+    if (row && final.has(row.status)) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  rows = (await admin(cloud.adminUrl, 'GET', `/jobs?uuid=${uuid}`)).jobs;
+  say(`a job queued with the agent idle (next poll up to 30s away) finished ${Date.now() - queuedAt} ms later: it was dispatched by its MQTT notification`);
 }
 
 const status = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'status'], { stdio: 'inherit' });
