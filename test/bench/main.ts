@@ -10,6 +10,7 @@ import { measureHerd } from './figures/herd.js';
 import { measureIdleCost } from './figures/idle-cost.js';
 import { measureIdleMemory } from './figures/idle-memory.js';
 import { measureOutputVolume } from './figures/output-volume.js';
+import { measurePushHerd, measurePushLatency, measurePushMemory, measurePushWire } from './figures/push.js';
 import { measureQueueDrain } from './figures/queue-drain.js';
 import { measureSizes } from './figures/sizes.js';
 import { measureStartTime } from './figures/start-time.js';
@@ -22,6 +23,7 @@ const START_RUNS = 5;
 const LATENCY_SAMPLES = 12;
 const HERD_AGENTS = 1000;
 const HERD_SCALE = 10;
+const PUSH_SAMPLES = 30;
 
 const METHOD = [
   'Each figure runs the built single executable (build/cloudjobs-linux-<arch>) as `cloudjobs run` against the reference cloud (test/cloud) on a loopback port, with its own temp agent.ini and state directory (test/e2e/harness.ts) and its runtime directory on a tmpfs (/dev/shm, as /run/cloudjobs is under the unit), as root with no_new_privs set as the shipped unit sets it (NoNewPrivileges=yes; the harness starts the agent through `setpriv --no-new-privs`), with jobs run as `nobody`: the spawn itself switches uid and gid (src/jobs/launch.ts). Figure 4 also reports a user with a supplementary group, whom setpriv switches.',
@@ -73,6 +75,10 @@ async function main(): Promise<void> {
       { number: 5, row: '5 256 MiB stdout (x64)', target: '<= 1.3x, < +16 MiB', run: () => measureOutputVolume(host) },
       { number: 6, row: '6 drain 50 jobs (x64)', target: '< 5 s', run: () => measureQueueDrain(host, benchDir) },
       { number: 7, row: '7 dispatch latency (x64)', target: 'report', run: () => measureDispatchLatency(host, LATENCY_SAMPLES) },
+      // issue 13: push dispatch over MQTT (Debian's mosquitto on loopback)
+      { number: 11, row: '11 dispatch latency, push (x64)', target: 'median < 1 s, p99 < 2 s', run: () => measurePushLatency(host, PUSH_SAMPLES) },
+      { number: 12, row: '12 idle RSS with push (x64)', target: '<= +4 MiB', run: () => measurePushMemory(host) },
+      { number: 13, row: '13 idle bytes/hour, push (x64)', target: 'report', run: () => measurePushWire(host) },
     );
   }
   figures.push({
@@ -81,6 +87,7 @@ async function main(): Promise<void> {
     target: '<= 1.5x',
     run: () => measureHerd({ cloudBundle: values['cloud-bundle'] ?? path.join(outDir, 'reference-cloud.cjs'), agents: HERD_AGENTS, scale: HERD_SCALE }),
   });
+  figures.push({ number: 14, row: `14 herd: ${HERD_AGENTS} push channels`, target: 'report', run: () => measurePushHerd(HERD_AGENTS, HERD_SCALE) });
   figures.push({ number: 9, row: '9 sizes', target: 'report', run: async () => measureSizes(targets, buildDir) });
   for (const target of emulated) figures.push(...emulatedFigures(target, benchDir));
 
