@@ -49,6 +49,7 @@ const result = await build({
   // MQTT.js's tracing package probes for supports-color with a require() a
   // single executable cannot serve (a process warning); see no-debug.cjs
   alias: { debug: './src/build/no-debug.cjs' },
+  plugins: [mqttStreamsPlugin()],
   define: {
     __CLOUDJOBS_VERSION__: JSON.stringify(version),
     // A build for production, as bundlers are expected to say. The one package that
@@ -85,4 +86,18 @@ function asciiComment(text) {
     .replace(/[^\x00-\x7f]/gu, (ch) => [...ch].map((c) => `\\u{${c.codePointAt(0).toString(16)}}`).join(''))
     .replaceAll('*/', '* /');
   return `/*! Legal comments of the bundled packages:\n${escaped}*/\n`;
+}
+
+// MQTT.js, mqtt-packet and bl use Node's own streams instead of the npm copy
+// (readable-stream); see node-stream.cjs. Others (winston) keep theirs.
+function mqttStreamsPlugin() {
+  const users = /[\\/]node_modules[\\/](mqtt|mqtt-packet|bl)[\\/]/;
+  return {
+    name: 'mqtt-node-streams',
+    setup(pluginBuild) {
+      pluginBuild.onResolve({ filter: /^readable-stream$/ }, (args) =>
+        users.test(args.importer) ? { path: path.join(root, 'src/build/node-stream.cjs') } : undefined,
+      );
+    },
+  };
 }
