@@ -24,6 +24,9 @@ const LATENCY_SAMPLES = 12;
 const HERD_AGENTS = 1000;
 const HERD_SCALE = 10;
 const PUSH_SAMPLES = 30;
+// 1,000 MQTT clients and the broker share this machine's cores with the agents' clock sped up: at 10x the
+// wall-clock bursts of event handling show up as agent-time peaks; 3x keeps the figure about the policy.
+const PUSH_HERD_SCALE = 3;
 
 const METHOD = [
   'Each figure runs the built single executable (build/cloudjobs-linux-<arch>) as `cloudjobs run` against the reference cloud (test/cloud) on a loopback port, with its own temp agent.ini and state directory (test/e2e/harness.ts) and its runtime directory on a tmpfs (/dev/shm, as /run/cloudjobs is under the unit), as root with no_new_privs set as the shipped unit sets it (NoNewPrivileges=yes; the harness starts the agent through `setpriv --no-new-privs`), with jobs run as `nobody`: the spawn itself switches uid and gid (src/jobs/launch.ts). Figure 4 also reports a user with a supplementary group, whom setpriv switches.',
@@ -87,7 +90,7 @@ async function main(): Promise<void> {
     target: '<= 1.5x',
     run: () => measureHerd({ cloudBundle: values['cloud-bundle'] ?? path.join(outDir, 'reference-cloud.cjs'), agents: HERD_AGENTS, scale: HERD_SCALE }),
   });
-  figures.push({ number: 14, row: `14 herd: ${HERD_AGENTS} push channels`, target: 'report', run: () => measurePushHerd(HERD_AGENTS, HERD_SCALE) });
+  figures.push({ number: 14, row: `14 herd: ${HERD_AGENTS} push channels`, target: 'report', run: () => measurePushHerd(HERD_AGENTS, PUSH_HERD_SCALE) });
   figures.push({ number: 9, row: '9 sizes', target: 'report', run: async () => measureSizes(targets, buildDir) });
   for (const target of emulated) figures.push(...emulatedFigures(target, benchDir));
 
