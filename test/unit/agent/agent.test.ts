@@ -293,6 +293,34 @@ describe('Agent', () => {
     expect(cloud.polls()).toBe(0);
   });
 
+  it('wake() ends an idle wait: a notification brings the next poll now, not an interval later', async () => {
+    const cloud = createScriptedCloud();
+    const clock = createManualClock(1_000_000);
+    const push = { state: 'connected' as const, broker: 'mqtt://127.0.0.1:1883', since: 1_000_000, lastNotificationAt: null, notifications: 0, lastError: null };
+    const agent = await build(cloud, {
+      clock,
+      pollIntervalMs: 30_000,
+      scheduler: createPollScheduler({ intervalMs: 30_000, jitter: 0, maxBackoffMs: 1000, random: () => 0.5 }),
+      pushStatus: () => push,
+    });
+    const running = agent.run();
+    await waitFor(() => cloud.polls() === 1, 5000, 'the first poll');
+    await clock.advance(5000);
+    expect(cloud.polls()).toBe(1);
+    cloud.offers.push(offerOf('pushed', [step('one', ['true'])]));
+    for (let i = 0; i < 100; i += 1) agent.wake();
+    await clock.advance(1);
+    await waitFor(() => cloud.polls() === 2, 5000, 'the poll the wake-up asked for');
+    await waitFor(() => cloud.polls() === 3, 20_000, 'the poll after the job (the queue drains back to back)');
+    await clock.advance(20_000);
+    // a hundred wake-ups were one: no more polls until the interval
+    expect(cloud.polls()).toBe(3);
+    expect(agent.getStatus().push).toEqual(push);
+    expect(agent.describe()).toMatch(/^idle, last poll \d+s ago; push connected$/);
+    agent.stop();
+    await running;
+  });
+
   it('backs off after poll failures and reports it in its status', async () => {
     const cloud = createScriptedCloud();
     const failing = cloud.client.nextJob;
