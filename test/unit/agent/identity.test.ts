@@ -63,6 +63,7 @@ describe('resolveIdentity', () => {
       apiKeySource: 'config',
       generation: null,
       caCertPem: STORED.caCertPem,
+      mqtt: null,
     });
     expect(o.supervisorCalls).toEqual([]);
   });
@@ -98,6 +99,7 @@ describe('resolveIdentity', () => {
       apiKeySource: 'identity-file',
       generation: 'agents',
       caCertPem: STORED.caCertPem,
+      mqtt: null,
     });
     expect(o.supervisorCalls).toEqual([]);
   });

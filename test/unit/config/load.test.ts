@@ -77,6 +77,20 @@ describe('defaults and types', () => {
         outbox_max_reports: 1000,
         outbox_max_bytes: 33_554_432,
       },
+      mqtt: {
+        broker: '',
+        username: '',
+        password_file: '',
+        client_id: '',
+        tenant_id: '',
+        keepalive: 60_000,
+        poll_interval_when_connected: null,
+        allow_insecure: false,
+        ca_file: '',
+        pin_sha256: [],
+        client_cert: '',
+        client_key: '',
+      },
       logging: { level: 'info' },
     });
     expect(sources['cloud.api_url']).toBe(FILE);
@@ -166,13 +180,13 @@ describe('bad input: every problem at once', () => {
     expect(problemsOf(`${BASE}[pollng]\ninterval = 5s\n[frobnicate]\nx = 1\n`)).toEqual([
       {
         key: '[pollng]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
         seen: '[pollng]',
         hint: 'did you mean [polling]?',
       },
       {
         key: '[frobnicate]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
         seen: '[frobnicate]',
       },
     ]);
@@ -205,7 +219,7 @@ describe('bad input: every problem at once', () => {
       },
       {
         key: '[cloud.tls]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
         seen: '[cloud.tls]',
         hint: 'sections do not nest',
       },
