@@ -92,7 +92,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   });
   const random = Math.random;
   const generation = config.cloud.api_generation === 'auto' ? identity.generation : config.cloud.api_generation;
-  const push = await preparePush({ config, identity: { ...identity, generation }, clock, log, random, secrets });
+  // with jobs disabled nothing would be polled for: no broker connection either
+  const push = loaded.disabledReason ? null : await preparePush({ config, identity: { ...identity, generation }, clock, log, random, secrets });
   const pollScheduler = createPollScheduler({
     intervalMs: config.polling.interval,
     jitter: config.polling.jitter,

@@ -33,6 +33,7 @@ const METHOD = [
   'Baselines use the very Node binary the executable is made from (src/build/fetch-node.sh: the pinned, verified, stripped official build) and, where a single executable is compared, one made by src/build/sea.sh from test/bench/baseline/idle.js.',
   'Time scaling: the agent reads CLOUDJOBS_TEST_TIME_SCALE=N and plays every wait N times faster. Figures 1, 3 and 5 use it only to poll often (a 1 s interval at 20x/40x/5x); figure 6 uses real time (30 s interval, which must never elapse); figure 7 scales the 30 s interval 10x and adds back the real dispatch time; figure 8 runs the whole herd at 10x.',
   'Figure 10 (the arm64 and armv7 rows of figures 1, 2 and 4) runs under qemu-user (qemu-aarch64-static -L /usr/aarch64-linux-gnu, qemu-arm-static -L /usr/arm-linux-gnueabihf) on this x64 machine: indicative only, never judged; RSS includes the emulator, times include translation.',
+  'Figures 11 to 14 (issue 13, push over MQTT) use Debian\'s mosquitto on loopback, the reference cloud publishing each job\'s notification as the real servers do; 11 runs in real time, 12 side by side with an agent without [mqtt], 13 counts TCP payload bytes through a relay, 14 runs 1,000 real push channels (src/cloud/push-channel.ts) in this process at 3x.',
   'Ratios are figure / baseline. Verdicts: met/missed against the issue 7 target; report where the issue asks only for the number; indicative under emulation; failed when a figure could not be measured (the note says why).',
 ];
 

@@ -76,6 +76,20 @@ describe('push channel connection', () => {
     expect(output).not.toContain(world.password);
   });
 
+  it('a broker name that does not resolve: one warning naming DNS, polling goes on', async () => {
+    const world = await push.world('devices');
+    const dirs = await scope.dirs(world.cloud, world.device, { polling: { interval: '300ms', max_backoff: '1s' } });
+    await addMqttSection(dirs, world, { broker: 'mqtt://no-such-broker.invalid:1883', allow_insecure: 'true' });
+    const agent = scope.agent(dirs);
+    await agent.waitForOutput(
+      /WARN push notifications: the broker's host name in mqtt:\/\/no-such-broker\.invalid:1883 does not resolve \((ENOTFOUND|EAI_AGAIN)\); check mqtt\.broker and DNS; polling continues/,
+    );
+    const job = world.cloud.queueJob(world.device.uuid, { name: 'polled', document: commandJob(['true']) });
+    await world.cloud.waitForJobStatus(job.job_id, 'SUCCEEDED', 15_000);
+    const output = await expectCleanStop(agent);
+    expect(logLines(output, 'WARN', /does not resolve/)).toHaveLength(1);
+  });
+
   describe('TLS', () => {
     let pki: TestPki;
     it('mqtts:// with the test CA in mqtt.ca_file connects and dispatches; a wrong pin is refused with one error', async () => {
