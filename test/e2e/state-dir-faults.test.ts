@@ -5,6 +5,7 @@
 // recovers (or directly, when the outbox cannot take it), the agent never exits
 // and says "degraded: <path>: <errno>" in its log and in `cloudjobs status`.
 // Root only (mount namespaces, tmpfs).
+import { writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -65,10 +66,14 @@ describe.runIf(isRoot)('state_dir on a real file system that fails (root only)',
     const shared = await createSharedDir(dirs);
     const agent = await startOnTmpfs(dirs, '2m');
 
-    const first = cloud.queueJob(device.uuid, { name: 'filler', document: appendJob(`${shared}/first.log`, 3, 1.5) });
+    // step 1 holds until the disk is full (a go file, at most 60 s), so the fill always lands before its end is journaled
+    const document = appendJob(`${shared}/first.log`, 3, 0) as { steps: { action: { input: { command: string[] } } }[] };
+    document.steps[0]!.action.input.command = ['/bin/sh', '-c', `echo "step 1" >> '${shared}/first.log'; i=0; while [ ! -e '${shared}/go' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`];
+    const first = cloud.queueJob(device.uuid, { name: 'filler', document });
     await agent.waitForOutput(/starting step 1/);
     await cloud.waitFor((c) => c.patches(first.job_id).length > 0, 20_000, 'a first IN_PROGRESS');
     await fill(agent, dirs.stateDir);
+    await writeFile(`${shared}/go`, '');
 
     await cloud.waitForJobStatus(first.job_id, 'FAILED', 30_000);
     const final = expectOneFinalLast(cloud, first.job_id);
