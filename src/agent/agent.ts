@@ -39,6 +39,8 @@ export interface EnginePort {
   }): JobRunPort;
   rejectedReport(problems: readonly string[]): StatusReport;
   interruptedReport(entry: JournalEntry): StatusReport;
+  /** Removes the work dirs an interrupted job left behind (logs what it did; never rejects). */
+  removeLeftovers?(jobId: string): Promise<void>;
 }
 
 /** systemd's view of the agent (no-ops outside systemd). */
@@ -278,6 +280,7 @@ export class Agent {
           jobStatus: report.status,
         });
         await journal.recordFinal(offer.jobId, report);
+        await engine.removeLeftovers?.(offer.jobId);
       }
       await this.settle(offer, Date.parse(entry.receivedAt), report);
     }
