@@ -51,6 +51,7 @@ runCli({
   pid: process.pid,
   isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
   uid: typeof process.getuid === 'function' ? process.getuid() : -1,
+  stdin: process.stdin,
   stdout: process.stdout,
   stderr: process.stderr,
   onStopSignal(handler) {

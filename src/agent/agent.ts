@@ -58,6 +58,8 @@ export interface EnginePort {
   timeoutOf(offer: JobOffer): Promise<number>;
   /** A final report from the journal alone (a rebooting job that ends without running on). */
   journaledReport(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): StatusReport;
+  /** Removes the work dirs an interrupted job left behind (logs what it did; never rejects). */
+  removeLeftovers?(jobId: string): Promise<void>;
 }
 
 /** How the agent reboots for a job, and tells a reboot from a restart. */
@@ -461,6 +463,7 @@ export class Agent {
           jobStatus: report.status,
         });
         await journal.recordFinal(offer.jobId, report);
+        await engine.removeLeftovers?.(offer.jobId);
       }
       await this.settle(offer, Date.parse(entry.receivedAt), report);
     }

@@ -7,6 +7,7 @@ import type { JobOffer, StatusReport } from '../contract/types.js';
 import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../contract/fit-report.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import type { UserInfo } from '../jobs/users.js';
+import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { createYoungCollector } from '../service/memory.js';
 import type { JournalEntry } from '../state/journal.js';
@@ -79,6 +80,21 @@ export function createEngine(deps: EngineDeps): EnginePort {
         start,
       );
       return boundRun(run, (report, final) => boundReport(report, final, log, job.jobId));
+    },
+    removeLeftovers: async (jobId) => {
+      const fields = { jobId };
+      try {
+        const [{ removeLeftoverJobDirs }, { readAgentPrivileges }] = await Promise.all([
+          import('../jobs/work-dir.js'),
+          import('../jobs/launch.js'),
+        ]);
+        const agent = await readAgentPrivileges(agentUid);
+        const { removed, problems } = await removeLeftoverJobDirs(jobs.work_dir, jobId, { agent, clock, killGraceMs: jobs.kill_grace });
+        if (removed.length > 0) log.info(`removed ${removed.length} work dir(s) the interrupted job left behind`, fields);
+        for (const problem of problems) log.warn(`could not remove a work dir the interrupted job left behind: ${problem}`, fields);
+      } catch (error) {
+        log.warn(`could not remove the work dirs the interrupted job left behind: ${describeError(error)}`, fields);
+      }
     },
     rejectedReport: (problems) => boundReport(createRejectedReport(problems, agentVersion), true, log, null),
     unstartedReport: (reason) =>

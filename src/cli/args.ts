@@ -27,7 +27,7 @@ export type Command = GlobalOptions &
     | { name: 'exec'; file: string }
     | {
         name: 'register';
-        provisioningKey?: string;
+        /** A file holding the key, or "-" for standard input. */
         provisioningKeyFile?: string;
         deviceName?: string;
         deviceType?: string;
@@ -55,8 +55,10 @@ const OPTIONS: Readonly<Record<CommandName, Readonly<Record<string, OptionSpec>>
   history: { '--json': { value: false }, '--limit': { value: true } },
   exec: {},
   register: {
+    // known only to be refused with a pointer to the safe ways (buildRegister)
     '--provisioning-key': { value: true, secret: true },
     '--provisioning-key-file': { value: true },
+    '--provisioning-key-stdin': { value: false },
     '--device-name': { value: true },
     '--device-type': { value: true },
   },
@@ -149,7 +151,7 @@ export function parseArgs(argv: readonly string[]): Command {
   if (positionals.length > expected.length) {
     const surplus = positionals.slice(expected.length);
     // A stray word after register may be a provisioning key typed without its option.
-    const extra = name === 'register' ? `${surplus.length} argument(s); give the key with --provisioning-key or --provisioning-key-file`
+    const extra = name === 'register' ? `${surplus.length} argument(s); give the key with --provisioning-key-file FILE or --provisioning-key-stdin`
       : surplus.map((p) => JSON.stringify(p)).join(' ');
     throw new UsageError(`${name} takes ${expected.length === 0 ? 'no arguments' : `only ${expected.join(' ')}`}; unexpected ${extra}`);
   }
@@ -172,20 +174,25 @@ export function parseArgs(argv: readonly string[]): Command {
     case 'exec':
       return { ...global, name, file: positionals[0] as string };
     case 'register':
-      return buildRegister(global, text);
+      return buildRegister(global, text, options.has('--provisioning-key-stdin'));
   }
 }
 
-function buildRegister(global: GlobalOptions, text: (flag: string) => string | undefined): Command {
-  const key = text('--provisioning-key');
+/** Why `--provisioning-key KEY` is refused, and what to use instead. */
+export const PROVISIONING_KEY_OPTION_REFUSED =
+  '--provisioning-key is no longer accepted: a key on the command line can be read by every local user (/proc/PID/cmdline) and stays in shell history; ' +
+  'give it in a file with --provisioning-key-file FILE (mode 0600), or on standard input with --provisioning-key-stdin (or --provisioning-key-file -)';
+
+function buildRegister(global: GlobalOptions, text: (flag: string) => string | undefined, fromStdin: boolean): Command {
+  // the value is never looked at, let alone echoed
+  if (text('--provisioning-key') !== undefined) throw new UsageError(PROVISIONING_KEY_OPTION_REFUSED);
   const keyFile = text('--provisioning-key-file');
-  if (key !== undefined && keyFile !== undefined) {
-    throw new UsageError('give --provisioning-key or --provisioning-key-file, not both');
+  if (fromStdin && keyFile !== undefined) {
+    throw new UsageError('give --provisioning-key-file or --provisioning-key-stdin, not both');
   }
-  if (key !== undefined && key.trim() === '') throw new UsageError('--provisioning-key is empty');
   const command: Command = { ...global, name: 'register' };
-  if (key !== undefined) command.provisioningKey = key;
   if (keyFile !== undefined) command.provisioningKeyFile = keyFile;
+  if (fromStdin) command.provisioningKeyFile = '-';
   const deviceName = text('--device-name');
   if (deviceName !== undefined) command.deviceName = deviceName;
   const deviceType = text('--device-type');

@@ -16,6 +16,8 @@ export interface CliContext {
   pid: number;
   isRoot: boolean;
   uid: number;
+  /** Read only by `register --provisioning-key-stdin` (a secret never goes on a command line). */
+  stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream & { fd?: number };
   /** Registers the handler of SIGTERM and SIGINT. */

@@ -24,14 +24,17 @@ Commands:
   exec JOB.json           Run a job document locally through the same job
                           engine, without the cloud; print each step's result.
                           Exits 0 only if the job SUCCEEDED.
-  register [--provisioning-key KEY | --provisioning-key-file FILE]
+  register [--provisioning-key-file FILE | --provisioning-key-stdin]
            [--device-name NAME] [--device-type TYPE]
                           Register this device with a fleet provisioning key and
-                          store its identity and API key in state_dir. Without
-                          a key option, [device] provisioning_key_file is used.
-                          Prefer --provisioning-key-file: keys on the command
-                          line end up in shell history. Running it again on a
-                          registered device changes nothing.
+                          store its identity and API key in state_dir. The key
+                          is the first line of FILE, or of standard input with
+                          --provisioning-key-stdin (or --provisioning-key-file
+                          -); without either, [device] provisioning_key_file is
+                          used. A key on the command line (--provisioning-key
+                          KEY) is refused: every local user could read it.
+                          Running it again on a registered device changes
+                          nothing.
   help                    Print this text (also --help, -h).
   version                 Print the version (also --version, -V).
 

@@ -21,7 +21,7 @@ export async function runRegister(ctx: CliContext, command: RegisterCommand): Pr
   ctx.setTitle('cloudjobs register');
   const loaded = loadCliConfig(ctx, command, { requireApiUrl: true });
   const { config } = loaded;
-  const key = await readProvisioningKey(command.provisioningKey, command.provisioningKeyFile ?? (config.device.provisioning_key_file || undefined));
+  const key = await readProvisioningKey(command.provisioningKeyFile ?? (config.device.provisioning_key_file || undefined), ctx.stdin);
   const { log } = createCliLog(ctx, { level: config.logging.level, secrets: () => [key] });
   for (const warning of loaded.warnings) log.warn(warning);
   const clock = createSystemClock();
@@ -41,21 +41,37 @@ export async function runRegister(ctx: CliContext, command: RegisterCommand): Pr
   return EXIT.ok;
 }
 
-/** Reads the provisioning key from the option or the file; UsageError when neither is given. */
-export async function readProvisioningKey(key: string | undefined, file: string | undefined): Promise<string> {
-  if (key) return key.trim();
+/** Reads the provisioning key (first line) from `file`, or from `stdin` when it is "-"; UsageError when neither is given. */
+export async function readProvisioningKey(file: string | undefined, stdin: NodeJS.ReadableStream | null): Promise<string> {
   if (!file) {
-    throw new UsageError('register needs --provisioning-key-file FILE (or --provisioning-key KEY, or [device] provisioning_key_file)');
+    throw new UsageError('register needs --provisioning-key-file FILE or --provisioning-key-stdin (or [device] provisioning_key_file)');
   }
+  const where = file === '-' ? 'standard input' : `the provisioning key file ${file}`;
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = file === '-' ? await readBounded(stdin) : await readFile(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`cannot read the provisioning key file ${file}: ${describeError(error)}`);
+    throw new UsageError(`cannot read the provisioning key from ${where}: ${describeError(error)}`);
   }
   const first = text.split('\n')[0]?.trim() ?? '';
-  if (!first) throw new UsageError(`the provisioning key file ${file} is empty`);
+  if (!first) throw new UsageError(`${where === 'standard input' ? 'standard input' : where} is empty; it must hold the provisioning key on its first line`);
   return first;
+}
+
+// A key is a line: more than this on standard input is a mistake (a wrong file piped in).
+const MAX_STDIN_BYTES = 64 * 1024;
+
+async function readBounded(stream: NodeJS.ReadableStream | null): Promise<string> {
+  if (stream === null) throw new Error('no standard input');
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of stream) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    bytes += buffer.length;
+    if (bytes > MAX_STDIN_BYTES) throw new Error(`more than ${MAX_STDIN_BYTES} bytes; a provisioning key is one line`);
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 interface RegisterOnceOptions {
@@ -127,7 +143,7 @@ export interface RegisterWithBackoffOptions {
  */
 export async function registerWithBackoff(options: RegisterWithBackoffOptions): Promise<StoredIdentity | null> {
   const { ctx, config, clock, log, signal, secrets } = options;
-  const key = await readProvisioningKey(undefined, config.device.provisioning_key_file);
+  const key = await readProvisioningKey(config.device.provisioning_key_file, null);
   secrets.push(key);
   let lastProblem = '';
   for (let attempt = 1; !signal.aborted; attempt += 1) {

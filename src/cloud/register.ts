@@ -3,8 +3,10 @@
 // registers with a fleet provisioning key, proves it holds the key, and adopts
 // the uuid the server answers with.
 import { generateKeyPairSync, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
+import { checkPathSegment } from '../contract/limits.js';
 import type { ApiGeneration, MqttRegistration } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
+import { showText } from '../log/escape.js';
 import type { Log } from '../log/log.js';
 import type { HttpResponse, HttpTransport } from './http.js';
 import { isRecord, parseJsonBody, readErrorWords, readRetryAfterMs, readServerMessage } from './parse-answer.js';
@@ -176,6 +178,11 @@ function readRegisterAnswer(options: RegisterOptions, response: HttpResponse, se
   }
   if (!isRecord(value) || typeof value.uuid !== 'string' || value.uuid.trim() === '') {
     throw new RegistrationError('protocol', `the server answered registration with ${status} but no uuid`, { status });
+  }
+  // it goes into every URL from now on (/devices/{uuid}/...): one path segment or nothing
+  const uuidProblem = checkPathSegment(value.uuid);
+  if (uuidProblem !== null) {
+    throw new RegistrationError('protocol', `the server answered registration with uuid ${JSON.stringify(showText(value.uuid, 80))}, which cannot name this device in a URL: ${uuidProblem}`, { status });
   }
   const api = isRecord(value.api) ? value.api : {};
   const tlsConfig = isRecord(api.tlsConfig) ? api.tlsConfig : {};

@@ -1,6 +1,7 @@
 // The last-resort uuid source of the seed guide: a local balena-style
 // supervisor (GET {supervisor_url}/v2/device). Never fatal: every failure
 // becomes a reason the "Device UUID not available" message can show.
+import { checkPathSegment } from '../contract/limits.js';
 import { describeError } from '../errors/errors.js';
 import type { HttpTransport } from './http.js';
 import { isRecord, parseJsonBody } from './parse-answer.js';
@@ -46,7 +47,8 @@ export async function fetchSupervisorUuid(options: SupervisorProbeOptions): Prom
 function findUuid(body: unknown): string | null {
   if (!isRecord(body)) return null;
   for (const holder of [body, body.device, body.data]) {
-    if (isRecord(holder) && typeof holder.uuid === 'string' && holder.uuid.trim() !== '') return holder.uuid.trim();
+    // a uuid that is not one URL path segment could address another route (/devices/../jobs/next)
+    if (isRecord(holder) && typeof holder.uuid === 'string' && checkPathSegment(holder.uuid.trim()) === null) return holder.uuid.trim();
   }
   return null;
 }

@@ -23,10 +23,15 @@ export const MAX_DOCUMENT_DEPTH = 32;
  * job's own is refused (encodeURIComponent leaves "." and ".." as they are).
  */
 export function checkJobId(jobId: string): string | null {
-  if (jobId.trim() === '') return 'it is empty';
-  if (jobId.length > MAX_JOB_ID_CHARS) return `it is ${jobId.length} characters long; at most ${MAX_JOB_ID_CHARS} are allowed`;
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(jobId)) return 'it contains control characters';
-  const decoded = decodeFully(jobId);
+  return checkPathSegment(jobId, MAX_JOB_ID_CHARS);
+}
+
+/** The same rule for any server-given id that goes into a URL path (a device uuid from registration or the supervisor). */
+export function checkPathSegment(id: string, maxChars = MAX_JOB_ID_CHARS): string | null {
+  if (id.trim() === '') return 'it is empty';
+  if (id.length > maxChars) return `it is ${id.length} characters long; at most ${maxChars} are allowed`;
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(id)) return 'it contains control characters';
+  const decoded = decodeFully(id);
   if (/[/\\]/.test(decoded)) return 'it contains "/" or "\\" (also as a %-escape): it is not one URL path segment';
   if (decoded === '.' || decoded === '..') return `it is "${decoded}" (also as a %-escape), which URLs remove as a path segment`;
   return null;

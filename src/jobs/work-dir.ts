@@ -23,7 +23,7 @@
 //   same way: it removes symlinks and never follows them, and with
 //   --one-file-system it does not descend into mounts below the directory.
 import { constants } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, realpath, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readdir, realpath, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Clock } from '../clock/clock.js';
@@ -98,7 +98,7 @@ function ancestorsOf(p: string): string[] {
 
 /** Creates a fresh directory for one job and one run-as user, owned by that user, mode 0700. */
 export async function createJobDir(workDir: string, jobId: string, user: UserInfo, agentUid: number): Promise<string> {
-  const safeId = jobId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+  const safeId = safeIdOf(jobId);
   const safeUser = user.name.replace(/[^A-Za-z0-9_.-]/g, '_');
   const dir = await mkdtemp(path.join(workDir, `${safeId}.${safeUser}.`));
   // through the descriptor of the directory mkdtemp made, never by name again
@@ -110,6 +110,42 @@ export async function createJobDir(workDir: string, jobId: string, user: UserInf
     await handle.close();
   }
   return dir;
+}
+
+function safeIdOf(jobId: string): string {
+  return jobId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+}
+
+/**
+ * Removes the directories an interrupted job (the agent stopped mid-job: a
+ * crash, kill -9, power loss) left in work_dir, each as its owner (uid and gid
+ * from lstat of root's own entry) like removeJobDir. Only names createJobDir
+ * made for this job id are touched. Never throws: returns what it removed and
+ * one sentence per directory it could not remove.
+ */
+export async function removeLeftoverJobDirs(
+  workDir: string,
+  jobId: string,
+  options: Omit<RemoveJobDirOptions, 'user'>,
+): Promise<{ removed: string[]; problems: string[] }> {
+  const prefix = `${safeIdOf(jobId)}.`;
+  const removed: string[] = [];
+  const problems: string[] = [];
+  const names = await readdir(workDir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !/^[A-Za-z0-9_.$-]+\.[A-Za-z0-9]{6}$/.test(name.slice(prefix.length))) continue;
+    const dir = path.join(workDir, name);
+    try {
+      const info = await lstat(dir);
+      if (!info.isDirectory()) continue;
+      const user: UserInfo = { name: `uid ${info.uid}`, uid: info.uid, gid: info.gid, home: '/', shell: '/bin/sh', groups: [info.gid] };
+      await removeJobDir(dir, { ...options, user });
+      removed.push(dir);
+    } catch (error) {
+      problems.push(error instanceof Error ? error.message : String(error));
+    }
+  }
+  return { removed, problems };
 }
 
 /** What removing a job directory needs: whose it is, how to become that user, and a clock for the time limit. */

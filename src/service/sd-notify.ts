@@ -2,6 +2,7 @@
 // READY=1, STATUS=..., WATCHDOG=1, STOPPING=1, EXTEND_TIMEOUT_USEC=... to $NOTIFY_SOCKET. Outside
 // systemd (no socket) every call is a silent no-op; a failing send logs one
 // warning and never throws, because the agent must keep working without it.
+import { escapeText } from '../log/escape.js';
 import type { Log } from '../log/log.js';
 import type { DatagramSender } from './native.js';
 
@@ -85,7 +86,8 @@ export function createNotifier(options: NotifierOptions): Notifier {
 
 /** Makes a STATUS text one bounded line (systemd reads one line per assignment). */
 export function formatStatus(text: string): string {
-  const line = text.replace(/[\r\n]+/g, ' ').trim();
+  // one line (a newline would start another notify assignment), the rest of server text escaped
+  const line = escapeText(text.replace(/[\r\n]+/g, ' ')).trim();
   return line.length > MAX_STATUS_CHARS ? `${line.slice(0, MAX_STATUS_CHARS - 1)}…` : line;
 }
 

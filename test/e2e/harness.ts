@@ -95,14 +95,22 @@ export interface AgentProcess {
 /** Starts `cloudjobs run` (or another command) with the given dirs and extra env. */
 export function startAgent(
   dirs: AgentDirs,
-  options: { args?: string[]; env?: Record<string, string>; /** e.g. setpriv --no-new-privs -- (execs the agent) */ prefix?: string[] } = {},
+  options: {
+    args?: string[];
+    env?: Record<string, string>;
+    /** e.g. setpriv --no-new-privs -- (execs the agent) */
+    prefix?: string[];
+    /** Written to standard input, which is then closed (default: no standard input). */
+    input?: string;
+  } = {},
 ): AgentProcess {
   const args = options.args ?? ['--config', dirs.configFile, 'run'];
   const [command, ...argv] = [...(options.prefix ?? []), AGENT_BIN, ...args];
   const child = spawn(command!, argv, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (options.input !== undefined) child.stdin?.end(options.input);
   let text = '';
   child.stdout?.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
   child.stderr?.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
@@ -135,12 +143,13 @@ export async function runCommand(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(AGENT_BIN, args, {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C.UTF-8', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (options.input !== undefined) child.stdin?.end(options.input);
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
   return { code, stdout, stderr };
 }

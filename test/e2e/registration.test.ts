@@ -107,6 +107,17 @@ describe.each(GENERATIONS)('registration against generation %s', (generation) =>
     expect((await stopAgent(agent)).code).toBe(0);
   });
 
+  it('registers with the key on standard input (--provisioning-key-stdin), never on the command line', async () => {
+    const cloud = await startCloud({ generation });
+    const dirs = await unregistered(cloud);
+    const result = await runCommand(['--config', dirs.configFile, 'register', '--provisioning-key-stdin'], { input: `${PROVISIONING_KEY}\n` });
+    expect(result.code).toBe(0);
+    const identity = await readIdentityFile(dirs.identityFile);
+    expect(result.stdout).toContain(`registered as ${identity.uuid} (generation ${generation})`);
+    expect(`${result.stdout}${result.stderr}`).not.toContain(PROVISIONING_KEY);
+    expect(registrationRequests(cloud)).toHaveLength(1);
+  });
+
   it('run with [device] provisioning_key_file and no identity registers by itself first', async () => {
     const cloud = await startCloud({ generation });
     const dirs = await unregistered(cloud, { viaConfig: true });

@@ -194,14 +194,29 @@ describe('secrets stay secret', () => {
 });
 
 describe('process titles', () => {
-  it('register --provisioning-key KEY does not show the key in its process title or /proc/<pid>/cmdline while it works', async () => {
+  it('register --provisioning-key KEY is refused at once, naming the safe ways, without echoing the key or contacting the cloud', async () => {
+    const cloud = await startReferenceCloud({ generation: 'devices', provisioningKeys: [{ key: PROVISIONING_KEY }] });
+    clouds.push(cloud);
+    const dirs = await createAgentDirs(cloud, null, {});
+    allDirs.push(dirs);
+    for (const argv of [['--provisioning-key', PROVISIONING_KEY], [`--provisioning-key=${PROVISIONING_KEY}`]]) {
+      const result = await runCommand(['--config', dirs.configFile, 'register', ...argv]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('--provisioning-key is no longer accepted: a key on the command line can be read by every local user');
+      expect(result.stderr).toContain('--provisioning-key-file FILE (mode 0600), or on standard input with --provisioning-key-stdin');
+      expect(`${result.stdout}${result.stderr}`).not.toContain(PROVISIONING_KEY);
+    }
+    expect(cloud.requests()).toEqual([]);
+  });
+
+  it('register --provisioning-key-stdin shows neither the key nor its source in its process title or /proc/<pid>/cmdline while it works', async () => {
     const cloud = await startReferenceCloud({ generation: 'devices', provisioningKeys: [{ key: PROVISIONING_KEY }] });
     clouds.push(cloud);
     // The registration request hangs, so the process stays alive to be inspected.
     cloud.injectFault({ kind: 'hang', match: '^POST .*/register$', times: 'always' });
     const dirs = await createAgentDirs(cloud, null, {});
     allDirs.push(dirs);
-    const register = startAgent(dirs, { args: ['--config', dirs.configFile, 'register', '--provisioning-key', PROVISIONING_KEY] });
+    const register = startAgent(dirs, { args: ['--config', dirs.configFile, 'register', '--provisioning-key-stdin'], input: `${PROVISIONING_KEY}\n` });
     agents.push(register);
     await cloud.waitFor((c) => c.requests().some((r) => r.fault === 'hang'), 20_000, 'the hanging registration request');
     const [view] = (await readProcessTree(register.child.pid!)).filter((v) => v.pid === register.child.pid);

@@ -56,7 +56,8 @@ describe.runIf(isRoot)('removing a work dir while its user swaps in symlinks (ro
     expect(row.status).toBe('SUCCEEDED');
     expect(String(row.stdout)).toContain(`${PAIRS} pairs, ${HELPERS} helpers swapping`);
     // the helpers outlived the job and were swapping while the agent removed its work dir
-    expect((await findHelpers(helperBinary)).length).toBe(HELPERS);
+    const binary = helperBinary;
+    await waitFor(async () => (await findHelpers(binary)).length === HELPERS, 10_000, `${HELPERS} swap helpers alive`);
 
     expect((await readdir(victim)).sort()).toEqual(Array.from({ length: VICTIM_FILES }, (_, i) => `precious-${i}`).sort());
     // the removal went through (as the step's user) or left the directory with one warning; never anything outside it
@@ -66,6 +67,47 @@ describe.runIf(isRoot)('removing a work dir while its user swaps in symlinks (ro
     await expectCleanStop(agent);
   });
 });
+
+describe.runIf(isRoot)('work dirs of a job interrupted by kill -9 (root only)', () => {
+  it('are removed, as their user, when the restarted agent recovers the job', async () => {
+    const { cloud, device } = await scope.cloud({ generation: 'devices' });
+    const dirs = await scope.dirs(cloud, device, { cloud: { api_generation: 'devices' } });
+    const first = scope.agent(dirs);
+    const job = cloud.queueJob(device.uuid, {
+      name: 'interrupted',
+      document: {
+        version: '1.0',
+        steps: [{ action: { name: 'fill', type: 'runCommand', input: { command: ['sh', '-c', 'mkdir -p a/b && touch a/b/f && chmod 500 a/b a && exec sleep 60'] } } }],
+      },
+    });
+    await cloud.waitForJobStatus(job.job_id, 'IN_PROGRESS', 30_000);
+    await waitFor(async () => (await readdir(dirs.workDir).catch(() => [] as string[])).length === 1, 20_000, 'the job dir');
+    const jobDir = path.join(dirs.workDir, (await readdir(dirs.workDir))[0]!);
+    await waitFor(async () => (await readdir(jobDir).catch(() => [] as string[])).includes('a'), 20_000, 'the step writing in its dir');
+    first.kill('SIGKILL');
+    await first.exited;
+    // the step's sleep outlives a SIGKILLed agent (KillMode=mixed would end it under systemd): stop it here
+    for (const pid of await findProcessesCarrying(`CLOUDJOBS_JOB_ID=${job.job_id}`)) process.kill(pid, 'SIGKILL');
+
+    const second = scope.agent(dirs);
+    const row = await cloud.waitForJobStatus(job.job_id, undefined, 30_000);
+    expect(row.status).toBe('FAILED');
+    await waitFor(() => /removed 1 work dir\(s\) the interrupted job left behind/.test(second.output()), 10_000, 'the leftover removal logged');
+    expect(await readdir(dirs.workDir)).toEqual([]);
+    await expectCleanStop(second);
+  });
+});
+
+// Processes whose initial environment holds `entry` (this test's own job steps).
+async function findProcessesCarrying(entry: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const environ = await readFile(`/proc/${name}/environ`, 'utf8').catch(() => '');
+    if (environ.split('\0').includes(entry)) pids.push(Number(name));
+  }
+  return pids;
+}
 
 // Helper processes of this test: argv[0] is the binary compiled above and argv[1] is --loop.
 async function findHelpers(binary: string): Promise<number[]> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { COMMANDS, DEFAULT_CONFIG_FILE, parseArgs } from '../../../src/cli/args.js';
+import { COMMANDS, DEFAULT_CONFIG_FILE, parseArgs, PROVISIONING_KEY_OPTION_REFUSED } from '../../../src/cli/args.js';
 import { HELP_TEXT } from '../../../src/cli/help.js';
 import { UsageError } from '../../../src/errors/errors.js';
 
@@ -32,10 +32,10 @@ describe('parseArgs: commands', () => {
     expect(parseArgs(['status', '--json'])).toEqual({ ...DEFAULTS, name: 'status', json: true });
     expect(parseArgs(['history', '--limit', '5', '--json'])).toEqual({ ...DEFAULTS, name: 'history', limit: 5, json: true });
     expect(parseArgs(['history', '--limit=25'])).toEqual({ ...DEFAULTS, name: 'history', limit: 25, json: false });
-    expect(parseArgs(['register', '--provisioning-key', 'pk', '--device-name', 'pi-01', '--device-type=Raspberry Pi 4'])).toEqual({
+    expect(parseArgs(['register', '--provisioning-key-stdin', '--device-name', 'pi-01', '--device-type=Raspberry Pi 4'])).toEqual({
       ...DEFAULTS,
       name: 'register',
-      provisioningKey: 'pk',
+      provisioningKeyFile: '-',
       deviceName: 'pi-01',
       deviceType: 'Raspberry Pi 4',
     });
@@ -116,11 +116,24 @@ describe('parseArgs: usage errors', () => {
     expect(usageErrorOf(['run', 'now'])).toBe('run takes no arguments; unexpected "now"');
   });
 
-  it('refuses both provisioning key options and empty values', () => {
-    expect(usageErrorOf(['register', '--provisioning-key', 'pk', '--provisioning-key-file', '/f'])).toBe(
-      'give --provisioning-key or --provisioning-key-file, not both',
+  it('refuses a key on the command line, saying what to use instead (issue 16 item 6)', () => {
+    expect(PROVISIONING_KEY_OPTION_REFUSED).toBe(
+      '--provisioning-key is no longer accepted: a key on the command line can be read by every local user (/proc/PID/cmdline) and stays in shell history; ' +
+        'give it in a file with --provisioning-key-file FILE (mode 0600), or on standard input with --provisioning-key-stdin (or --provisioning-key-file -)',
     );
-    expect(usageErrorOf(['register', '--provisioning-key='])).toBe('--provisioning-key is empty');
+    expect(usageErrorOf(['register', '--provisioning-key', 'pk'])).toBe(PROVISIONING_KEY_OPTION_REFUSED);
+    expect(usageErrorOf(['register', '--provisioning-key='])).toBe(PROVISIONING_KEY_OPTION_REFUSED);
+    expect(usageErrorOf(['register', '--provisioning-key=pk', '--provisioning-key-file', '/f'])).toBe(PROVISIONING_KEY_OPTION_REFUSED);
+  });
+
+  it('reads the key from standard input with --provisioning-key-stdin or --provisioning-key-file -, not both', () => {
+    expect(parseArgs(['register', '--provisioning-key-file', '-'])).toEqual({ ...DEFAULTS, name: 'register', provisioningKeyFile: '-' });
+    expect(usageErrorOf(['register', '--provisioning-key-stdin', '--provisioning-key-file', '/f'])).toBe(
+      'give --provisioning-key-file or --provisioning-key-stdin, not both',
+    );
+  });
+
+  it('refuses empty values', () => {
     expect(usageErrorOf(['register', '--device-name='])).toBe('--device-name is empty');
   });
 
@@ -134,7 +147,7 @@ describe('parseArgs: usage errors', () => {
       usageErrorOf(['register', '--provisioning-key', key, '--bogus']),
     ];
     expect(messages[0]).toBe(
-      'register takes no arguments; unexpected 1 argument(s); give the key with --provisioning-key or --provisioning-key-file',
+      'register takes no arguments; unexpected 1 argument(s); give the key with --provisioning-key-file FILE or --provisioning-key-stdin',
     );
     for (const message of messages) expect(message).not.toContain(key);
   });
@@ -147,7 +160,7 @@ describe('HELP_TEXT', () => {
       '--config FILE',
       '--json',
       '--limit N',
-      '--provisioning-key KEY',
+      '--provisioning-key-stdin',
       '--provisioning-key-file FILE',
       '--device-name NAME',
       '--device-type TYPE',

@@ -290,4 +290,13 @@ describe('registerDevice', () => {
     expect(error.kind).toBe('protocol');
     expect(error.message).toBe('the server answered registration with 200 but no uuid');
   });
+
+  it('refuses a uuid that is not one URL path segment (issue 16: it would go into every URL)', async () => {
+    const { options } = await setup({ generation: 'devices', registerAnswer: { status: 200, body: { uuid: '..' } } }, { generation: 'devices' });
+    const error = await registrationFailure(registerDevice(options));
+    expect(error.kind).toBe('protocol');
+    expect(error.message).toBe(
+      'the server answered registration with uuid "..", which cannot name this device in a URL: it is ".." (also as a %-escape), which URLs remove as a path segment',
+    );
+  });
 });

@@ -38,6 +38,11 @@ describe('fetchSupervisorUuid', () => {
     });
   });
 
+  it('takes no uuid that is not one URL path segment (it would address another route)', async () => {
+    const { server, answer } = await probe((_req, res) => sendJson(res, 200, { uuid: '..', device: { uuid: 'a/b' } }));
+    expect(answer).toEqual({ uuid: null, reason: `the supervisor at ${server.url}/v2/device answered without a uuid` });
+  });
+
   it('is disabled by an empty supervisor_url', async () => {
     const transport = createHttpTransport({ timeoutMs: 1000, clock: createSystemClock() });
     transports.push(transport);

@@ -624,3 +624,29 @@ describe('timeouts', () => {
     ]);
   });
 });
+
+describe('validateJob: bounds on server data (issue 16 items 4 and 5)', () => {
+  const nested = (levels: number): unknown => {
+    let value: unknown = 1;
+    for (let i = 0; i < levels; i += 1) value = { a: value };
+    return value;
+  };
+  const valid = { version: '1.0', steps: [{ action: { name: 'ok', type: 'runCommand', input: { command: ['true'] } } }] };
+
+  it('REJECTs with the problems parse-answer found, without looking at the document', async () => {
+    expect(await problemsOf(null, options(), { problems: ['job_name is 300 characters long; at most 255 are allowed'] })).toEqual([
+      'job_name is 300 characters long; at most 255 are allowed',
+    ]);
+  });
+
+  it('REJECTs a document nested 2000 levels deep given directly (cloudjobs exec), as an object or a string', async () => {
+    const deep = { ...valid, extra: nested(2000) };
+    const why = 'job_document nests objects and arrays more than 32 levels deep';
+    expect(await problemsOf(deep)).toEqual([why]);
+    expect(await problemsOf(JSON.stringify(deep))).toEqual([why]);
+  });
+
+  it('accepts the same document 30 levels deep', async () => {
+    await expect(validateJob(offer({ ...valid, extra: nested(30) }), options())).resolves.toMatchObject({ jobId: expect.any(String) });
+  });
+});

@@ -7,7 +7,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createSystemClock } from '../../../src/clock/clock.js';
 import { readAgentPrivileges, type AgentPrivileges } from '../../../src/jobs/launch.js';
 import { lookupUser, type UserInfo } from '../../../src/jobs/users.js';
-import { createJobDir, prepareWorkRoot, removeJobDir } from '../../../src/jobs/work-dir.js';
+import { createJobDir, prepareWorkRoot, removeJobDir, removeLeftoverJobDirs } from '../../../src/jobs/work-dir.js';
 
 const isRoot = process.getuid?.() === 0;
 const temps: string[] = [];
@@ -105,6 +105,21 @@ describe.runIf(isRoot)('work dirs (root only)', () => {
     );
     expect(await readdir(dir)).toEqual(['roots']);
     expect(await readdir(planted)).toEqual(['file']);
+  });
+
+  it("removes an interrupted job's leftover dirs as their owners, and nothing of another job", async () => {
+    const base = await makeBase();
+    const mine = await createJobDir(base, 'job-7', nobody, 0);
+    const asRoot = await createJobDir(base, 'job-7', root, 0);
+    const other = await createJobDir(base, 'job-70', nobody, 0);
+    await writeFile(path.join(base, 'job-7.file.abcdef'), 'not a dir');
+    await mkdir(path.join(mine, 'sub'));
+    await chown(path.join(mine, 'sub'), nobody.uid, nobody.gid);
+
+    const result = await removeLeftoverJobDirs(base, 'job-7', { agent, clock, killGraceMs: 200 });
+    expect(result).toEqual({ removed: expect.arrayContaining([mine, asRoot]), problems: [] });
+    expect(result.removed).toHaveLength(2);
+    expect((await readdir(base)).sort()).toEqual(['job-7.file.abcdef', path.basename(other)].sort());
   });
 
   it('removes the job dir of a step that ran as root, without following its symlinks', async () => {

@@ -152,6 +152,8 @@ describe('send failures', () => {
 describe('formatStatus and isNotifySocketPath', () => {
   it('keeps STATUS to one bounded line', () => {
     expect(formatStatus('cloud unreachable,\nretry in 40s\n')).toBe('cloud unreachable, retry in 40s');
+    // a job name's terminal escapes do not reach `systemctl status` (issue 16 item 5)
+    expect(formatStatus('running job \u001b[31mred\u009b')).toBe('running job \\u001b[31mred\\u009b');
     const long = formatStatus('x'.repeat(500));
     expect(long).toHaveLength(200);
     expect(long.endsWith('…')).toBe(true);

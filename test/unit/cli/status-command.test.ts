@@ -1,0 +1,23 @@
+// `cloudjobs status` shows server text (job names, ids, step names) inert: one
+// line each, no terminal escapes (issue 16 item 5; status.json is world-readable).
+import { describe, expect, it } from 'vitest';
+import { formatStatus } from '../../../src/cli/status-command.js';
+
+describe('formatStatus', () => {
+  it('escapes control characters of the current job and step', () => {
+    const now = 1_000_000;
+    const text = formatStatus(
+      {
+        state: 'running',
+        polling: true,
+        currentJob: { jobId: 'j\u001b[2J', jobName: 'evil\nstate:          idle', step: 'st\u009bep', stepIndex: 1, stepCount: 2, startedAt: now },
+        outbox: { count: 0, bytes: 0, oldestAgeSeconds: null },
+        updatedAt: now,
+      },
+      now,
+    );
+    expect(text).not.toMatch(/[\u001b\u009b]/);
+    expect(text.split('\n').filter((line) => line.startsWith('state:'))).toEqual(['state:          running']);
+    expect(text).toContain('current job:    evil\\nstate:          idle (j\\u001b[2J), step 1/2: st\\u009bep');
+  });
+});
