@@ -2,6 +2,7 @@
 // process.exit, signals and process.env. Everything else receives values.
 import './heap-tuning.js';
 import { runCli } from './cli/cli.js';
+import { EXIT } from './cli/context.js';
 
 declare const __CLOUDJOBS_VERSION__: string | undefined;
 declare const __CLOUDJOBS_ADDON__: string | undefined;
@@ -9,10 +10,20 @@ declare const __CLOUDJOBS_ADDON__: string | undefined;
 const version = typeof __CLOUDJOBS_VERSION__ === 'string' ? __CLOUDJOBS_VERSION__ : '0.0.0-dev';
 const addon = typeof __CLOUDJOBS_ADDON__ === 'string' && __CLOUDJOBS_ADDON__ ? Buffer.from(__CLOUDJOBS_ADDON__, 'base64') : null;
 
+// An unhandled rejection leaves the agent in an unknown state: say what it was,
+// then exit 70 (EX_SOFTWARE) so systemd restarts a clean process.
 process.on('unhandledRejection', (reason) => {
-  // Never die from a stray promise: say what happened so it can be fixed.
   process.stderr.write(`cloudjobs: internal error (unhandled rejection): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
+  process.stderr.write('', () => process.exit(EXIT.internal));
 });
+
+// TEST ONLY: CLOUDJOBS_TEST_LOOP_DEATH=<loop>:<ms> makes `cloudjobs run` treat
+// that loop (poll, delivery, progress, status writer) as dead after <ms>, to
+// prove that systemd restarts it (test/integration/loop-death.sh).
+function readTestLoopDeath(value: string | undefined): { loop: string; afterMs: number } | null {
+  const match = /^(poll|delivery|progress|status writer):(\d+)$/.exec(value ?? '');
+  return match ? { loop: match[1] as string, afterMs: Number(match[2]) } : null;
+}
 
 runCli({
   argv: process.argv.slice(2),
@@ -31,6 +42,7 @@ runCli({
   setTitle(title) {
     process.title = title;
   },
+  testLoopDeath: readTestLoopDeath(process.env.CLOUDJOBS_TEST_LOOP_DEATH),
 }).then(
   (code) => {
     process.exitCode = code;
