@@ -32,10 +32,10 @@ export interface JobRunPort {
   done: Promise<StatusReport>;
   snapshot(): StatusReport;
   stop(kind: 'cancel' | 'shutdown'): void;
-  /** Starts no further step; the job ends FAILED with `reason` unless every step ran. */
-  halt(reason: string): void;
   /** Once done: the step that asked for a reboot (the run ended after it), else null. */
   readonly rebootRequest: { label: string; stepsDone: number } | null;
+  /** Starts no further step; the job ends FAILED with `reason` unless every step ran. */
+  halt(reason: string): void;
 }
 
 /** The long-lived loops the agent watches: if one dies, the agent fails (see Agent.run). */
@@ -207,6 +207,11 @@ export const EXIT_LOOP_DIED = 70;
  *   reports of a job arrive in the order they were made.
  * - Progress reports for a job are enqueued only while it runs and not after
  *   the cloud said it was canceled or deleted.
+ * - A job that asks for a reboot is journaled REBOOTING (durably, with the
+ *   boot it asked in) before its report is sent and before the reboot command
+ *   runs; it is resumed only after the journal says so and the boot changed
+ *   (reboot-decision.ts), and marked running again on disk before its next
+ *   step. While a job is REBOOTING the agent polls for no other job.
  *
  * ERROR BOUNDARY
  * - Cloud failures (network, TLS, HTTP answers) are retried with backoff by
@@ -219,11 +224,6 @@ export const EXIT_LOOP_DIED = 70;
  * - Anything else is a bug: the loop it happened in dies, run() stops the
  *   rest and rejects with LoopDiedError (exit EXIT_LOOP_DIED), and isHealthy()
  *   is false from that moment, so systemd restarts the agent either way.
- * - A job that asks for a reboot is journaled REBOOTING (durably, with the
- *   boot it asked in) before its report is sent and before the reboot command
- *   runs; it is resumed only after the journal says so and the boot changed
- *   (reboot-decision.ts), and marked running again on disk before its next
- *   step. While a job is REBOOTING the agent polls for no other job.
  */
 
 /** The running agent: call run(), then stop() to drain and end it. */
@@ -453,7 +453,8 @@ export class Agent {
       const fields = { jobId: offer.jobId, jobName: offer.jobName };
       let report = entry.final;
       if (!report && entry.rebooting) {
-        this.rebootingAtStart.push(entry);
+        // recovery may run again after a fault: each REBOOTING job is decided once
+        if (!this.rebootingAtStart.some((e) => e.jobId === entry.jobId)) this.rebootingAtStart.push(entry);
         continue;
       }
       if (!report) {
@@ -630,7 +631,7 @@ export class Agent {
 
   // Runs a validated job to its end; `resume` holds what ran before a reboot.
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
-    const { log, engine, journal, clock } = this.deps;
+    const { log, engine, journal } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
     const current: Current = { offer, run: null, canceled: false, gone: false, fault: null };
     this.current = current;
@@ -658,7 +659,7 @@ export class Agent {
     current.run = run;
     if (this.stopRequests > 1 || this.deadLoop) run.stop('shutdown');
     if (this.degraded) run.halt(haltReason(this.degraded));
-    await this.enqueueProgress(current, run, resume ? (report) => markResumed(report, resume.reboots) : undefined);
+    await this.enqueueProgress(current, run, resume?.reboots);
 
     const report = withFault(await this.superviseRun(current, run), current.fault);
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
@@ -689,11 +690,11 @@ export class Agent {
   }
 
   // Queues a progress report; the state directory failing costs the report, not the job.
-  private async enqueueProgress(current: Current, run: JobRunPort, adjust?: (report: StatusReport) => StatusReport): Promise<void> {
+  private async enqueueProgress(current: Current, run: JobRunPort, resumedAfterReboots?: number): Promise<void> {
     if (current.canceled || current.gone || this.degraded) return;
     try {
       const snapshot = run.snapshot();
-      await this.enqueue(current.offer.jobId, adjust ? adjust(snapshot) : snapshot);
+      await this.enqueue(current.offer.jobId, resumedAfterReboots === undefined ? snapshot : markResumed(snapshot, resumedAfterReboots));
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);
     }
@@ -948,9 +949,8 @@ export class Agent {
     const { offer } = entry;
     const report = engine.journaledReport(entry, status, reason);
     log.warn(`job ${offer.jobName} ended ${status}: ${reason}`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: status });
-    await journal.recordFinal(offer.jobId, report);
     this.status.currentJob = null;
-    await this.settle(offer, Date.parse(entry.receivedAt), report);
+    await this.finish({ offer, receivedAt: Date.parse(entry.receivedAt), report, journaled: true, delivered: false });
   }
 
   private showRebooting(offer: JobOffer, reboots: number): void {

@@ -134,7 +134,7 @@ describe('Agent error boundary', () => {
           path: '/usr/sbin:/usr/bin:/sbin:/bin',
           max_reboots: 3,
           reboot_timeout: 600_000,
-          reboot_command: 'false',
+          reboot_command: 'systemctl reboot',
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -142,17 +142,16 @@ describe('Agent error boundary', () => {
         lookupUser,
         agentUid: process.getuid?.() ?? 0,
       }),
-      notifier: { ready() {}, status() {}, stopping() {} },
-      // no job in these tests asks for a reboot
       reboot: {
         currentBoot: async () => ({ bootId: 'boot-1', marker: 'marker-1' }),
         requestReboot: async () => {
-          throw new Error('no job in this test asks for a reboot');
+          throw new Error('no reboots in these tests');
         },
         maxReboots: 3,
         rebootTimeoutMs: 600_000,
         commandText: 'none',
       },
+      notifier: { ready() {}, status() {}, stopping() {} },
       writeStatus: async () => undefined,
       version: '9.9.9-test',
       identitySource: 'test',
