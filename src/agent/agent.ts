@@ -12,6 +12,7 @@ import { isPollLoopHealthy } from '../service/health.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
+import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
 import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
@@ -104,7 +105,12 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
+  /** A full garbage collection, run once the agent is quiet after a job (service/memory.ts); none when absent. */
+  reclaimMemory?: () => void;
 }
+
+// How long after the last job or final report the memory a job left is collected.
+const RECLAIM_AFTER_MS = 1000;
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
 const STATUS_REFRESH_MS = 15_000;
@@ -135,6 +141,7 @@ export class Agent {
   private readonly deps: AgentDeps;
   private readonly pollStop = new AbortController();
   private readonly deliveryStop = new AbortController();
+  private readonly reclaimer: IdleReclaimer | null;
   private current: Current | null = null;
   private stopRequests = 0;
   private drainDeadline: number | null = null;
@@ -151,6 +158,9 @@ export class Agent {
   constructor(deps: AgentDeps) {
     this.deps = deps;
     this.lastProgressAt = deps.clock.now();
+    this.reclaimer = deps.reclaimMemory
+      ? createIdleReclaimer({ clock: deps.clock, reclaim: deps.reclaimMemory, delayMs: RECLAIM_AFTER_MS, signal: this.deliveryStop.signal })
+      : null;
     this.status = {
       agentVersion: deps.version,
       pid: deps.pid,
@@ -317,6 +327,7 @@ export class Agent {
         if (answer.kind === 'job') {
           this.status.lastPoll = { at: clock.now(), outcome: 'job' };
           await this.handleOffer(answer.offer);
+          this.reclaimer?.poke();
           delay = scheduler.afterJob();
         } else {
           this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
@@ -572,8 +583,12 @@ export class Agent {
     const current = this.current && this.current.offer.jobId === entry.jobId ? this.current : null;
     switch (outcome) {
       case 'accepted':
-        if (entry.final) log.info(`final report ${entry.report.status} delivered`, fields);
-        else log.debug(`${entry.report.status} report delivered`, fields);
+        if (entry.final) {
+          log.info(`final report ${entry.report.status} delivered`, fields);
+          this.reclaimer?.poke();
+        } else {
+          log.debug(`${entry.report.status} report delivered`, fields);
+        }
         return;
       case 'canceled':
         if (current && !current.canceled) {

@@ -10,6 +10,7 @@ import { measureHerd } from './figures/herd.js';
 import { measureIdleCost } from './figures/idle-cost.js';
 import { measureIdleMemory } from './figures/idle-memory.js';
 import { measureOutputVolume } from './figures/output-volume.js';
+import { measureParallelMemory } from './figures/parallel-memory.js';
 import { measureQueueDrain } from './figures/queue-drain.js';
 import { measureSizes } from './figures/sizes.js';
 import { measureStartTime } from './figures/start-time.js';
@@ -73,6 +74,7 @@ async function main(): Promise<void> {
       { number: 5, row: '5 256 MiB stdout (x64)', target: '<= 1.3x, < +16 MiB', run: () => measureOutputVolume(host) },
       { number: 6, row: '6 drain 50 jobs (x64)', target: '< 5 s', run: () => measureQueueDrain(host, benchDir) },
       { number: 7, row: '7 dispatch latency (x64)', target: 'report', run: () => measureDispatchLatency(host, LATENCY_SAMPLES) },
+      { number: 11, row: '11 RSS after a 99-member parallel job (x64)', target: '< +16 MiB', run: () => measureParallelMemory(host) },
     );
   }
   figures.push({
