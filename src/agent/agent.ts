@@ -13,7 +13,7 @@ import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
 import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
-import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
+import { createReportCutter, type ReportCutter, type TooLargeVerdict } from './report-cut.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -114,6 +114,13 @@ const RECLAIM_AFTER_MS = 1000;
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
 const STATUS_REFRESH_MS = 15_000;
+
+/** What the delivery loop keeps between reports. */
+interface DeliveryState {
+  cutter: ReportCutter;
+  /** The last failure logged, so a repeated one is not logged again. */
+  lastProblem: string | null;
+}
 
 interface Current {
   offer: JobOffer;
@@ -436,6 +443,8 @@ export class Agent {
     await this.enqueue(offer.jobId, run.snapshot());
 
     const report = await this.superviseRun(current, run);
+    // the run holds every step's output buffers: nothing may keep it once it ended
+    current.run = null;
     log.info(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
     await journal.recordFinal(offer.jobId, report);
     this.current = null;
@@ -498,60 +507,68 @@ export class Agent {
   // ---- delivery --------------------------------------------------------
 
   private async deliverLoop(): Promise<void> {
-    const { outbox, cloud, deliveryRetry, log } = this.deps;
     const signal = this.deliveryStop.signal;
-    const cutter = createReportCutter();
-    const counts = this.status.reports;
-    let lastProblem: string | null = null;
+    const state: DeliveryState = { cutter: createReportCutter(), lastProblem: null };
     while (!signal.aborted) {
-      const entry = await outbox.next();
-      if (!entry) {
+      // The report lives only in deliverNext's frame: this one stays suspended
+      // while the loop waits, and would keep the last report (megabytes after
+      // a job with much output) alive until the next one.
+      const step = await this.deliverNext(state, signal);
+      if (step === 'stop') break;
+      if (step === 'empty') {
         try {
-          await outbox.waitForEntry(signal);
+          await this.deps.outbox.waitForEntry(signal);
         } catch {
           break;
         }
-        continue;
       }
-      const fields = { jobId: entry.jobId, jobStatus: entry.report.status };
-      const body = cutter.bodyFor(entry.report);
-      let outcome: StatusOutcome;
-      try {
-        outcome = await cloud.sendStatus(entry.jobId, body, signal);
-      } catch (error) {
-        if (signal.aborted) break;
-        counts.retried += 1;
-        const failure = asCloudFailure(error);
-        const delay = deliveryRetry.next(failure);
-        const key = `${failure.kind}:${failure.message}`;
-        if (key !== lastProblem) {
-          lastProblem = key;
-          log.warn(`sending the ${entry.report.status} report failed: ${failure.message}; it stays queued, retrying in ${formatDelay(delay)}`, {
-            ...fields,
-            cloudStatus: failure.status ?? failure.kind,
-          });
-        }
-        try {
-          // a new report does not cut the wait short: keep the server's pace
-          await this.deps.clock.sleep(delay, signal);
-        } catch {
-          break;
-        }
-        continue;
-      }
-      if (outcome === 'too-large') {
-        // never the same body again: cut it, or give it up so later reports go out
-        if (this.onTooLarge(entry, cutter.onTooLarge(body))) await outbox.ack(entry.seq);
-        this.writeStatus();
-        continue;
-      }
-      if (lastProblem !== null) log.info('reports are delivered again', fields);
-      lastProblem = null;
-      deliveryRetry.reset();
-      await outbox.ack(entry.seq);
-      this.onDelivered(entry, outcome);
-      this.writeStatus();
     }
+  }
+
+  // Sends the oldest waiting report once; 'stop' when the loop must end.
+  private async deliverNext(state: DeliveryState, signal: AbortSignal): Promise<'empty' | 'next' | 'stop'> {
+    const { outbox, cloud, deliveryRetry, log } = this.deps;
+    const entry = await outbox.next();
+    if (!entry) return 'empty';
+    const fields = { jobId: entry.jobId, jobStatus: entry.report.status };
+    const body = state.cutter.bodyFor(entry.report);
+    let outcome: StatusOutcome;
+    try {
+      outcome = await cloud.sendStatus(entry.jobId, body, signal);
+    } catch (error) {
+      if (signal.aborted) return 'stop';
+      this.status.reports.retried += 1;
+      const failure = asCloudFailure(error);
+      const delay = deliveryRetry.next(failure);
+      const key = `${failure.kind}:${failure.message}`;
+      if (key !== state.lastProblem) {
+        state.lastProblem = key;
+        log.warn(`sending the ${entry.report.status} report failed: ${failure.message}; it stays queued, retrying in ${formatDelay(delay)}`, {
+          ...fields,
+          cloudStatus: failure.status ?? failure.kind,
+        });
+      }
+      try {
+        // a new report does not cut the wait short: keep the server's pace
+        await this.deps.clock.sleep(delay, signal);
+      } catch {
+        return 'stop';
+      }
+      return 'next';
+    }
+    if (outcome === 'too-large') {
+      // never the same body again: cut it, or give it up so later reports go out
+      if (this.onTooLarge(entry, state.cutter.onTooLarge(body))) await outbox.ack(entry.seq);
+      this.writeStatus();
+      return 'next';
+    }
+    if (state.lastProblem !== null) log.info('reports are delivered again', fields);
+    state.lastProblem = null;
+    deliveryRetry.reset();
+    await outbox.ack(entry.seq);
+    this.onDelivered(entry, outcome);
+    this.writeStatus();
+    return 'next';
   }
 
   // Logs a 413 and counts it; returns whether the report is given up.
