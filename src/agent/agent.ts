@@ -538,6 +538,7 @@ export class Agent {
     } catch (error) {
       if (signal.aborted) return 'stop';
       this.status.reports.retried += 1;
+      this.writeStatus();
       const failure = asCloudFailure(error);
       const delay = deliveryRetry.next(failure);
       const key = `${failure.kind}:${failure.message}`;
@@ -671,7 +672,7 @@ export class Agent {
     const s = this.status;
     const job = s.currentJob;
     const r = s.reports;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
+    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.retried}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();
