@@ -16,7 +16,8 @@ import { decideAfterReboot, decideRebootRequest } from './reboot-decision.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
-import { createReportCutter, type TooLargeVerdict } from './report-cut.js';
+import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
+import { createReportCutter, type ReportCutter, type TooLargeVerdict } from './report-cut.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
@@ -165,12 +166,24 @@ export interface AgentDeps {
   injectLoopDeath?(loop: LoopName): Promise<never> | null;
   /** The push channel's state for status (absent: no push configured). */
   pushStatus?: () => PushStatus;
+  /** A full garbage collection, run once the agent is quiet after a job (service/memory.ts); none when absent. */
+  reclaimMemory?: () => void;
 }
+
+// How long after the last job or final report the memory a job left is collected.
+const RECLAIM_AFTER_MS = 1000;
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
 const STATUS_REFRESH_MS = 15_000;
 // Before rebooting for a job, the IN_PROGRESS report saying so gets this long to reach the cloud.
 const REBOOT_REPORT_WAIT_MS = 10_000;
+
+/** What the delivery loop keeps between reports. */
+interface DeliveryState {
+  cutter: ReportCutter;
+  /** The last failure logged, so a repeated one is not logged again. */
+  lastProblem: string | null;
+}
 
 interface Current {
   offer: JobOffer;
@@ -231,6 +244,7 @@ export class Agent {
   private readonly deps: AgentDeps;
   private readonly pollStop = new AbortController();
   private readonly deliveryStop = new AbortController();
+  private readonly reclaimer: IdleReclaimer | null;
   private current: Current | null = null;
   /** REBOOTING jobs found at start, decided before the first poll. */
   private readonly rebootingAtStart: JournalEntry[] = [];
@@ -258,6 +272,9 @@ export class Agent {
     this.deps = deps;
     this.lastProgressAt = deps.clock.now();
     this.wakes = createWakeGate(deps.clock);
+    this.reclaimer = deps.reclaimMemory
+      ? createIdleReclaimer({ clock: deps.clock, reclaim: deps.reclaimMemory, delayMs: RECLAIM_AFTER_MS, signal: this.deliveryStop.signal })
+      : null;
     this.status = {
       agentVersion: deps.version,
       pid: deps.pid,
@@ -494,6 +511,7 @@ export class Agent {
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
         await this.takeOffer(offer);
+        this.reclaimer?.poke();
         delay = scheduler.afterJob();
         if (this.degraded) state = 'degraded';
       } else if (refused !== null) {
@@ -662,6 +680,8 @@ export class Agent {
     await this.enqueueProgress(current, run, resume?.reboots);
 
     const report = withFault(await this.superviseRun(current, run), current.fault);
+    // the run holds every step's output buffers: nothing may keep it once it ended
+    current.run = null;
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
       this.current = null;
       await this.rebootForJob(offer, run.rebootRequest, report, current.gone);
@@ -980,63 +1000,74 @@ export class Agent {
   // ---- delivery --------------------------------------------------------
 
   private async deliverLoop(): Promise<void> {
-    const { outbox, cloud, deliveryRetry, log } = this.deps;
     const signal = this.deliveryStop.signal;
-    const cutter = createReportCutter();
-    const counts = this.status.reports;
-    let lastProblem: string | null = null;
+    const state: DeliveryState = { cutter: createReportCutter(), lastProblem: null };
     while (!signal.aborted) {
-      const entry = await this.untilStored('reading the outbox', () => outbox.next(), signal);
-      if (!entry) {
+      // The report lives only in deliverNext's frame: this one stays suspended
+      // while the loop waits, and would keep the last report (megabytes after
+      // a job with much output) alive until the next one.
+      const step = await this.deliverNext(state, signal);
+      if (step === 'stop') break;
+      if (step === 'empty') {
         try {
-          await outbox.waitForEntry(signal);
+          await this.deps.outbox.waitForEntry(signal);
         } catch {
           break;
         }
-        continue;
       }
-      const fields = { jobId: entry.jobId, jobStatus: entry.report.status };
-      const body = cutter.bodyFor(entry.report);
-      let outcome: StatusOutcome;
-      try {
-        outcome = await cloud.sendStatus(entry.jobId, body, signal);
-      } catch (error) {
-        if (signal.aborted) break;
-        counts.retried += 1;
-        const failure = asCloudFailure(error);
-        const delay = deliveryRetry.next(failure);
-        const key = `${failure.kind}:${failure.message}`;
-        if (key !== lastProblem) {
-          lastProblem = key;
-          log.warn(`sending the ${entry.report.status} report failed: ${failure.message}; it stays queued, retrying in ${formatDelay(delay)}`, {
-            ...fields,
-            cloudStatus: failure.status ?? failure.kind,
-          });
-        }
-        try {
-          // a new report does not cut the wait short: keep the server's pace
-          await this.deps.clock.sleep(delay, signal);
-        } catch {
-          break;
-        }
-        continue;
-      }
-      if (outcome === 'too-large') {
-        // never the same body again: cut it, or give it up so later reports go out
-        if (this.onTooLarge(entry, cutter.onTooLarge(body))) await outbox.ack(entry.seq);
-        this.writeStatus();
-        continue;
-      }
-      if (lastProblem !== null) log.info('reports are delivered again', fields);
-      lastProblem = null;
-      deliveryRetry.reset();
-      // delivered: if the removal fails (read-only disk) retry only the removal, never the send
-      this.ackPending = entry.seq;
-      await this.untilStored('removing a delivered report from the outbox', () => outbox.ack(entry.seq), signal);
-      this.ackPending = null;
-      this.onDelivered(entry, outcome);
-      this.writeStatus();
     }
+  }
+
+  // Sends the oldest waiting report once; 'stop' when the loop must end.
+  private async deliverNext(state: DeliveryState, signal: AbortSignal): Promise<'empty' | 'next' | 'stop'> {
+    const { outbox, cloud, deliveryRetry, log } = this.deps;
+    const entry = await this.untilStored('reading the outbox', () => outbox.next(), signal);
+    if (!entry) return 'empty';
+    const fields = { jobId: entry.jobId, jobStatus: entry.report.status };
+    const body = state.cutter.bodyFor(entry.report);
+    let outcome: StatusOutcome;
+    try {
+      outcome = await cloud.sendStatus(entry.jobId, body, signal);
+    } catch (error) {
+      if (signal.aborted) return 'stop';
+      this.status.reports.retried += 1;
+      this.writeStatus();
+      const failure = asCloudFailure(error);
+      const delay = deliveryRetry.next(failure);
+      const key = `${failure.kind}:${failure.message}`;
+      if (key !== state.lastProblem) {
+        state.lastProblem = key;
+        log.warn(`sending the ${entry.report.status} report failed: ${failure.message}; it stays queued, retrying in ${formatDelay(delay)}`, {
+          ...fields,
+          cloudStatus: failure.status ?? failure.kind,
+        });
+      }
+      try {
+        // a new report does not cut the wait short: keep the server's pace
+        await this.deps.clock.sleep(delay, signal);
+      } catch {
+        return 'stop';
+      }
+      return 'next';
+    }
+    if (outcome === 'too-large') {
+      // never the same body again: cut it, or give it up so later reports go out
+      if (this.onTooLarge(entry, state.cutter.onTooLarge(body))) {
+        await this.untilStored('removing a given-up report from the outbox', () => outbox.ack(entry.seq), signal);
+      }
+      this.writeStatus();
+      return 'next';
+    }
+    if (state.lastProblem !== null) log.info('reports are delivered again', fields);
+    state.lastProblem = null;
+    deliveryRetry.reset();
+    // delivered: if the removal fails (read-only disk) retry only the removal, never the send
+    this.ackPending = entry.seq;
+    await this.untilStored('removing a delivered report from the outbox', () => outbox.ack(entry.seq), signal);
+    this.ackPending = null;
+    this.onDelivered(entry, outcome);
+    this.writeStatus();
+    return 'next';
   }
 
   // Logs a 413 and counts it; returns whether the report is given up.
@@ -1068,8 +1099,12 @@ export class Agent {
     const current = this.current && this.current.offer.jobId === entry.jobId ? this.current : null;
     switch (outcome) {
       case 'accepted':
-        if (entry.final) log.info(`final report ${entry.report.status} delivered`, fields);
-        else log.debug(`${entry.report.status} report delivered`, fields);
+        if (entry.final) {
+          log.info(`final report ${entry.report.status} delivered`, fields);
+          this.reclaimer?.poke();
+        } else {
+          log.debug(`${entry.report.status} report delivered`, fields);
+        }
         return;
       case 'canceled':
         if (current && !current.canceled) {
@@ -1249,7 +1284,7 @@ export class Agent {
     const s = this.status;
     const job = s.currentJob;
     const r = s.reports;
-    const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.cut}|${s.disabledReason}|${
+    const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.retried}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();

@@ -7,8 +7,10 @@ import { createScaledClock, createSystemClock, type Clock } from '../clock/clock
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
-import { createConsoleTransport, createLog } from '../log/log.js';
+import { createConsoleTransport, createLog, type Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
+import { createFullCollector } from '../service/memory.js';
+import type { DatagramSender } from '../service/native.js';
 import { runRebootCommand } from '../service/reboot-command.js';
 import { createNotifier } from '../service/sd-notify.js';
 import { readBootIdentity } from '../state/boot-identity.js';
@@ -134,6 +136,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     probeState: () => probeStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
     injectLoopDeath: createLoopDeath(ctx, clock),
     ...(push ? { pushStatus: () => push.status() } : {}),
+    reclaimMemory: createMemoryReclaimer(sender, log),
   });
   if (stop.signal.aborted) agent.stop();
 
@@ -179,6 +182,20 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   }
   log.info('cloudjobs stopped');
   return EXIT.ok;
+}
+
+// After a job: a full collection, then the C heap's free pages back to the system (the native helper).
+function createMemoryReclaimer(sender: DatagramSender | null, log: Log): (() => void) | undefined {
+  const collect = createFullCollector();
+  const trimHeap = sender?.trimHeap ?? null;
+  if (!collect && !trimHeap) return undefined;
+  return () => {
+    const before = process.memoryUsage.rss();
+    collect?.();
+    trimHeap?.();
+    const mib = (bytes: number): string => `${Math.round(bytes / 1048576)} MiB`;
+    log.debug(`memory reclaimed after a job: resident ${mib(before)} -> ${mib(process.memoryUsage.rss())}`);
+  };
 }
 
 // users.ts brings execa: load it with the first job, not at start.

@@ -7,6 +7,9 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,9 +79,26 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// trim(): gives the C heap's free pages back to the system (glibc malloc_trim):
+// the pipe buffers of a job with much output are freed into the C heap, which
+// glibc keeps mapped. Returns whether this libc can (false on musl).
+static napi_value trim_heap(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#ifdef __GLIBC__
+  malloc_trim(0);
+  napi_get_boolean(env, true, &result);
+#else
+  napi_get_boolean(env, false, &result);
+#endif
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "send", NAPI_AUTO_LENGTH, send_datagram, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "send", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "trim", NAPI_AUTO_LENGTH, trim_heap, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "trim", fn) != napi_ok) return NULL;
   return exports;
 }

@@ -17,6 +17,8 @@ import type { Log } from '../log/log.js';
 /** Sends one datagram to an AF_UNIX socket path, or an abstract name starting with '@'. Throws on failure. */
 export interface DatagramSender {
   send(socketPath: string, data: Buffer): void;
+  /** Gives the C heap's free pages back to the system (glibc malloc_trim); null when the addon has no trim(). */
+  trimHeap?: (() => void) | null;
 }
 
 /** The addon file a package installs next to the bundle, and the sha256 the bundle was built with. */
@@ -47,8 +49,8 @@ export function decodeEmbeddedAddon(base64: string | undefined): Uint8Array | nu
 /** Writes the embedded addon to a private directory, verifies and loads it; on any failure logs ONE warning and returns null. */
 export function loadDatagramSender(options: LoadDatagramSenderOptions): DatagramSender | null {
   try {
-    const send = loadAddon(options);
-    return { send: (socketPath, data) => void send(socketPath, data) };
+    const { send, trim } = loadAddon(options);
+    return { send: (socketPath, data) => void send(socketPath, data), trimHeap: trim ? () => void trim() : null };
   } catch (error) {
     options.log.warn(
       `native datagram addon not loaded: ${describeError(error)}; running without systemd notify and journald fields`,
@@ -58,8 +60,12 @@ export function loadDatagramSender(options: LoadDatagramSenderOptions): Datagram
 }
 
 type SendFunction = (socketPath: string, data: Buffer) => unknown;
+interface AddonExports {
+  send: SendFunction;
+  trim: (() => unknown) | null;
+}
 
-function loadAddon(options: LoadDatagramSenderOptions): SendFunction {
+function loadAddon(options: LoadDatagramSenderOptions): AddonExports {
   const bytes = options.addonBytes;
   if (process.platform !== 'linux') throw new AgentError('NATIVE', `the addon is built for Linux, not ${process.platform}`);
   const euid = process.geteuid?.() ?? -1;
@@ -90,7 +96,7 @@ function loadAddon(options: LoadDatagramSenderOptions): SendFunction {
 // The installed addon is loaded in place: a regular file (not a symlink) owned by root or us,
 // writable by nobody else, in a directory that passes the same test up to /, with the
 // sha256 the bundle was built with (another version's addon, or a changed one, is refused).
-function loadInstalled(addon: InstalledAddon, euid: number): SendFunction {
+function loadInstalled(addon: InstalledAddon, euid: number): AddonExports {
   if (!path.isAbsolute(addon.path)) throw new AgentError('NATIVE', `the addon path ${addon.path} is not absolute`);
   checkTrustedDirectory(path.dirname(addon.path), euid, 0o022, [0, euid]);
   let stat: fs.Stats;
@@ -159,12 +165,12 @@ function matchesFile(file: string, hash: string, euid: number): boolean {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex') === hash;
 }
 
-function dlopenSend(file: string): SendFunction {
+function dlopenSend(file: string): AddonExports {
   const module = { exports: {} as Record<string, unknown> };
   process.dlopen(module, file, os.constants.dlopen.RTLD_NOW);
-  const send = module.exports.send;
+  const { send, trim } = module.exports;
   if (typeof send !== 'function') throw new AgentError('NATIVE', `${file} does not export send()`);
-  return send as SendFunction;
+  return { send: send as SendFunction, trim: typeof trim === 'function' ? (trim as () => unknown) : null };
 }
 
 function formatMode(mode: number): string {

@@ -11,6 +11,7 @@ import { measureIdleCost } from './figures/idle-cost.js';
 import { measureIdleMemory } from './figures/idle-memory.js';
 import { measureOutputVolume } from './figures/output-volume.js';
 import { measurePushHerd, measurePushLatency, measurePushMemory, measurePushWire } from './figures/push.js';
+import { measureParallelMemory } from './figures/parallel-memory.js';
 import { measureQueueDrain } from './figures/queue-drain.js';
 import { measureSizes } from './figures/sizes.js';
 import { measureStartTime } from './figures/start-time.js';
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
       { number: 11, row: '11 dispatch latency, push (x64)', target: 'median < 1 s, p99 < 2 s', run: () => measurePushLatency(host, PUSH_SAMPLES) },
       { number: 12, row: '12 idle RSS with push (x64)', target: '<= +4 MiB', run: () => measurePushMemory(host) },
       { number: 13, row: '13 idle bytes/hour, push (x64)', target: 'report', run: () => measurePushWire(host) },
+      { number: 15, row: '15 RSS after a 99-member parallel job (x64)', target: '< +16 MiB', run: () => measureParallelMemory(host) },
     );
   }
   figures.push({

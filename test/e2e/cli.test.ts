@@ -193,6 +193,8 @@ describe('status and history', () => {
     expect(text.stdout).toContain(`\ncurrent job:    long one (${job.job_id}), step 2/2: step 2\n`);
     expect(text.stdout).toMatch(/\nlast poll: {6}\d+s ago, job\n/);
     expect(text.stdout).toMatch(/\nqueued reports: [1-9]\d*/);
+    // the 503s are retried, never dropped
+    expect(text.stdout).toMatch(/\nreports: {8}\d+ delivered, 0 refused by the cloud \(dropped\), [1-9]\d* retried\n/);
     expect(text.stdout).toContain(`\nversion:        ${VERSION} (pid ${agent.child.pid})`);
 
     cloud.clearFaults();

@@ -3,6 +3,8 @@
 // on its JSON; a 413 makes the agent cut further, and gives a report up once it
 // cannot be cut more), and a final report is dropped only on the API's own
 // JSON refusal: a proxy's HTML 400 is retried until the report is delivered.
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REPORT_BUDGET_BYTES, SERVER_BODY_LIMIT } from '../../src/contract/fit-report.js';
 import { runCommand, waitFor } from './harness.js';
@@ -104,6 +106,36 @@ describe('report size', () => {
     expect(entries[1]!.report.stdout).toContain('A'.repeat(1000));
     await expectCleanStop(agent);
   }, 120_000);
+});
+
+describe('history bounded in bytes', () => {
+  it('after 30 jobs of 360 KB reports each the history directory stays within history_max_bytes', async () => {
+    const { cloud, device } = await scope.cloud();
+    const maxBytes = 65_536;
+    const dirs = await scope.dirs(cloud, device, { agent: { history_max_bytes: '64KiB' }, jobs: { progress_interval: '10m' } });
+    const document = { version: '1.0', includeStdOut: true, steps: [floodStep('flood', 30_000)] };
+    const jobs = cloud.queueJobs(device.uuid, 30, { name: 'flood', document });
+    const agent = scope.agent(dirs);
+    await waitFor(() => jobs.every((j) => cloud.getJob(j.job_id)!.status === 'SUCCEEDED'), 120_000, 'every job SUCCEEDED');
+    // the last job enters history after its final was queued: measure once the agent stopped
+    await expectCleanStop(agent);
+    const historyDir = path.join(dirs.stateDir, 'history');
+    let bytes = 0;
+    const names = await readdir(historyDir);
+    for (const name of names) bytes += (await stat(path.join(historyDir, name))).size;
+    expect(bytes).toBeLessThanOrEqual(maxBytes);
+    // a quarter each: the newest four jobs, their output cut and saying so
+    const history = await runCommand(['--config', dirs.configFile, 'history', '--json']);
+    const entries = JSON.parse(history.stdout) as { jobId: string; report: { stdout: string; status_details: Record<string, unknown> } }[];
+    expect(entries.map((e) => e.jobId)).toEqual(jobs.slice(-4).map((j) => j.job_id).reverse());
+    for (const entry of entries) {
+      expect(entry.report.stdout).toMatch(/bytes omitted to fit the report size limit/);
+      expect(entry.report.status_details.truncated).toBeDefined();
+    }
+    // the cloud got the whole reports (within the report budget): only history is cut
+    const final = cloud.patches(jobs[29]!.job_id).at(-1)!;
+    expect(Buffer.byteLength(final.rawBody)).toBeGreaterThan(300_000);
+  }, 180_000);
 });
 
 describe('refused or retried', () => {

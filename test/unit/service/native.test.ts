@@ -68,6 +68,13 @@ describe('loadDatagramSender with the real addon', () => {
     expect(log.entries).toEqual([]);
   });
 
+  it('gives the C heap\'s free pages back (glibc malloc_trim) when asked', () => {
+    expect(typeof sender!.trimHeap).toBe('function');
+    const held = Array.from({ length: 2000 }, (_, i) => Buffer.alloc(64 * 1024, i));
+    held.length = 0;
+    expect(() => sender!.trimHeap!()).not.toThrow();
+  });
+
   it('sends the exact bytes to a socket path', async () => {
     const socket = path.join(work, 'notify.sock');
     const { received } = await receive(socket, 2);
