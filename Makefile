@@ -4,8 +4,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := build
 VERSION := $(shell node -p "require('./package.json').version")
-HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/' -e 's/armv[78]l/armv7/')
-ARCHES := x64 arm64 armv7
+HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/' -e 's/armv[678]l/armhf/')
+# Single executables (Node 24 embedded). armhf has none: its package runs
+# build/bundle/armhf/cloudjobs.cjs on Debian's nodejs (README, Packaging).
+ARCHES := x64 arm64
 # `make deb ARCH=arm64` builds one package; the default builds all three.
 ARCH ?= all
 DEB_ARCHES := $(if $(filter all,$(ARCH)),amd64 arm64 armhf,$(ARCH))
@@ -66,7 +68,7 @@ $(call DEB_FILE,amd64): build/cloudjobs-linux-x64 $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh amd64
 $(call DEB_FILE,arm64): build/cloudjobs-linux-arm64 $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh arm64
-$(call DEB_FILE,armhf): build/cloudjobs-linux-armv7 $(DEB_INPUTS) | deps apt-deps
+$(call DEB_FILE,armhf): build/bundle/armhf/cloudjobs.cjs build/native/armhf/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh armhf
 
 deb: $(foreach a,$(DEB_ARCHES),$(call DEB_FILE,$(a)))
@@ -81,11 +83,12 @@ unit: deps apt-deps
 e2e: build build/reference-cloud.cjs
 	$(VITEST) run --config test/vitest.e2e.config.ts
 
-qemu-test: binaries
+qemu-test: binaries build/bundle/armhf/cloudjobs.cjs
 	test/qemu/run.sh
 
-# lintian --pedantic on the three packages, the amd64 package under systemd
-# (nspawn), the arm64 package in a qemu-user chroot.
+# lintian --pedantic on the three packages; the amd64 package under systemd
+# (nspawn) on bookworm and trixie; the arm64 package (trixie) and the armhf
+# package (bookworm, trixie: Debian's nodejs) installed with apt in qemu-user chroots.
 integration: apt-deps deb build/reference-cloud.cjs
 	test/integration/run.sh
 

@@ -1,13 +1,30 @@
 // Entry point of the single executable: the only place that touches
 // process.exit, signals and process.env. Everything else receives values.
 import './heap-tuning.js';
+import path from 'node:path';
 import { runCli } from './cli/cli.js';
+import { describeRuntime } from './cli/context.js';
 
 declare const __CLOUDJOBS_VERSION__: string | undefined;
 declare const __CLOUDJOBS_ADDON__: string | undefined;
+declare const __CLOUDJOBS_ADDON_SHA256__: string | undefined;
 
 const version = typeof __CLOUDJOBS_VERSION__ === 'string' ? __CLOUDJOBS_VERSION__ : '0.0.0-dev';
 const addon = typeof __CLOUDJOBS_ADDON__ === 'string' && __CLOUDJOBS_ADDON__ ? Buffer.from(__CLOUDJOBS_ADDON__, 'base64') : null;
+// The armhf package's bundle runs on the system's nodejs with the addon installed next to it.
+const installedAddon =
+  typeof __CLOUDJOBS_ADDON_SHA256__ === 'string' && __CLOUDJOBS_ADDON_SHA256__
+    ? { path: path.join(path.dirname(__filename), 'datagram.node'), sha256: __CLOUDJOBS_ADDON_SHA256__ }
+    : null;
+
+// node:sea exists from Node 20.12; older Nodes (Debian bookworm's 18) are never a single executable.
+function isSingleExecutable(): boolean {
+  try {
+    return (require('node:sea') as { isSea(): boolean }).isSea();
+  } catch {
+    return false;
+  }
+}
 
 process.on('unhandledRejection', (reason) => {
   // Never die from a stray promise: say what happened so it can be fixed.
@@ -18,7 +35,9 @@ runCli({
   argv: process.argv.slice(2),
   env: { ...process.env },
   version,
+  runtime: describeRuntime({ nodeVersion: process.version, platform: process.platform, arch: process.arch, singleExecutable: isSingleExecutable() }),
   addon,
+  installedAddon,
   pid: process.pid,
   isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
   uid: typeof process.getuid === 'function' ? process.getuid() : -1,

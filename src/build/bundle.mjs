@@ -1,10 +1,15 @@
 // Bundles the agent into ONE CommonJS file for one arch, with the version and
-// that arch's datagram addon (base64) compiled in as defines:
-//   __CLOUDJOBS_VERSION__: string   (package.json "version")
-//   __CLOUDJOBS_ADDON__:   string   (base64 of build/native/<arch>/datagram.node)
-// The addon rides in the bundle because armv7's Node 20.11 has no SEA assets API.
+// that arch's datagram addon compiled in as defines:
+//   __CLOUDJOBS_VERSION__:       string  (package.json "version")
+//   __CLOUDJOBS_ADDON__:         string  (x64, arm64: base64 of build/native/<arch>/datagram.node;
+//                                         the single executable is one file, so the addon rides inside)
+//   __CLOUDJOBS_ADDON_SHA256__:  string  (armhf: sha256 of the addon the package installs next to
+//                                         the bundle; the loader refuses any other file)
+// The same code for every arch, for Node 18.19 and later: the armhf package runs it on
+// Debian's nodejs (bookworm 18.20, trixie 20.19), the executables embed Node 24.
 // Usage: node src/build/bundle.mjs ARCH [ENTRY] [OUT]
 // Writes OUT only when its bytes change, so later steps can rely on mtimes.
+import { createHash } from 'node:crypto';
 import { build } from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,8 +17,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const [arch, entryArg, outArg] = process.argv.slice(2);
-if (!['x64', 'arm64', 'armv7'].includes(arch ?? '')) {
-  console.error(`bundle: unknown arch '${arch}' (known: x64 arm64 armv7)`);
+if (!['x64', 'arm64', 'armhf'].includes(arch ?? '')) {
+  console.error(`bundle: unknown arch '${arch}' (known: x64 arm64 armhf)`);
   process.exit(2);
 }
 const entry = path.resolve(root, entryArg ?? 'src/main.ts');
@@ -23,13 +28,15 @@ if (!fs.existsSync(addonFile)) {
   console.error(`bundle: ${addonFile} is missing; build it first with src/build/addon.sh ${arch}`);
   process.exit(1);
 }
+const addon = fs.readFileSync(addonFile);
+const addonNextToBundle = arch === 'armhf';
 const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
 
 const result = await build({
   entryPoints: [entry],
   bundle: true,
   platform: 'node',
-  target: 'node20',
+  target: 'node18',
   format: 'cjs',
   write: false,
   outfile: out,
@@ -53,7 +60,8 @@ const result = await build({
     // DEBUG names a winston namespace): its development build loads tty, kuler
     // and a colour library at start; the production one is a no-op.
     'process.env.NODE_ENV': '"production"',
-    __CLOUDJOBS_ADDON__: JSON.stringify(fs.readFileSync(addonFile).toString('base64')),
+    __CLOUDJOBS_ADDON__: JSON.stringify(addonNextToBundle ? '' : addon.toString('base64')),
+    __CLOUDJOBS_ADDON_SHA256__: JSON.stringify(addonNextToBundle ? createHash('sha256').update(addon).digest('hex') : ''),
   },
 }).catch(() => {
   // esbuild has already printed each error with its file and line.

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Builds build/cloudjobs_<version>_<arch>.deb from the single executable
-# build/cloudjobs-linux-{x64,arm64,armv7} and the files in debian/ and systemd/.
+# Builds build/cloudjobs_<version>_<arch>.deb from the files in debian/ and
+# systemd/ and, per arch:
+#   amd64, arm64  the single executable build/cloudjobs-linux-{x64,arm64}
+#                 (Node 24 embedded) as /usr/bin/cloudjobs
+#   armhf         the bundle build/bundle/armhf/cloudjobs.cjs and the ARMv6
+#                 addon build/native/armhf/datagram.node in /usr/lib/cloudjobs,
+#                 run by Debian's nodejs through the launcher /usr/bin/cloudjobs
+#                 (no maintained ARMv7 Node can be embedded: README, Packaging)
 #
 # Usage: src/build/deb.sh ARCH [EXECUTABLE]
 #   ARCH        amd64, arm64 or armhf
-#   EXECUTABLE  defaults to build/cloudjobs-linux-<x64|arm64|armv7>
+#   EXECUTABLE  amd64/arm64 only; defaults to build/cloudjobs-linux-<x64|arm64>
 #
 # A hand-built tree packed with dpkg-deb: file modes and owners are set here,
-# Depends is computed from the executable's ELF needs (readelf), timestamps
-# come from debian/changelog (SOURCE_DATE_EPOCH), so two builds are identical.
+# Depends is computed from the ELF needs of the executable or addon (readelf),
+# timestamps come from debian/changelog (SOURCE_DATE_EPOCH), so two builds are identical.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="$ROOT/build"
 
 die() { echo "deb: $*" >&2; exit 1; }
+
+# The oldest Node.js the bundle runs on: execa 9 needs 18.19; Debian bookworm has 18.20.4.
+MIN_SYSTEM_NODE=18.19
 
 [ $# -ge 1 ] && [ $# -le 2 ] || die "usage: src/build/deb.sh amd64|arm64|armhf [EXECUTABLE]"
 ARCH=$1
@@ -21,13 +30,25 @@ case "$ARCH" in x64) ARCH=amd64 ;; armv7) ARCH=armhf ;; esac # the build's arch 
 case "$ARCH" in
   amd64) NODE_ARCH=x64 MACHINE='X86-64' ;;
   arm64) NODE_ARCH=arm64 MACHINE='AArch64' ;;
-  armhf) NODE_ARCH=armv7 MACHINE='ARM' ;;
+  armhf) NODE_ARCH=armhf MACHINE='ARM' ;;
   *) die "unknown arch '$ARCH' (known: amd64 arm64 armhf)" ;;
 esac
-EXE=${2:-$BUILD/cloudjobs-linux-$NODE_ARCH}
-[ -x "$EXE" ] || die "no executable at $EXE: build it first (make binaries)"
-readelf -h "$EXE" | grep -q "Machine:.*$MACHINE" \
-  || die "$EXE is not a $MACHINE executable: $(readelf -h "$EXE" | grep Machine: | sed 's/ *Machine: *//')"
+if [ "$ARCH" = armhf ]; then
+  [ $# -eq 1 ] || die "armhf has no single executable: the package is built from build/bundle/armhf and build/native/armhf"
+  BUNDLE=$BUILD/bundle/armhf/cloudjobs.cjs
+  ADDON=$BUILD/native/armhf/datagram.node
+  [ -f "$BUNDLE" ] || die "no bundle at $BUNDLE: build it first (make build/bundle/armhf/cloudjobs.cjs)"
+  [ -f "$ADDON" ] || die "no addon at $ADDON: build it first (src/build/addon.sh armhf)"
+  ELF=$ADDON
+  grep -q "\"$(sha256sum "$ADDON" | cut -d' ' -f1)\"" "$BUNDLE" \
+    || die "$BUNDLE was not built with $ADDON (its sha256 is not in the bundle): rebuild the bundle"
+else
+  EXE=${2:-$BUILD/cloudjobs-linux-$NODE_ARCH}
+  [ -x "$EXE" ] || die "no executable at $EXE: build it first (make binaries)"
+  ELF=$EXE
+fi
+readelf -h "$ELF" | grep -q "Machine:.*$MACHINE" \
+  || die "$ELF is not a $MACHINE object: $(readelf -h "$ELF" | grep Machine: | sed 's/ *Machine: *//')"
 
 # --- version: package.json is the upstream version, debian/changelog adds the revision
 UPSTREAM=$(node -p "require('$ROOT/package.json').version")
@@ -96,7 +117,18 @@ mkdir -p "$TREE/DEBIAN"
 dir() { install -d -m 0755 "$TREE/$1"; }
 file() { install -D -m "$1" "$2" "$TREE/$3"; }
 
-file 0755 "$EXE" usr/bin/cloudjobs
+if [ "$ARCH" = armhf ]; then
+  # exec keeps one process: systemd's MainPID (Type=notify, NotifyAccess=main) is node itself.
+  mkdir -p "$WORK/launcher"
+  printf '%s\n' '#!/bin/sh' \
+    '# cloudjobs: the agent'"'"'s bundle run by the system'"'"'s Node.js (the armhf package embeds none).' \
+    'exec /usr/bin/node /usr/lib/cloudjobs/cloudjobs.cjs "$@"' > "$WORK/launcher/cloudjobs"
+  file 0755 "$WORK/launcher/cloudjobs" usr/bin/cloudjobs
+  file 0644 "$BUNDLE" usr/lib/cloudjobs/cloudjobs.cjs
+  file 0644 "$ADDON" usr/lib/cloudjobs/datagram.node
+else
+  file 0755 "$EXE" usr/bin/cloudjobs
+fi
 file 0644 "$ROOT/systemd/cloudjobs.service" lib/systemd/system/cloudjobs.service
 dir etc/cloudjobs/handlers
 dir usr/lib/cloudjobs/handlers
@@ -126,9 +158,19 @@ for script in postinst prerm postrm; do
 done
 install -m 0644 "$ROOT/debian/conffiles" "$TREE/DEBIAN/conffiles"
 INSTALLED_SIZE=$(du -sk --apparent-size --exclude=DEBIAN "$TREE" | cut -f1)
-DEPENDS=$(deb_depends "$EXE")
+DEPENDS=$(deb_depends "$ELF")
+if [ "$ARCH" = armhf ]; then
+  DEPENDS="$DEPENDS, nodejs (>= $MIN_SYSTEM_NODE)"
+  RUNTIME="The agent runs on the system's Node.js (package nodejs, $MIN_SYSTEM_NODE or later), which the distribution keeps up to date with security fixes; its native helper is built for ARMv6 with VFP, so it runs on every Raspberry Pi from the Pi 1 and Pi Zero W on."
+else
+  RUNTIME='The agent is one self-contained executable built with Node.js 24 LTS; it needs no Node.js installation.'
+fi
 sed -e "s/@VERSION@/$DEB_VERSION/" -e "s/@ARCH@/$ARCH/" -e "s/@INSTALLED_SIZE@/$INSTALLED_SIZE/" \
-  -e "s/@DEPENDS@/$DEPENDS/" "$ROOT/debian/control" > "$TREE/DEBIAN/control"
+  -e "s/@DEPENDS@/$DEPENDS/" "$ROOT/debian/control" \
+  | RUNTIME="$RUNTIME" awk '$0 == " @RUNTIME@" { n = split(ENVIRON["RUNTIME"], w, " "); line = ""
+      for (i = 1; i <= n; i++) { if (length(line) + length(w[i]) + 1 > 72) { print " " line; line = w[i] } else line = line (line == "" ? "" : " ") w[i] }
+      print " " line; next } { print }' > "$TREE/DEBIAN/control"
+grep -q '@[A-Z_]*@' "$TREE/DEBIAN/control" && die "debian/control has an unreplaced @PLACEHOLDER@"
 (cd "$TREE" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z \
   | xargs -0 md5sum | grep -v ' etc/' > DEBIAN/md5sums)
 chmod 0644 "$TREE/DEBIAN/md5sums" "$TREE/DEBIAN/control"

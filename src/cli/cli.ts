@@ -26,7 +26,7 @@ export async function runCli(ctx: CliContext): Promise<number> {
         ctx.stdout.write(HELP_TEXT);
         return EXIT.ok;
       case 'version':
-        ctx.stdout.write(`cloudjobs ${ctx.version}\n`);
+        ctx.stdout.write(`cloudjobs ${ctx.version} (${ctx.runtime})\n`);
         return EXIT.ok;
       case 'check-config':
         return await (await import('./check-config-command.js')).runCheckConfig(ctx, command);

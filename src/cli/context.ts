@@ -1,13 +1,18 @@
 // What main.ts hands the CLI: the process's inputs and outputs as values, so
 // no command touches process.* itself.
+import type { InstalledAddon } from '../service/native.js';
 
 /** The process as the CLI sees it. */
 export interface CliContext {
   argv: readonly string[];
   env: Readonly<Record<string, string | undefined>>;
   version: string;
+  /** What runs the agent, for --version: e.g. "node v24.22.3, linux-arm64, single executable" (see describeRuntime). */
+  runtime: string;
   /** The embedded native addon (single executable), or null when running from source. */
   addon: Uint8Array | null;
+  /** The addon installed next to the bundle (armhf package on the system's nodejs), or null. */
+  installedAddon: InstalledAddon | null;
   pid: number;
   isRoot: boolean;
   uid: number;
@@ -20,3 +25,16 @@ export interface CliContext {
 
 /** Exit codes of every command (documented in --help). */
 export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
+
+/** Facts about the running Node, as main.ts reads them from process. */
+export interface RuntimeFacts {
+  nodeVersion: string;
+  platform: string;
+  arch: string;
+  singleExecutable: boolean;
+}
+
+/** The runtime part of --version: "node v24.22.3, linux-x64, single executable" or "..., system nodejs". */
+export function describeRuntime(facts: RuntimeFacts): string {
+  return `node ${facts.nodeVersion}, ${facts.platform}-${facts.arch}, ${facts.singleExecutable ? 'single executable' : 'system nodejs'}`;
+}

@@ -52,13 +52,13 @@ function isStderrJournal(ctx: CliContext): boolean {
   return shouldUseJournal({ journalStream: ctx.env.JOURNAL_STREAM, stderr });
 }
 
-/** Loads the embedded native helper into `dir` (root) or a private temp dir; null when unavailable. */
+/** Loads the native helper: the embedded one into `dir` (root) or a private temp dir, or the installed one in place; null when unavailable. */
 export function loadNative(ctx: CliContext, dir: string, log: Log): DatagramSender | null {
-  if (!ctx.addon) {
-    log.debug('no native helper is embedded (running from source): systemd notify and journald are off');
+  if (!ctx.addon && !ctx.installedAddon) {
+    log.debug('no native helper is embedded or installed (running from source): systemd notify and journald are off');
     return null;
   }
-  return loadDatagramSender({ addonBytes: ctx.addon, dir, log });
+  return loadDatagramSender({ addonBytes: ctx.addon, installed: ctx.installedAddon, dir, log });
 }
 
 // Debian's CA bundle, added to Node's own roots when present.

@@ -1,8 +1,12 @@
-// Loads the embedded N-API addon that sends AF_UNIX datagrams (sd_notify and
-// the journal's native protocol). The executable carries the addon's bytes
-// (armv7's Node 20.11 has no SEA assets API, so they ride in the bundle); they
-// are written to a directory only this user can write, checked, and dlopen'ed.
-// Node itself cannot send AF_UNIX datagrams, hence the native code.
+// Loads the N-API addon that sends AF_UNIX datagrams (sd_notify and the
+// journal's native protocol). Node itself cannot send AF_UNIX datagrams, hence
+// the native code. Two sources, one per kind of build:
+// - embedded (single executables): the bundle carries the addon's bytes; they
+//   are written to a directory only this user can write, checked, and dlopen'ed.
+// - installed (the armhf package, run by Debian's nodejs): the addon is a file
+//   next to the bundle; it is dlopen'ed in place only when it and every
+//   directory above it are owned by root (or us) and writable by nobody else,
+//   and its sha256 is the one the bundle was built with.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,10 +19,18 @@ export interface DatagramSender {
   send(socketPath: string, data: Buffer): void;
 }
 
+/** The addon file a package installs next to the bundle, and the sha256 the bundle was built with. */
+export interface InstalledAddon {
+  path: string;
+  sha256: string;
+}
+
 /** Inputs of loadDatagramSender. */
 export interface LoadDatagramSenderOptions {
   /** The addon embedded in this build (see decodeEmbeddedAddon); null when none is (running from source). */
   addonBytes: Uint8Array | null;
+  /** The addon installed next to the bundle (used when addonBytes is null). @default null */
+  installed?: InstalledAddon | null;
   /** Where root writes the addon: runtime_dir (/run/cloudjobs). Must be root-owned and not group/world-writable. */
   dir: string;
   log: Log;
@@ -49,11 +61,12 @@ type SendFunction = (socketPath: string, data: Buffer) => unknown;
 
 function loadAddon(options: LoadDatagramSenderOptions): SendFunction {
   const bytes = options.addonBytes;
+  if (process.platform !== 'linux') throw new AgentError('NATIVE', `the addon is built for Linux, not ${process.platform}`);
+  const euid = process.geteuid?.() ?? -1;
+  if ((bytes === null || bytes.length === 0) && options.installed) return loadInstalled(options.installed, euid);
   if (bytes === null || bytes.length === 0) {
     throw new AgentError('NATIVE', 'this build embeds no addon (running from source, not the built executable)');
   }
-  if (process.platform !== 'linux') throw new AgentError('NATIVE', `the addon is built for Linux, not ${process.platform}`);
-  const euid = process.geteuid?.() ?? -1;
   const hash = createHash('sha256').update(bytes).digest('hex');
   if (euid === 0) {
     fs.mkdirSync(options.dir, { recursive: true, mode: 0o755 });
@@ -74,12 +87,37 @@ function loadAddon(options: LoadDatagramSenderOptions): SendFunction {
   }
 }
 
-// The directory must be a real directory owned by us without the `forbidden` mode bits, and
-// every ancestor must be owned by root or us and not writable by others unless sticky (/tmp).
-function checkTrustedDirectory(dir: string, euid: number, forbidden: number): void {
+// The installed addon is loaded in place: a regular file (not a symlink) owned by root or us,
+// writable by nobody else, in a directory that passes the same test up to /, with the
+// sha256 the bundle was built with (another version's addon, or a changed one, is refused).
+function loadInstalled(addon: InstalledAddon, euid: number): SendFunction {
+  if (!path.isAbsolute(addon.path)) throw new AgentError('NATIVE', `the addon path ${addon.path} is not absolute`);
+  checkTrustedDirectory(path.dirname(addon.path), euid, 0o022, [0, euid]);
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(addon.path);
+  } catch (error) {
+    throw new AgentError('NATIVE', `${addon.path} is missing (${describeError(error)}); reinstall the package`);
+  }
+  if (!stat.isFile()) throw new AgentError('NATIVE', `${addon.path} is not a regular file (a symlink?)`);
+  if (stat.uid !== 0 && stat.uid !== euid) throw new AgentError('NATIVE', `${addon.path} is owned by uid ${stat.uid}, not by root`);
+  if ((stat.mode & 0o022) !== 0) {
+    throw new AgentError('NATIVE', `${addon.path} has mode ${formatMode(stat.mode)}; it must not be writable by others`);
+  }
+  const hash = createHash('sha256').update(fs.readFileSync(addon.path)).digest('hex');
+  if (hash !== addon.sha256) {
+    throw new AgentError('NATIVE', `${addon.path} has sha256 ${hash}, not the ${addon.sha256} this agent was built with; reinstall the package`);
+  }
+  return dlopenSend(addon.path);
+}
+
+// The directory must be a real directory owned by one of `owners` (default: us) without the
+// `forbidden` mode bits, and every ancestor must be owned by root or us and not writable by
+// others unless sticky (/tmp).
+function checkTrustedDirectory(dir: string, euid: number, forbidden: number, owners: readonly number[] = [euid]): void {
   const own = fs.lstatSync(dir);
   if (!own.isDirectory()) throw new AgentError('NATIVE', `${dir} is not a directory (a symlink?)`);
-  if (own.uid !== euid) throw new AgentError('NATIVE', `${dir} is owned by uid ${own.uid}, not by uid ${euid}`);
+  if (!owners.includes(own.uid)) throw new AgentError('NATIVE', `${dir} is owned by uid ${own.uid}, not by uid ${owners.join(' or ')}`);
   if ((own.mode & forbidden) !== 0) {
     throw new AgentError('NATIVE', `${dir} has mode ${formatMode(own.mode)}; it must not be writable by others`);
   }

@@ -1,10 +1,19 @@
 # shellcheck shell=bash
 # Cached debootstrap root filesystems for the integration tests. Built once per
-# architecture into $CLOUDJOBS_IT_CACHE (outside the repo) as a plain tarball.
+# Debian suite and architecture into $CLOUDJOBS_IT_CACHE (outside the repo) as
+# a plain tarball: rootfs-<suite>-<arch>.tar.
+#
+# API: rootfs_tarball ARCH [SUITE], ensure_rootfs ARCH [SUITE]; SUITE defaults
+# to $ROOTFS_SUITE (bookworm), so scripts written for one suite keep working.
+# Foreign arches need lib/binfmt.sh sourced too.
 
 CLOUDJOBS_IT_CACHE=${CLOUDJOBS_IT_CACHE:-/var/cache/cloudjobs-it}
-ROOTFS_SUITE=bookworm
+ROOTFS_SUITE=${ROOTFS_SUITE:-bookworm}
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,apt,ca-certificates,adduser,procps,iproute2
+# Downloaded (not installed) into armhf trees, with apt's package lists: the
+# tests install the armhf package with apt, which must pull Debian's nodejs as
+# its dependency, offline and without a certificate store (minbase has none).
+ROOTFS_ARMHF_DOWNLOADS=nodejs
 
 # Print the Debian mirror the host's apt uses (deb822 or one-line sources).
 find_debian_mirror() {
@@ -14,34 +23,64 @@ find_debian_mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-# Print the tarball path for an architecture.
+# Print the tarball path for ARCH [SUITE].
 rootfs_tarball() {
-  echo "$CLOUDJOBS_IT_CACHE/rootfs-$ROOTFS_SUITE-$1.tar"
+  echo "$CLOUDJOBS_IT_CACHE/rootfs-${2:-$ROOTFS_SUITE}-$1.tar"
 }
 
-# Build the tarball for ARCH unless it is cached; foreign arches go through
-# debootstrap --foreign and a second stage under qemu-user binfmt.
+# Build the tarball for ARCH [SUITE] unless it is cached; foreign arches go
+# through debootstrap --foreign and a second stage under qemu-user binfmt.
+# A lock per tarball: two test runs never build the same tree at once.
 ensure_rootfs() {
-  local arch=$1 tar work mirror
-  tar=$(rootfs_tarball "$arch")
+  local arch=$1 suite=${2:-$ROOTFS_SUITE} tar
+  tar=$(rootfs_tarball "$arch" "$suite")
   [ -s "$tar" ] && return 0
   mkdir -p "$CLOUDJOBS_IT_CACHE"
-  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-$arch.XXXXXX")
+  (
+    flock 9
+    [ -s "$tar" ] && exit 0
+    build_rootfs "$arch" "$suite" "$tar"
+  ) 9>"$tar.lock"
+}
+
+# build_rootfs ARCH SUITE TAR: debootstrap into a temp dir, pack it as TAR.
+build_rootfs() {
+  local arch=$1 suite=$2 tar=$3 work mirror started
+  # what binfmt registrations the caller holds: only ours are undone below
+  local ours_before=${#BINFMT_OURS[@]} mounted_before=${BINFMT_MOUNTED_BY_US:-0} name
+  started=$(date +%s)
+  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-$suite-$arch.XXXXXX")
   mirror=$(find_debian_mirror)
-  echo "rootfs: debootstrap $ROOTFS_SUITE/$arch from $mirror into $work (once; cached as $tar)" >&2
+  echo "rootfs: debootstrap $suite/$arch from $mirror into $work (once; cached as $tar)" >&2
   if [ "$arch" = "$(dpkg --print-architecture)" ]; then
-    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$ROOTFS_SUITE" "$work/root" "$mirror" >&2
+    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$suite" "$work/root" "$mirror" >&2
   else
     debootstrap --foreign --arch="$arch" --variant=minbase --include=adduser,procps \
-      "$ROOTFS_SUITE" "$work/root" "$mirror" >&2
-    binfmt_ensure_aarch64
+      "$suite" "$work/root" "$mirror" >&2
+    binfmt_ensure "$arch"
     chroot "$work/root" /debootstrap/debootstrap --second-stage >&2
-    binfmt_restore
   fi
   # apt inside the container must use the same mirror, not the host's extras
-  echo "deb $mirror $ROOTFS_SUITE main" > "$work/root/etc/apt/sources.list"
+  echo "deb $mirror $suite main" > "$work/root/etc/apt/sources.list"
   rm -rf "$work/root/var/cache/apt/archives/"*.deb
+  if [ "$arch" = armhf ]; then
+    rootfs_download "$work/root" $ROOTFS_ARMHF_DOWNLOADS
+  fi
+  for name in "${BINFMT_OURS[@]:$ours_before}"; do echo -1 > "$BINFMT_DIR/$name"; done
+  BINFMT_OURS=("${BINFMT_OURS[@]:0:$ours_before}")
+  if [ "$mounted_before" = 0 ] && [ "${BINFMT_MOUNTED_BY_US:-0}" = 1 ]; then umount "$BINFMT_DIR" || true; BINFMT_MOUNTED_BY_US=0; fi
   tar -C "$work/root" --numeric-owner -cf "$tar.part" .
   mv "$tar.part" "$tar"
   rm -rf "$work"
+  echo "rootfs: $suite/$arch took $(($(date +%s) - started))s" >&2
+}
+
+# rootfs_download ROOT PACKAGE...: apt-get update and download PACKAGEs and
+# their dependencies into ROOT's apt cache (not installed), under qemu-user.
+rootfs_download() {
+  local root=$1; shift
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    sh -c 'apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends "$@"' apt "$@" >&2
+  rm -f "$root/etc/resolv.conf"
 }
