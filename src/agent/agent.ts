@@ -10,7 +10,9 @@ import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
 import type { BootIdentity } from '../state/boot-identity.js';
 import { isPollLoopHealthy } from '../service/health.js';
-import { decideAfterReboot, decideRebootRequest } from './reboot-decision.js';
+import { decideAfterReboot, decideAfterRestart, decideRebootRequest } from './reboot-decision.js';
+import { planSteps } from '../jobs/job-plan.js';
+import { restartedStepResult, type StopCause } from './stop-cause.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
@@ -123,6 +125,8 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
+  /** Whether the running job caused this stop (stop-cause.ts); absent: every stop drains. */
+  stopCause?(jobId: string): Promise<StopCause>;
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -132,9 +136,21 @@ const REBOOT_REPORT_WAIT_MS = 10_000;
 
 interface Current {
   offer: JobOffer;
+  job: NormalizedJob;
   run: JobRunPort | null;
   canceled: boolean;
   gone: boolean;
+  /** Set when the job caused the agent's stop: it goes on in the next agent process. */
+  handover: Handover | null;
+}
+
+/** A job handed to the next agent process: `done` resolves once it is journaled RESTARTING. */
+interface Handover {
+  cause: Exclude<StopCause, { kind: 'outside' }>;
+  done: Promise<void>;
+  resolve(): void;
+  /** Journaled: no step result or start may be recorded any more. */
+  journaled: boolean;
 }
 
 /*
@@ -304,6 +320,7 @@ export class Agent {
       }
       this.setState('stopping');
       this.pollStop.abort();
+      if (this.current && this.deps.stopCause) void this.checkStopCause(this.current);
     } else if (this.current?.run) {
       log.warn('stopping now: the running job is stopped', { jobId: this.current.offer.jobId });
       this.current.run.stop('shutdown');
@@ -440,7 +457,7 @@ export class Agent {
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
     const { log, engine, journal, clock } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const current: Current = { offer, run: null, canceled: false, gone: false };
+    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null };
     this.current = current;
     this.status.currentJob = {
       jobId: offer.jobId,
@@ -454,20 +471,31 @@ export class Agent {
     this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
     const run = engine.start(job, {
       onStepStart: async (index, total, name) => {
+        // handed to the next agent process: no step starts here any more (the process exits)
+        if (current.handover) await new Promise<never>(() => undefined);
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
         await journal.recordStepStart(offer.jobId, index - 1, total, name);
       },
       // the engine logs each step's start and end with its fields
       onStepEnd: async (result, index) => {
+        if (current.handover?.journaled) return;
         await journal.recordStep(offer.jobId, index - 1, result);
+        if (current.handover && !result.failed) await this.handOver(current, null);
       },
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
     if (this.stopRequests > 1) run.stop('shutdown');
-    await this.enqueue(offer.jobId, resume ? markResumed(run.snapshot(), resume.reboots) : run.snapshot());
+    await this.enqueue(offer.jobId, resume ? markResumed(run.snapshot(), resume) : run.snapshot());
 
-    const report = await this.superviseRun(current, run);
+    const supervised = await this.superviseRun(current, run);
+    if (supervised === null) {
+      this.current = null;
+      this.status.currentJob = null;
+      log.info(`job ${offer.jobName} goes on in the next agent process (RESTARTING)`, { ...fields, jobStatus: 'RESTARTING' });
+      return;
+    }
+    const report = resume?.restartedFrom ? withVersions(supervised, resume.restartedFrom, this.deps.version) : supervised;
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
       this.current = null;
       await this.rebootForJob(offer, run.rebootRequest, report, current.gone);
@@ -486,8 +514,9 @@ export class Agent {
     await this.settle(offer, receivedAt, report);
   }
 
-  // Waits for a run to end while sending progress and enforcing the drain deadline.
-  private async superviseRun(current: Current, run: JobRunPort): Promise<StatusReport> {
+  // Waits for a run to end while sending progress and enforcing the drain deadline;
+  // null when the job was handed to the next agent process instead.
+  private async superviseRun(current: Current, run: JobRunPort): Promise<StatusReport | null> {
     const { clock } = this.deps;
     const ticker = new AbortController();
     let drainKilled = false;
@@ -504,17 +533,83 @@ export class Agent {
           );
           run.stop('shutdown');
         }
-        if (!current.canceled && !current.gone) await this.enqueue(current.offer.jobId, run.snapshot());
+        if (!current.canceled && !current.gone && !current.handover) await this.enqueue(current.offer.jobId, run.snapshot());
         if (this.drainDeadline !== null) this.setState('stopping');
       }
     };
     const ticking = tick().catch(() => undefined);
+    const handedOver = new Promise<null>((resolve) => {
+      handoverWaiters.set(current, () => resolve(null));
+    });
     try {
-      return await run.done;
+      return await Promise.race([run.done, handedOver]);
     } finally {
+      handoverWaiters.delete(current);
       ticker.abort();
       await ticking;
     }
+  }
+
+  // ---- restarts the job caused ---------------------------------------------
+
+  // SIGTERM while a job runs: if the job caused it, hand the job over instead of draining.
+  private async checkStopCause(current: Current): Promise<void> {
+    const { log } = this.deps;
+    const fields = { jobId: current.offer.jobId, jobName: current.offer.jobName };
+    let cause: StopCause;
+    try {
+      cause = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(current.offer.jobId);
+    } catch (error) {
+      log.warn(`could not tell whether job ${current.offer.jobName} caused this stop (${describeError(error)}); draining it`, fields);
+      return;
+    }
+    if (cause.kind === 'outside' || this.current !== current || current.run === null) return;
+    let resolve = (): void => undefined;
+    const done = new Promise<void>((r) => (resolve = r));
+    current.handover = { cause, done, resolve, journaled: false };
+    if (cause.kind === 'restart-command') {
+      log.info(`job ${current.offer.jobName} restarts the agent (${cause.command}): the step counts as succeeded and the job goes on in the next agent process`, fields);
+      await this.handOver(current, cause.command);
+    } else {
+      log.info(`job ${current.offer.jobName} installs packages (${cause.command}): its running step may end, then the job goes on in the next agent process`, fields);
+      const entry = this.deps.journal.get(current.offer.jobId);
+      if (entry && entry.running.length === 0) await this.handOver(current, null);
+    }
+  }
+
+  // Journals the job RESTARTING (with the step that waits for the restart as succeeded, when there is one) and lets runJob return.
+  private async handOver(current: Current, waitingCommand: string | null): Promise<void> {
+    const handover = current.handover;
+    if (handover === null || handover.journaled) return;
+    handover.journaled = true;
+    const { journal, clock, log } = this.deps;
+    const { offer } = current;
+    try {
+      let entry = this.journalEntry(offer.jobId);
+      const running = entry.running[0];
+      if (waitingCommand !== null && running !== undefined && entry.running.length === 1) {
+        const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
+        const spec = planned[running.index]?.spec;
+        if (spec) await journal.recordStep(offer.jobId, running.index, restartedStepResult(spec, running.startedAt, clock.now(), waitingCommand));
+        entry = this.journalEntry(offer.jobId);
+      }
+      const last = entry.steps[entry.steps.length - 1];
+      await journal.recordReboot(offer.jobId, {
+        kind: 'restart',
+        agentVersion: this.deps.version,
+        requestedAt: new Date(clock.now()).toISOString(),
+        bootId: null,
+        marker: 'restart',
+        resumeAt: entry.steps.length,
+        stepLabel: last ? `step ${last.index + 1} ("${last.result.name.slice(0, 200)}")` : 'the job',
+      });
+    } catch (error) {
+      log.error(`could not journal job ${offer.jobName} as RESTARTING (${describeError(error)}); it is reported interrupted at the next start`, {
+        jobId: offer.jobId,
+      });
+    }
+    handoverWaiters.get(current)?.();
+    handover.resolve();
   }
 
   // Hands a final report to the outbox and history, then forgets the journal entry.
@@ -588,8 +683,14 @@ export class Agent {
     const { reboot, clock, engine } = this.deps;
     const pending = entry.rebooting;
     if (pending === null) return;
-    this.showRebooting(entry.offer, entry.reboots);
     const timeoutMs = await engine.timeoutOf(entry.offer);
+    if (pending.kind === 'restart') {
+      const decision = decideAfterRestart({ now: clock.now(), receivedAt: Date.parse(entry.receivedAt), jobTimeoutMs: timeoutMs });
+      if (decision.kind === 'resume') await this.resumeJob(entry, pending);
+      else await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
+      return;
+    }
+    this.showRebooting(entry.offer, entry.reboots);
     for (;;) {
       let boot: BootIdentity;
       try {
@@ -632,8 +733,9 @@ export class Agent {
     const { journal, engine, log } = this.deps;
     const { offer } = entry;
     const finishedSteps = entry.steps.map((s) => s.result);
+    const after = pending.kind === 'restart' ? 'the agent restart' : 'the reboot';
     if (entry.steps.some((s, i) => s.index !== i) || finishedSteps.length !== pending.resumeAt) {
-      await this.finishJournaled(entry, 'FAILED', 'could not resume after the reboot: the journal does not hold every step before it');
+      await this.finishJournaled(entry, 'FAILED', `could not resume after ${after}: the journal does not hold every step before it`);
       return;
     }
     let job: NormalizedJob;
@@ -641,15 +743,17 @@ export class Agent {
       job = await engine.validate(offer);
     } catch (error) {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
-      await this.finishJournaled(entry, 'FAILED', `could not resume after the reboot: the job document no longer validates: ${problems.join('; ')}`);
+      await this.finishJournaled(entry, 'FAILED', `could not resume after ${after}: the job document no longer validates: ${problems.join('; ')}`);
       return;
     }
     await journal.recordResumed(offer.jobId);
-    log.info(`resumed job ${offer.jobName} after reboot ${entry.reboots}: going on after ${pending.stepLabel}`, {
+    const restartedFrom = pending.kind === 'restart' ? pending.agentVersion ?? 'unknown' : undefined;
+    const what = restartedFrom === undefined ? `reboot ${entry.reboots}` : `the agent restart (agent ${restartedFrom} -> ${this.deps.version})`;
+    log.info(`resumed job ${offer.jobName} after ${what}: going on after ${pending.stepLabel}`, {
       jobId: offer.jobId,
       jobName: offer.jobName,
     });
-    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots });
+    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots, restartedFrom });
   }
 
   // Ends a job that asked for a reboot without running it on: the report is made from the journal.
@@ -830,21 +934,42 @@ export class Agent {
   }
 }
 
-/** What ran before a reboot, for the run after it. */
+/** What ran before a reboot or an agent restart, for the run after it. */
 interface Resume {
   finished: readonly StepResult[];
   reboots: number;
+  /** Set after an agent restart: the version of the agent that ran the steps before. */
+  restartedFrom?: string;
 }
+
+// The hand-over of each supervised run, resolved by handOver() (keyed by the run's Current).
+const handoverWaiters = new WeakMap<Current, () => void>();
 
 /** A step's reboot request as the engine names it. */
 type RebootRequest = NonNullable<JobRunPort['rebootRequest']>;
 
-// The first report after a reboot says the job goes on.
-function markResumed(report: StatusReport, reboots: number): StatusReport {
+// The first report after a reboot or an agent restart says the job goes on.
+function markResumed(report: StatusReport, resume: Resume): StatusReport {
+  if (resume.restartedFrom !== undefined) {
+    return withVersions({ ...report, reason: `resumed after the agent restarted; ${report.reason}` }, resume.restartedFrom, null);
+  }
   return {
     ...report,
     reason: `resumed after reboot; ${report.reason}`,
-    status_details: { ...report.status_details, resumed_after_reboot: true, reboots },
+    status_details: { ...report.status_details, resumed_after_reboot: true, reboots: resume.reboots },
+  };
+}
+
+// A report of a job that restarted the agent names both versions (an update says from and to).
+function withVersions(report: StatusReport, from: string, to: string | null): StatusReport {
+  return {
+    ...report,
+    status_details: {
+      ...report.status_details,
+      resumed_after_restart: true,
+      agent_version_from: from,
+      ...(to === null ? {} : { agent_version_to: to }),
+    },
   };
 }
 

@@ -3,10 +3,12 @@
 // configuration error so systemd does not restart into the same error.
 import { Agent } from '../agent/agent.js';
 import { createEngine } from '../agent/engine-adapter.js';
+import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError } from '../errors/errors.js';
+import { readCommandsWithEnv } from '../jobs/proc-scan.js';
 import { createConsoleTransport, createLog } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { runRebootCommand } from '../service/reboot-command.js';
@@ -122,6 +124,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     progressIntervalMs: config.jobs.progress_interval,
     drainTimeoutMs: config.agent.drain_timeout,
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
+    // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
+    stopCause: async (jobId) => decideStopCause(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)),
   });
   if (stop.signal.aborted) agent.stop();
 
