@@ -342,6 +342,78 @@ describe('Agent', () => {
     expect(failures).toBe(2);
   });
 
+  describe('a job that restarts the agent (stop-cause.ts)', () => {
+    const marks = () => path.join(dir, 'marks');
+    const restartJob = (waiting: string[]) =>
+      offerOf('rs', [
+        step('mark', [path.join(SCRIPTS, 'mark.sh'), marks(), 'before']),
+        step('restart', waiting),
+        step('check', [path.join(SCRIPTS, 'mark.sh'), marks(), 'after']),
+      ]);
+    const inStep = (n: number) => () => statuses.some((s) => s.currentJob?.stepIndex === n);
+
+    it('a step waiting for the restart counts as succeeded; the next agent runs the rest and sends the one final', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob(['sleep', '3']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs')).toEqual([]);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      const second = await build(cloud, { version: '10.0.0-test' });
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', reason: '3 of 3 steps succeeded', executed_steps: 3 });
+      expect(final.status_details).toMatchObject({ resumed_after_restart: true, agent_version_from: '9.9.9-test', agent_version_to: '10.0.0-test' });
+      expect(final.stdout).toContain('=== Step: restart ===\nrestart requested by the step (systemctl restart cloudjobs)');
+      expect(cloud.sent.filter((s) => s.jobId === 'rs' && s.report.reason.startsWith('resumed after the agent restarted; 2 of 3 steps done'))).toHaveLength(1);
+    });
+
+    it('a package install step ends first; no later step runs in the old agent', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'installed']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'package', command: 'dpkg -i cloudjobs.deb' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs')).toEqual([]);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      const second = await build(cloud);
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', executed_steps: 3 });
+      expect(final.stdout).toContain('=== Step: restart ===\nstarted\nfinished\n=== Step: check');
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+    });
+
+    it('a stop from outside drains as before', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'slow']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'outside' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs').map((s) => s.report.status)).toEqual(['SUCCEEDED']);
+      expect(finals(cloud.sent, 'rs')[0]!.report.status_details).not.toHaveProperty('resumed_after_restart');
+    });
+  });
+
   describe('a job that reboots', () => {
     const marks = () => path.join(dir, 'marks');
     const rebootJob = () =>
