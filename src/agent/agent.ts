@@ -125,8 +125,8 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
-  /** Whether the running job caused this stop (stop-cause.ts); absent: every stop drains. */
-  stopCause?(jobId: string): Promise<StopCause>;
+  /** Whether the running job caused this stop (stop-cause.ts), from its processes and `steps` (argv of its running steps); absent: every stop drains. */
+  stopCause?(jobId: string, steps: readonly string[][]): Promise<StopCause>;
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -142,6 +142,8 @@ interface Current {
   gone: boolean;
   /** Set when the job caused the agent's stop: it goes on in the next agent process. */
   handover: Handover | null;
+  /** While the stop cause is being decided: no next step starts before it is. */
+  deciding: Promise<void> | null;
 }
 
 /** A job handed to the next agent process: `done` resolves once it is journaled RESTARTING. */
@@ -320,7 +322,10 @@ export class Agent {
       }
       this.setState('stopping');
       this.pollStop.abort();
-      if (this.current && this.deps.stopCause) void this.checkStopCause(this.current);
+      if (this.current && this.deps.stopCause) {
+        const current = this.current;
+        current.deciding = this.checkStopCause(current, this.stepCommands(current));
+      }
     } else if (this.current?.run) {
       log.warn('stopping now: the running job is stopped', { jobId: this.current.offer.jobId });
       this.current.run.stop('shutdown');
@@ -457,7 +462,7 @@ export class Agent {
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
     const { log, engine, journal, clock } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null };
+    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null };
     this.current = current;
     this.status.currentJob = {
       jobId: offer.jobId,
@@ -472,6 +477,7 @@ export class Agent {
     const run = engine.start(job, {
       onStepStart: async (index, total, name) => {
         // handed to the next agent process: no step starts here any more (the process exits)
+        if (current.deciding) await current.deciding;
         if (current.handover) await new Promise<never>(() => undefined);
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
@@ -553,16 +559,20 @@ export class Agent {
   // ---- restarts the job caused ---------------------------------------------
 
   // SIGTERM while a job runs: if the job caused it, hand the job over instead of draining.
-  private async checkStopCause(current: Current): Promise<void> {
+  // `steps`: the argv of the steps running at the stop (or of the step that just
+  // ended): a package command may have exited before the process scan reads /proc.
+  private async checkStopCause(current: Current, steps: string[][]): Promise<void> {
     const { log } = this.deps;
     const fields = { jobId: current.offer.jobId, jobName: current.offer.jobName };
     let cause: StopCause;
     try {
-      cause = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(current.offer.jobId);
+      const scanned = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(current.offer.jobId, steps);
+      cause = scanned;
     } catch (error) {
       log.warn(`could not tell whether job ${current.offer.jobName} caused this stop (${describeError(error)}); draining it`, fields);
       return;
     }
+    if (cause.kind === 'outside') log.debug(`job ${current.offer.jobName} did not cause this stop: it drains`, fields);
     if (cause.kind === 'outside' || this.current !== current || current.run === null) return;
     let resolve = (): void => undefined;
     const done = new Promise<void>((r) => (resolve = r));
@@ -575,6 +585,19 @@ export class Agent {
       const entry = this.deps.journal.get(current.offer.jobId);
       if (entry && entry.running.length === 0) await this.handOver(current, null);
     }
+  }
+
+  // The argv of the steps running now, or of the last step that ended when none runs.
+  private stepCommands(current: Current): string[][] {
+    const entry = this.deps.journal.get(current.offer.jobId);
+    if (!entry) return [];
+    const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
+    const indexes = entry.running.length > 0 ? entry.running.map((r) => r.index) : entry.steps.slice(-1).map((s) => s.index);
+    return indexes.flatMap((i) => {
+      const action = planned[i]?.spec.action;
+      if (!action) return [];
+      return [action.type === 'runCommand' ? [...action.argv] : [action.handlerPath, ...action.args]];
+    });
   }
 
   // Journals the job RESTARTING (with the step that waits for the restart as succeeded, when there is one) and lets runJob return.

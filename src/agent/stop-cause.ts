@@ -39,7 +39,7 @@ const MAX_SHOWN = 200;
 /** Decides the stop cause from the command lines (argv) of the running job's processes. */
 export function decideStopCause(commands: readonly (readonly string[])[]): StopCause {
   let restart: StopCause | null = null;
-  for (const argv of commands) {
+  for (const argv of commands.flatMap(withShellCommands)) {
     const words = argv.slice(0, MAX_WORDS);
     const program = baseName(words[0] ?? '');
     // a shell running the postinst of cloudjobs: dpkg configures this package
@@ -57,6 +57,18 @@ export function decideStopCause(commands: readonly (readonly string[])[]): StopC
 function restartsAgent(args: readonly string[]): boolean {
   const words = args.filter((w) => !w.startsWith('-'));
   return words.some((w) => STOPPING_VERBS.has(w)) && words.some((w) => UNIT_NAMES.has(w));
+}
+
+// `sh -c "apt-get update && apt-get install -y x"`: the commands of the script too (a step's own argv may be a shell).
+function withShellCommands(argv: readonly string[]): (readonly string[])[] {
+  const shell = ['sh', 'bash', 'dash'].includes(baseName(argv[0] ?? '')) && argv[1] === '-c' && typeof argv[2] === 'string';
+  if (!shell) return [argv];
+  const script = (argv[2] as string).slice(0, 4096);
+  const inner = script
+    .split(/[;&|\n()]+/)
+    .map((part) => part.trim().split(/\s+/).filter((w) => w !== '' && !/^[A-Za-z_][A-Za-z0-9_]*=/.test(w) && w !== 'sudo' && w !== 'exec'))
+    .filter((words) => words.length > 0);
+  return [argv, ...inner];
 }
 
 function baseName(path: string): string {

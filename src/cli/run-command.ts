@@ -125,7 +125,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     drainTimeoutMs: config.agent.drain_timeout,
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
     // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
-    stopCause: async (jobId) => decideStopCause(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)),
+    stopCause: async (jobId, steps) => decideStopCause([...(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)), ...steps]),
   });
   if (stop.signal.aborted) agent.stop();
 

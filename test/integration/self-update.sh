@@ -79,7 +79,7 @@ main_pid() { show MainPID; }
 is_active() { [ "$(show ActiveState)" = active ]; }
 main_pid_is_not() { local p; p=$(main_pid); [ "$p" != "$1" ] && [ "$p" != 0 ] && is_active; }
 # step JSON: one root runCommand step (commas split words, as AWS does).
-step_json() { jq -cn --arg n "$1" --arg c "$2" '{name:$n, type:"runCommand", input:{command:$c, runAsUser:"root"}}'; }
+step_json() { jq -cn --arg n "$1" --arg c "$2" '{name:$n, type:"runCommand", input:{command:$c}, runAsUser:"root", allowStdErr:50}'; }
 job_doc() { jq -cn --argjson s "$(printf '%s\n' "$@" | jq -s .)" '{version:"1.0", includeStdOut:true, steps:$s}'; }
 
 # expect_update NAME JOB OLD_PID WANT_VERSION: the checks every scenario shares.

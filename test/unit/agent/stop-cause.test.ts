@@ -68,3 +68,11 @@ describe('restartedStepResult', () => {
     expect(result.stdoutBytes).toBe(result.stdout.length);
   });
 });
+
+describe('decideStopCause on shell steps', () => {
+  it('looks into the script of sh -c', () => {
+    expect(decideStopCause([['/bin/sh', '-c', 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cloudjobs']]).kind).toBe('package');
+    expect(decideStopCause([['sh', '-c', 'echo hi; sudo systemctl restart cloudjobs']]).kind).toBe('restart-command');
+    expect(decideStopCause([['bash', '-c', 'echo dpkg is fine to say']]).kind).toBe('outside');
+  });
+});
