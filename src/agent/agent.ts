@@ -16,6 +16,7 @@ import { restartedStepResult, type StopCause } from './stop-cause.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
+import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -127,6 +128,11 @@ export interface AgentDeps {
   flushTimeoutMs: number;
   /** Whether the running job caused this stop (stop-cause.ts), from its processes and `steps` (argv of its running steps); absent: every stop drains. */
   stopCause?(jobId: string, steps: readonly string[][]): Promise<StopCause>;
+  /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
+  selfUpdate?: {
+    read(jobId: string): Promise<SelfUpdateOutcome | null>;
+    remove(jobId: string): Promise<void>;
+  };
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -501,7 +507,8 @@ export class Agent {
       log.info(`job ${offer.jobName} goes on in the next agent process (RESTARTING)`, { ...fields, jobStatus: 'RESTARTING' });
       return;
     }
-    const report = resume?.restartedFrom ? withVersions(supervised, resume.restartedFrom, this.deps.version) : supervised;
+    const versioned = resume?.restartedFrom ? withVersions(supervised, resume.restartedFrom, this.deps.version) : supervised;
+    const report = resume?.details ? { ...versioned, status_details: { ...versioned.status_details, ...resume.details } } : versioned;
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
       this.current = null;
       await this.rebootForJob(offer, run.rebootRequest, report, current.gone);
@@ -709,8 +716,20 @@ export class Agent {
     const timeoutMs = await engine.timeoutOf(entry.offer);
     if (pending.kind === 'restart') {
       const decision = decideAfterRestart({ now: clock.now(), receivedAt: Date.parse(entry.receivedAt), jobTimeoutMs: timeoutMs });
-      if (decision.kind === 'resume') await this.resumeJob(entry, pending);
-      else await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
+      if (decision.kind === 'timed-out') {
+        await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
+        return;
+      }
+      const update = await this.awaitSelfUpdate(entry, decision.remainingMs);
+      if (update === 'stopping') return;
+      const details = update ? { package_version_from: update.from, package_version_to: update.to } : {};
+      if (update && update.status !== 'succeeded') {
+        const reason = update.status === 'pending' ? `self-update ${update.from} -> ${update.to} was not decided within the job's time limit` : update.reason;
+        await this.finishJournaled(entry, 'FAILED', reason, details);
+        await this.forgetSelfUpdate(entry.offer.jobId);
+        return;
+      }
+      await this.resumeJob(entry, pending, details);
       return;
     }
     this.showRebooting(entry.offer, entry.reboots);
@@ -751,8 +770,47 @@ export class Agent {
     }
   }
 
+  // A job the agent restarted for may have run the self-update handler: its
+  // watcher decides (new agent up, or rolled back) while this agent waits here.
+  // null: no self-update; 'stopping': the agent stops meanwhile (the job stays RESTARTING).
+  private async awaitSelfUpdate(entry: JournalEntry, remainingMs: number): Promise<SelfUpdateOutcome | null | 'stopping'> {
+    const { selfUpdate, clock, log } = this.deps;
+    if (!selfUpdate) return null;
+    const { offer } = entry;
+    const deadline = clock.now() + remainingMs;
+    let said = false;
+    for (;;) {
+      let outcome: SelfUpdateOutcome | null;
+      try {
+        outcome = await selfUpdate.read(offer.jobId);
+      } catch (error) {
+        return { status: 'failed', from: '', to: '', reason: `the self-update outcome cannot be read: ${describeError(error)}` };
+      }
+      if (outcome === null || outcome.status !== 'pending' || clock.now() >= deadline) return outcome;
+      if (!said) {
+        said = true;
+        log.info(`job ${offer.jobName}: waiting for the self-update check (${outcome.from} -> ${outcome.to}) before going on`, { jobId: offer.jobId, jobName: offer.jobName });
+        this.status.currentJob = { jobId: offer.jobId, jobName: offer.jobName, step: 'self-update check', stepIndex: entry.steps.length, stepCount: 0, startedAt: clock.now() };
+        this.setState('running');
+      }
+      try {
+        await clock.sleep(500, this.pollStop.signal);
+      } catch {
+        return 'stopping';
+      }
+    }
+  }
+
+  private async forgetSelfUpdate(jobId: string): Promise<void> {
+    try {
+      await this.deps.selfUpdate?.remove(jobId);
+    } catch (error) {
+      this.deps.log.warn(`could not remove the self-update outcome of job ${jobId}: ${describeError(error)}`, { jobId });
+    }
+  }
+
   // The device rebooted: mark the job running again on disk, then run the steps after the one that asked.
-  private async resumeJob(entry: JournalEntry, pending: RebootingRecord): Promise<void> {
+  private async resumeJob(entry: JournalEntry, pending: RebootingRecord, details: Record<string, unknown> = {}): Promise<void> {
     const { journal, engine, log } = this.deps;
     const { offer } = entry;
     const finishedSteps = entry.steps.map((s) => s.result);
@@ -770,20 +828,22 @@ export class Agent {
       return;
     }
     await journal.recordResumed(offer.jobId);
+    await this.forgetSelfUpdate(offer.jobId);
     const restartedFrom = pending.kind === 'restart' ? pending.agentVersion ?? 'unknown' : undefined;
     const what = restartedFrom === undefined ? `reboot ${entry.reboots}` : `the agent restart (agent ${restartedFrom} -> ${this.deps.version})`;
     log.info(`resumed job ${offer.jobName} after ${what}: going on after ${pending.stepLabel}`, {
       jobId: offer.jobId,
       jobName: offer.jobName,
     });
-    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots, restartedFrom });
+    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots, restartedFrom, details });
   }
 
   // Ends a job that asked for a reboot without running it on: the report is made from the journal.
-  private async finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): Promise<void> {
+  private async finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string, details: Record<string, unknown> = {}): Promise<void> {
     const { engine, journal, log } = this.deps;
     const { offer } = entry;
-    const report = engine.journaledReport(entry, status, reason);
+    const made = engine.journaledReport(entry, status, reason);
+    const report = { ...made, status_details: { ...made.status_details, ...details } };
     log.warn(`job ${offer.jobName} ended ${status}: ${reason}`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: status });
     await journal.recordFinal(offer.jobId, report);
     this.status.currentJob = null;
@@ -963,6 +1023,8 @@ interface Resume {
   reboots: number;
   /** Set after an agent restart: the version of the agent that ran the steps before. */
   restartedFrom?: string;
+  /** Added to the reports' status_details (a self-update's package versions). */
+  details?: Record<string, unknown>;
 }
 
 // The hand-over of each supervised run, resolved by handOver() (keyed by the run's Current).

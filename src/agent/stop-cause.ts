@@ -27,7 +27,7 @@ export type StopCause =
   | { kind: 'outside' };
 
 // Programs that install packages (and so run cloudjobs' postinst when it is among them).
-const PACKAGE_MANAGERS = new Set(['dpkg', 'apt', 'apt-get', 'aptitude', 'unattended-upgrade', 'cloudjobs-self-update']);
+const PACKAGE_MANAGERS = new Set(['dpkg', 'apt', 'apt-get', 'aptitude', 'unattended-upgrade']);
 // Programs that restart a unit, and the verbs that stop or restart it.
 const UNIT_CONTROLLERS = new Set(['systemctl', 'deb-systemd-invoke', 'service', 'invoke-rc.d']);
 const STOPPING_VERBS = new Set(['restart', 'try-restart', 'reload-or-restart', 'try-reload-or-restart', 'condrestart', 'force-reload', 'stop']);
@@ -44,7 +44,9 @@ export function decideStopCause(commands: readonly (readonly string[])[]): StopC
     const program = baseName(words[0] ?? '');
     // a shell running the postinst of cloudjobs: dpkg configures this package
     const runsPostinst = words.some((w) => /\/cloudjobs\.postinst$/.test(w));
-    if (PACKAGE_MANAGERS.has(program) || runsPostinst) return { kind: 'package', command: show(words) };
+    // the self-update handler (run by a shell: its path is argv[0] or argv[1]) installs cloudjobs from its own unit
+    const selfUpdate = words.slice(0, 2).some((w) => /\/cloudjobs\/handlers\/self-update$/.test(w));
+    if (PACKAGE_MANAGERS.has(program) || runsPostinst || selfUpdate) return { kind: 'package', command: show(words) };
     if (restart === null && UNIT_CONTROLLERS.has(program) && restartsAgent(words.slice(1))) {
       restart = { kind: 'restart-command', command: show(words) };
     }

@@ -17,6 +17,7 @@ import { readBootIdentity } from '../state/boot-identity.js';
 import { openHistory } from '../state/history.js';
 import { openJournal } from '../state/journal.js';
 import { openOutbox } from '../state/outbox.js';
+import { readSelfUpdateOutcome, removeSelfUpdateOutcome } from '../state/self-update-outcome.js';
 import { removeRuntimeStatus, writeRuntimeStatus } from '../state/runtime-status.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
@@ -125,6 +126,10 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     drainTimeoutMs: config.agent.drain_timeout,
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
     // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
+    selfUpdate: {
+      read: (jobId) => readSelfUpdateOutcome(config.agent.state_dir, jobId),
+      remove: (jobId) => removeSelfUpdateOutcome(config.agent.state_dir, jobId),
+    },
     stopCause: async (jobId, steps) => decideStopCause([...(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)), ...steps]),
   });
   if (stop.signal.aborted) agent.stop();

@@ -164,4 +164,59 @@ wait_until 30 "a new agent" main_pid_is_not "$pid" || true
 check_eq "outside restart: final reports" 1 "$(finals "$job")"
 check_eq "outside restart: not resumed" null "$(final_details "$job" | jq -r .resumed_after_restart)"
 
+# broken DEB VERSION WHAT: NEW_DEB repacked as VERSION with /usr/bin/cloudjobs exiting 1 at
+# start (WHAT=start) or with a postinst that exits 1 (WHAT=postinst). Small (no executable).
+broken() {
+  local tree="$WORK/broken-$3"
+  rm -rf "$tree" && dpkg-deb -R "$NEW_DEB" "$tree"
+  printf '#!/bin/sh\necho "cloudjobs: broken test build" >&2\nexit 1\n' > "$tree/usr/bin/cloudjobs"
+  sed -i "s/^Version: .*/Version: $2/" "$tree/DEBIAN/control"
+  if [ "$3" = postinst ]; then sed -i 's/^set -e$/set -e\necho "postinst: failing on purpose" >\&2; exit 1/' "$tree/DEBIAN/postinst"; fi
+  (cd "$tree" && find . -path ./DEBIAN -prune -o -type f -print0 | xargs -0 md5sum | sed 's| \./| |' > DEBIAN/md5sums)
+  dpkg-deb --root-owner-group -Zgzip --build "$tree" "$WORK/$1" >/dev/null
+}
+handler_job() { # NAME DEB_IN_HOST_DIR: a self-update step then a version step
+  local sha
+  sha=$(sha256sum "$WORK/$2" | cut -c1-64)
+  jq -cn --arg deb "/mnt/host/$2" --arg sha "$sha" --argjson v "$(step_json Version 'cloudjobs,--version')" \
+    '{version:"1.0", includeStdOut:true, steps:[{name:"Self-update", type:"runHandler", input:{handler:"self-update", args:[$deb, $sha, "20"]}, runAsUser:"root", allowStdErr:50}, $v]}'
+}
+final_body() { admin GET "/patches?jobId=$1" | jq -c '[.patches[] | select(.body.status == "SUCCEEDED" or .body.status == "FAILED")][-1].body'; }
+
+step "self-update handler: upgrade, with the operator's copy of the running package for rollback"
+ct install -D -m 0600 /mnt/host/old.deb "/var/cache/cloudjobs/packages/cloudjobs_${OLD_V}.deb"
+pid=$(main_pid)
+job=$(queue_job "Self-update" "$(handler_job x new.deb)")
+expect_update "self-update" "$job" "$pid" "${NEW_V%-1}"
+body=$(final_body "$job")
+check_eq "self-update: package versions" "$OLD_V -> $NEW_V" "$(printf '%s' "$body" | jq -r '"\(.status_details.package_version_from) -> \(.status_details.package_version_to)"')"
+check_match "self-update: the later step ran on the new agent" "cloudjobs ${NEW_V%-1} " "$(printf '%s' "$body" | jq -r .stdout)"
+check_eq "self-update: the new package kept for the next rollback" "$NEW_V" "$(ct dpkg-deb -f "/var/cache/cloudjobs/packages/cloudjobs_${NEW_V}.deb" Version)"
+
+step "self-update handler: a new version that exits at start is rolled back"
+broken broken-start.deb "${BASE}+broken1-1" start
+pid=$(main_pid)
+job=$(queue_job "Self-update broken start" "$(handler_job x broken-start.deb)")
+wait_until 120 "job FAILED" job_is "$job" FAILED || true
+body=$(final_body "$job")
+check_eq "rollback: job status" FAILED "$(job_status "$job")"
+check_match "rollback: reason" "^rolled back to $NEW_V: " "$(printf '%s' "$body" | jq -r .reason)"
+check_eq "rollback: dpkg status" "install ok installed $NEW_V" "$(dpkg_status)"
+wait_until 30 "rollback: agent active" is_active || true
+check_eq "rollback: running agent version" "${NEW_V%-1}" "$(running_version)"
+check_eq "rollback: final reports" 1 "$(finals "$job")"
+check_eq "rollback: the step after the update did not run" 1 "$(printf '%s' "$body" | jq -r .executed_steps)"
+
+step "self-update handler: a postinst that exits 1 leaves the old agent and reports dpkg's output"
+broken broken-postinst.deb "${BASE}+broken2-1" postinst
+job=$(queue_job "Self-update broken postinst" "$(handler_job x broken-postinst.deb)")
+wait_until 120 "job FAILED" job_is "$job" FAILED || true
+body=$(final_body "$job")
+check_eq "postinst: job status" FAILED "$(job_status "$job")"
+check_match "postinst: dpkg's output reported" 'postinst: failing on purpose' "$(printf '%s' "$body" | jq -r .stderr)"
+check_eq "postinst: dpkg status" "install ok installed $NEW_V" "$(dpkg_status)"
+wait_until 30 "postinst: agent active" is_active || true
+check_eq "postinst: running agent version" "${NEW_V%-1}" "$(running_version)"
+check_eq "postinst: final reports" 1 "$(finals "$job")"
+
 finish

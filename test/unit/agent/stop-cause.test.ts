@@ -76,3 +76,11 @@ describe('decideStopCause on shell steps', () => {
     expect(decideStopCause([['bash', '-c', 'echo dpkg is fine to say']]).kind).toBe('outside');
   });
 });
+
+describe('decideStopCause and the self-update handler', () => {
+  it('counts the shipped handler as a package install, by its path as argv[0] or as the script of a shell', () => {
+    expect(decideStopCause([['/bin/sh', '/usr/lib/cloudjobs/handlers/self-update', 'root', '/tmp/c.deb', 'a'.repeat(64)]]).kind).toBe('package');
+    expect(decideStopCause([['/etc/cloudjobs/handlers/self-update', 'x']]).kind).toBe('package');
+    expect(decideStopCause([['/home/pi/self-update']]).kind).toBe('outside');
+  });
+});
