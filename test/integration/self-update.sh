@@ -126,6 +126,12 @@ drain_timeout = 60s
 level = debug
 INI
 ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+# This test starts the agent more often than the unit's StartLimitBurst=5 per
+# 10 minutes allows (a fleet does not update 8 times in 10 minutes).
+ct mkdir -p /etc/systemd/system/cloudjobs.service.d
+printf '[Unit]\nStartLimitBurst=100\n[Service]\nTimeoutStartSec=30s\n' > "$WORK/it.conf"
+ct cp /mnt/host/it.conf /etc/systemd/system/cloudjobs.service.d/it.conf
+ct systemctl daemon-reload
 ct systemctl start cloudjobs.service || fail "systemctl start failed"
 check_eq "running agent version" "${OLD_V%-1}" "$(running_version)"
 

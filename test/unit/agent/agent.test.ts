@@ -17,6 +17,7 @@ import { createNullLog } from '../../../src/log/log.js';
 import { openHistory } from '../../../src/state/history.js';
 import { openJournal } from '../../../src/state/journal.js';
 import { openOutbox } from '../../../src/state/outbox.js';
+import type { SelfUpdateOutcome } from '../../../src/state/self-update-outcome.js';
 import { waitFor } from '../../cloud/wait-for.js';
 
 const SCRIPTS = path.resolve('test/fixtures/scripts');
@@ -398,6 +399,45 @@ describe('Agent', () => {
       expect(final).toMatchObject({ status: 'SUCCEEDED', executed_steps: 3 });
       expect(final.stdout).toContain('=== Step: restart ===\nstarted\nfinished\n=== Step: check');
       expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+    });
+
+    it('after a self-update the next agent waits for the verdict: rolled back ends the job FAILED, the rest does not run', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob(['sleep', '3']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+
+      const reads: string[] = [];
+      const removed: string[] = [];
+      const answers: SelfUpdateOutcome[] = [
+        { status: 'pending', from: '1.0-1', to: '2.0-1', reason: 'installing' },
+        { status: 'rolled-back', from: '1.0-1', to: '2.0-1', reason: 'rolled back to 1.0-1: the new agent did not come up within 20s' },
+      ];
+      const second = await build(cloud, {
+        selfUpdate: {
+          read: async (jobId) => {
+            reads.push(jobId);
+            return answers.length > 1 ? answers.shift()! : answers[0]!;
+          },
+          remove: async (jobId) => {
+            removed.push(jobId);
+          },
+        },
+      });
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'FAILED', reason: 'rolled back to 1.0-1: the new agent did not come up within 20s', executed_steps: 2 });
+      expect(final.status_details).toMatchObject({ package_version_from: '1.0-1', package_version_to: '2.0-1' });
+      expect(reads.length).toBeGreaterThanOrEqual(2);
+      expect(removed).toEqual(['rs']);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
     });
 
     it('a stop from outside drains as before', async () => {
