@@ -23,6 +23,10 @@ CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 # Keep the per-arch addons and bundles that pattern rules make on the way: make
 # would delete them as intermediates and rebuild every executable next time.
 .SECONDARY:
+# No built-in rules: the suffix rule `%: %.sh` would overwrite the handler
+# debian/handlers/reboot with its sibling reboot.sh (both are DEB_INPUTS).
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
 
 .PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration demo bench clean
 

@@ -715,6 +715,8 @@ export class Agent {
     if (pending === null) return;
     const timeoutMs = await engine.timeoutOf(entry.offer);
     if (pending.kind === 'restart') {
+      // stopping already: the job stays RESTARTING for the next start
+      if (this.pollStop.signal.aborted) return;
       const decision = decideAfterRestart({ now: clock.now(), receivedAt: Date.parse(entry.receivedAt), jobTimeoutMs: timeoutMs });
       if (decision.kind === 'timed-out') {
         await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
@@ -734,6 +736,8 @@ export class Agent {
     }
     this.showRebooting(entry.offer, entry.reboots);
     for (;;) {
+      // stopping (the reboot stops the agent first): the job stays REBOOTING for the next start
+      if (this.pollStop.signal.aborted) return;
       let boot: BootIdentity;
       try {
         boot = await reboot.currentBoot();

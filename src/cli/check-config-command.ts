@@ -5,6 +5,7 @@ import { describeIdentitySource } from './obtain-identity.js';
 import { formatCheckConfig } from '../config/check.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
+import { parseRebootCommand } from './reboot-command-config.js';
 import { loadCliConfig } from './setup.js';
 
 type CheckCommand = Extract<Command, { name: 'check-config' }>;
@@ -12,6 +13,7 @@ type CheckCommand = Extract<Command, { name: 'check-config' }>;
 /** Prints the effective configuration; ConfigError propagates as exit 78. */
 export async function runCheckConfig(ctx: CliContext, command: CheckCommand): Promise<number> {
   const loaded = loadCliConfig(ctx, command, { requireApiUrl: true });
+  await parseRebootCommand(loaded.config.jobs);
   const identitySource = await describeIdentitySource(loaded.config, loaded.sources, createSystemClock());
   ctx.stdout.write(
     formatCheckConfig(loaded.config, {

@@ -22,6 +22,7 @@ import { removeRuntimeStatus, writeRuntimeStatus } from '../state/runtime-status
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
+import { parseRebootCommand } from './reboot-command-config.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
@@ -40,11 +41,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   const secrets: string[] = [];
   if (config.cloud.api_key) secrets.push(config.cloud.api_key);
 
-  const rebootArgv = await parseRebootCommand(config.jobs.reboot_command);
-  if (typeof rebootArgv === 'string') {
-    ctx.stderr.write(`cloudjobs: invalid configuration (1 problem):\n  ${rebootArgv}\n`);
-    return EXIT.config;
-  }
+  const rebootArgv = await parseRebootCommand(config.jobs);
   const bootLog = createLog({ level: config.logging.level, transports: [createConsoleTransport(ctx.stderr)] });
   const sender = loadNative(ctx, config.agent.runtime_dir, bootLog);
   const { log } = createCliLog(ctx, { level: config.logging.level, sender, secrets: () => secrets });
@@ -168,14 +165,6 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   }
   log.info('cloudjobs stopped');
   return EXIT.ok;
-}
-
-// jobs.reboot_command is words without a shell, split like a runCommand string; a problem is one sentence.
-async function parseRebootCommand(command: string): Promise<string[] | string> {
-  const { splitWords } = await import('../jobs/split-command.js');
-  const split = splitWords(command);
-  if (!split.ok) return `jobs.reboot_command ${split.problem}; got ${JSON.stringify(command)} (expected a command and its arguments, e.g. systemctl reboot)`;
-  return split.argv;
 }
 
 // users.ts brings execa: load it with the first job, not at start.

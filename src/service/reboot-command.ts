@@ -37,10 +37,14 @@ export function runRebootCommand(options: RebootCommandOptions): Promise<void> {
         let what: string;
         if (typeof code === 'string') what = `could not start (${code})`;
         else if (typeof code === 'number') what = `exited with code ${code}`;
-        else if (typeof signal === 'string') what = `was killed by ${signal} (time limit ${Math.round(options.timeoutMs / 1000)}s)`;
+        else if (typeof signal === 'string') what = `was killed by ${signal} (time limit ${formatLimit(options.timeoutMs)})`;
         else what = `failed (${error.message})`;
         reject(new Error(`\`${shown}\` ${what}${text === '' ? '' : `: ${text}`}`));
       },
     );
   });
+}
+
+function formatLimit(ms: number): string {
+  return ms < 1000 ? `${ms}ms` : `${Math.round(ms / 1000)}s`;
 }

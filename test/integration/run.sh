@@ -6,7 +6,7 @@
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 status=0
-for test in lint-debs.sh nspawn-systemd.sh self-update.sh foreign-arch.sh; do
+for test in lint-debs.sh nspawn-systemd.sh reboot-resume.sh self-update.sh foreign-arch.sh; do
   started=$(date +%s)
   "$HERE/$test" || status=1
   echo "   ($test: $(($(date +%s) - started))s)" >&2
