@@ -91,7 +91,7 @@ node "$CLOUD_JS" --port 0 --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cl
 CLOUD_PID=$!
 wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
 PORT=$(jq -r .port "$WORK/cloud.out")
-"$PYTHON" "$ROOT/test/qemu/receive-datagrams.py" "$NOTIFY" 50 240 > "$WORK/notify.out" 2> "$WORK/notify.err" &
+"$PYTHON" "$ROOT/test/qemu/receive-datagrams.py" "$NOTIFY" 50 1500 > "$WORK/notify.out" 2> "$WORK/notify.err" &
 RECEIVER_PID=$!
 wait_until 10 "the READY receiver" grep -q '^ready$' "$WORK/notify.out" || fail "receiver did not start: $(cat "$WORK/notify.err")"
 admin() { curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"; }
