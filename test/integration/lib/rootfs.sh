@@ -39,6 +39,8 @@ ensure_rootfs() {
   (
     flock 9
     [ -s "$tar" ] && exit 0
+    # a build that failed before (we hold the lock: nobody else is building)
+    rm -rf "$CLOUDJOBS_IT_CACHE/build-$suite-$arch".*
     build_rootfs "$arch" "$suite" "$tar"
   ) 9>"$tar.lock"
 }

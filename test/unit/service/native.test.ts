@@ -12,7 +12,7 @@ import { createCaptureLog } from '../cloud/capture-log.js';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const RECEIVER = path.join(ROOT, 'test/qemu/receive-datagrams.py');
-const HOST_ARCH = ({ x64: 'x64', arm64: 'arm64', arm: 'armv7' } as Record<string, string>)[process.arch] ?? 'x64';
+const HOST_ARCH = ({ x64: 'x64', arm64: 'arm64', arm: 'armhf' } as Record<string, string>)[process.arch] ?? 'x64';
 const IS_ROOT = process.geteuid?.() === 0;
 // Debian's python3 starts in milliseconds; a pyenv shim takes seconds.
 const PYTHON = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
@@ -201,6 +201,78 @@ describe('loadDatagramSender failures: null and exactly one warning', () => {
     const { sender, reason } = load(addon, path.join(parent, 'cloudjobs'));
     expect(sender).toBeNull();
     expect(reason).toBe(`${parent} (uid 0, mode 0777) lets others replace ${path.join(parent, 'cloudjobs')}`);
+  });
+});
+
+// The armhf package's way: the addon installed next to the bundle, loaded in place.
+describe('loadDatagramSender with an installed addon', () => {
+  const PREFIX = 'native datagram addon not loaded: ';
+  let hash: string;
+
+  beforeAll(() => {
+    hash = createHash('sha256').update(addon).digest('hex');
+  });
+
+  /** A 0755 directory holding the addon as `datagram.node` with `mode`; returns the file. */
+  function install(name: string, mode = 0o644): string {
+    const dir = path.join(work, name);
+    fs.mkdirSync(dir, { mode: 0o755 });
+    const file = path.join(dir, 'datagram.node');
+    fs.writeFileSync(file, addon, { mode });
+    fs.chmodSync(file, mode);
+    return file;
+  }
+
+  function load(file: string, sha256 = hash) {
+    const log = createCaptureLog();
+    const sender = loadDatagramSender({ addonBytes: null, installed: { path: file, sha256 }, dir: path.join(work, 'unused-run'), log, tmpDir: work });
+    return { sender, warnings: log.entries.map((e) => `${e.level}: ${e.message}`) };
+  }
+
+  it('loads the file in place, writes nothing, and sends', async () => {
+    const file = install('installed-ok');
+    const { sender, warnings } = load(file);
+    expect(warnings).toEqual([]);
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['datagram.node']);
+    expect(fs.existsSync(path.join(work, 'unused-run'))).toBe(false);
+    const name = `@${uniqueName()}`;
+    const { received } = await receive(name, 1);
+    sender!.send(name, Buffer.from('READY=1'));
+    expect(await received).toEqual([Buffer.from('READY=1')]);
+  });
+
+  it('refuses a file with another sha256 than the bundle was built with', () => {
+    const file = install('installed-other-hash');
+    const { sender, warnings } = load(file, 'f'.repeat(64));
+    expect(sender).toBeNull();
+    expect(warnings).toEqual([
+      `warn: ${PREFIX}${file} has sha256 ${hash}, not the ${'f'.repeat(64)} this agent was built with; reinstall the package; running without systemd notify and journald fields`,
+    ]);
+  });
+
+  it('refuses a missing file, a group-writable file and a symlink', () => {
+    const missing = path.join(work, 'installed-none', 'datagram.node');
+    fs.mkdirSync(path.dirname(missing), { mode: 0o755 });
+    expect(load(missing).sender).toBeNull();
+    expect(load(missing).warnings[0]).toContain(`${missing} is missing (`);
+    const writable = install('installed-writable', 0o664);
+    expect(load(writable).warnings[0]).toContain(`${writable} has mode 0664; it must not be writable by others`);
+    const real = install('installed-real');
+    const link = path.join(work, 'installed-real', 'link.node');
+    fs.symlinkSync(real, link);
+    expect(load(link).warnings[0]).toContain(`${link} is not a regular file (a symlink?)`);
+  });
+
+  it('refuses a file in a directory others can write', () => {
+    const file = install('installed-open-dir');
+    fs.chmodSync(path.dirname(file), 0o777);
+    expect(load(file).warnings[0]).toContain(`${path.dirname(file)} has mode 0777; it must not be writable by others`);
+  });
+
+  it.runIf(IS_ROOT)('as root: refuses a file owned by another user', () => {
+    const file = install('installed-theirs');
+    fs.chownSync(file, 65534, 65534);
+    expect(load(file).warnings[0]).toContain(`${file} is owned by uid 65534, not by root`);
   });
 });
 
