@@ -3,7 +3,7 @@
 import './heap-tuning.js';
 import path from 'node:path';
 import { runCli } from './cli/cli.js';
-import { describeRuntime } from './cli/context.js';
+import { describeRuntime, EXIT } from './cli/context.js';
 
 declare const __CLOUDJOBS_VERSION__: string | undefined;
 declare const __CLOUDJOBS_ADDON__: string | undefined;
@@ -26,10 +26,20 @@ function isSingleExecutable(): boolean {
   }
 }
 
+// An unhandled rejection leaves the agent in an unknown state: say what it was,
+// then exit 70 (EX_SOFTWARE) so systemd restarts a clean process.
 process.on('unhandledRejection', (reason) => {
-  // Never die from a stray promise: say what happened so it can be fixed.
   process.stderr.write(`cloudjobs: internal error (unhandled rejection): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}\n`);
+  process.stderr.write('', () => process.exit(EXIT.internal));
 });
+
+// TEST ONLY: CLOUDJOBS_TEST_LOOP_DEATH=<loop>:<ms> makes `cloudjobs run` treat
+// that loop (poll, delivery, progress, status writer) as dead after <ms>, to
+// prove that systemd restarts it (test/integration/loop-death.sh).
+function readTestLoopDeath(value: string | undefined): { loop: string; afterMs: number } | null {
+  const match = /^(poll|delivery|progress|status writer):(\d+)$/.exec(value ?? '');
+  return match ? { loop: match[1] as string, afterMs: Number(match[2]) } : null;
+}
 
 runCli({
   argv: process.argv.slice(2),
@@ -50,6 +60,7 @@ runCli({
   setTitle(title) {
     process.title = title;
   },
+  testLoopDeath: readTestLoopDeath(process.env.CLOUDJOBS_TEST_LOOP_DEATH),
 }).then(
   (code) => {
     process.exitCode = code;

@@ -5,7 +5,7 @@ import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient, StatusOutcome } from '../cloud/client.js';
 import type { ApiGeneration, JobOffer, StatusReport } from '../contract/types.js';
-import { AbortedError, describeError } from '../errors/errors.js';
+import { AbortedError, classifyLocalFault, describeError, LoopDiedError, type LocalFault } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
 import type { BootIdentity } from '../state/boot-identity.js';
@@ -33,7 +33,12 @@ export interface JobRunPort {
   stop(kind: 'cancel' | 'shutdown'): void;
   /** Once done: the step that asked for a reboot (the run ended after it), else null. */
   readonly rebootRequest: { label: string; stepsDone: number } | null;
+  /** Starts no further step; the job ends FAILED with `reason` unless every step ran. */
+  halt(reason: string): void;
 }
+
+/** The long-lived loops the agent watches: if one dies, the agent fails (see Agent.run). */
+export type LoopName = 'poll' | 'delivery' | 'progress' | 'status writer';
 
 /** The job engine as the agent uses it. */
 export interface EnginePort {
@@ -45,6 +50,8 @@ export interface EnginePort {
     onStepEnd(result: StepResult, index: number, total: number): void | Promise<void>;
   }, start?: { finished: readonly StepResult[]; startedAtMs: number }): JobRunPort;
   rejectedReport(problems: readonly string[]): StatusReport;
+  /** The FAILED report of a job that was never started (nothing ran), with `reason`. */
+  unstartedReport(reason: string): StatusReport;
   interruptedReport(entry: JournalEntry): StatusReport;
   /** The job's whole time limit (timeout_seconds, else jobs.default_timeout). */
   timeoutOf(offer: JobOffer): Promise<number>;
@@ -71,13 +78,17 @@ export interface NotifierPort {
   ready(): void;
   status(text: string): void;
   stopping(): void;
+  /** EXTEND_TIMEOUT_USEC: systemd waits at least `ms` more for the stop to finish. */
+  extendTimeout?(ms: number): void;
 }
 
 /** What `cloudjobs status` shows, kept current under runtime_dir. */
 export interface AgentStatus {
   agentVersion: string;
   pid: number;
-  state: 'starting' | 'idle' | 'running' | 'rebooting' | 'backoff' | 'disabled' | 'stopping';
+  state: 'starting' | 'idle' | 'running' | 'rebooting' | 'backoff' | 'degraded' | 'disabled' | 'stopping';
+  /** "<path>: <errno>: <what>" while the state directory cannot be written, else null. */
+  degraded: string | null;
   polling: boolean;
   disabledReason: string | null;
   identitySource: string;
@@ -133,6 +144,14 @@ export interface AgentDeps {
     read(jobId: string): Promise<SelfUpdateOutcome | null>;
     remove(jobId: string): Promise<void>;
   };
+  /** Time systemd must allow on stop beyond the drain deadline (kill grace, flush, margin); sent as EXTEND_TIMEOUT_USEC. */
+  stopAllowanceMs?: number;
+  /** Checks state_dir without writing (checkStateDir) before each poll; a fault means degraded mode. */
+  checkState?(): Promise<LocalFault | null>;
+  /** Proves state_dir takes writes again (probeStateDir); asked every poll interval while degraded. */
+  probeState?(): Promise<LocalFault | null>;
+  /** TEST ONLY (CLOUDJOBS_TEST_LOOP_DEATH, read by main.ts): a rejection that stands for `loop` dying. */
+  injectLoopDeath?(loop: LoopName): Promise<never> | null;
 }
 
 // An unchanged status is rewritten at most this often (so `cloudjobs status` shows a recent "last poll").
@@ -150,6 +169,8 @@ interface Current {
   handover: Handover | null;
   /** While the stop cause is being decided: no next step starts before it is. */
   deciding: Promise<void> | null;
+  /** The first local fault seen while the job ran; its final report says so. */
+  fault: string | null;
 }
 
 /** A job handed to the next agent process: `done` resolves once it is journaled RESTARTING. */
@@ -160,6 +181,20 @@ interface Handover {
   /** Journaled: no step result or start may be recorded any more. */
   journaled: boolean;
 }
+
+/** A final report the state directory could not take yet: kept in memory, sent directly, stored when the disk recovers. */
+interface HeldFinal {
+  offer: JobOffer;
+  receivedAt: number;
+  report: StatusReport;
+  /** The job has a journal entry (begin() succeeded) to finish and remove. */
+  journaled: boolean;
+  /** The cloud has it (sent directly), the outbox has it, or the cloud must not get it (job deleted): not to be sent. */
+  delivered: boolean;
+}
+
+// Exit status of `cloudjobs run` when a loop died or a bug escaped (EX_SOFTWARE); systemd restarts it.
+export const EXIT_LOOP_DIED = 70;
 
 /*
  * INVARIANTS
@@ -178,6 +213,18 @@ interface Handover {
  *   runs; it is resumed only after the journal says so and the boot changed
  *   (reboot-decision.ts), and marked running again on disk before its next
  *   step. While a job is REBOOTING the agent polls for no other job.
+ *
+ * ERROR BOUNDARY
+ * - Cloud failures (network, TLS, HTTP answers) are retried with backoff by
+ *   the loop that met them; they never change the agent's mode.
+ * - A local fault (classifyLocalFault: ENOSPC, EROFS, EIO, EACCES... on
+ *   state_dir) puts the agent in degraded mode: no poll (a job could not be
+ *   journaled), the running job starts no further step, delivery goes on,
+ *   final reports the disk cannot take are held in memory and sent directly;
+ *   every poll interval state_dir is probed, and the agent returns by itself.
+ * - Anything else is a bug: the loop it happened in dies, run() stops the
+ *   rest and rejects with LoopDiedError (exit EXIT_LOOP_DIED), and isHealthy()
+ *   is false from that moment, so systemd restarts the agent either way.
  */
 
 /** The running agent: call run(), then stop() to drain and end it. */
@@ -199,6 +246,13 @@ export class Agent {
   private statusDirty = false;
   private statusKey = '';
   private statusWrittenAt = 0;
+  private statusFault: string | null = null;
+  private degraded: LocalFault | null = null;
+  private recoveryWaiters: (() => void)[] = [];
+  private recoveryPending = false;
+  private readonly held = new Map<string, HeldFinal>();
+  private ackPending: number | null = null;
+  private deadLoop: LoopDiedError | null = null;
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
@@ -207,6 +261,7 @@ export class Agent {
       agentVersion: deps.version,
       pid: deps.pid,
       state: 'starting',
+      degraded: null,
       polling: false,
       disabledReason: deps.disabledReason,
       identitySource: deps.identitySource,
@@ -231,6 +286,7 @@ export class Agent {
 
   /** Whether the watchdog may be fed: the poll loop made progress lately or is deliberately waiting. */
   isHealthy(): boolean {
+    if (this.deadLoop) return false;
     if (this.current || ['disabled', 'stopping', 'rebooting'].includes(this.status.state)) return true;
     // a poll in flight may take up to the request time limit before it counts as progress
     return isPollLoopHealthy({
@@ -241,8 +297,16 @@ export class Agent {
     });
   }
 
-  /** A one-line description of what the agent does, for systemd's STATUS=. */
+  /** A one-line description of what the agent does, for systemd's STATUS=; a fault comes first. */
   describe(): string {
+    if (this.deadLoop) return `failed: ${this.deadLoop.message}; exiting to be restarted`;
+    const text = this.describeState();
+    const status = this.statusFault ? `; cannot write the status file: ${this.statusFault}` : '';
+    if (this.degraded && this.status.state !== 'degraded') return `degraded: ${this.degraded.message}; ${text}${status}`;
+    return `${text}${status}`;
+  }
+
+  private describeState(): string {
     const s = this.status;
     const now = this.deps.clock.now();
     const queued = this.outboxStats().count;
@@ -250,6 +314,8 @@ export class Agent {
     switch (s.state) {
       case 'starting':
         return 'starting';
+      case 'degraded':
+        return `degraded: ${this.degraded?.message ?? 'state directory not writable'}; taking no new job, checking again every ${formatDelay(this.deps.pollIntervalMs)}${tail}`;
       case 'disabled':
         return `idle: jobs disabled (${s.disabledReason ?? 'disabled'})${tail}`;
       case 'running': {
@@ -285,10 +351,9 @@ export class Agent {
    */
   async run(): Promise<void> {
     const { log, notifier } = this.deps;
-    await this.recover();
-    const delivery = this.deliverLoop().catch((error: unknown) => {
-      log.error(`report delivery stopped unexpectedly: ${describeError(error)}`);
-    });
+    await this.recoverOrDegrade();
+    const delivery = this.deliverLoop();
+    const deliveryWatch = this.watch('delivery', this.deliveryStop.signal, delivery);
     notifier.ready();
     if (this.deps.disabledReason) {
       log.info(`cloud jobs are disabled: ${this.deps.disabledReason}; the agent stays idle and takes no jobs`);
@@ -299,16 +364,25 @@ export class Agent {
       await waitForAbort(this.pollStop.signal);
     } else {
       this.status.polling = true;
-      await this.pollLoop();
+      const polling = this.pollLoop();
+      await this.watch('poll', this.pollStop.signal, polling);
+      // a death elsewhere stopped the job and polling: let the loop hand its report to the outbox
+      await polling.catch(() => undefined);
     }
     this.status.polling = false;
-    this.setState('stopping');
-    await this.flushOutbox();
+    if (!this.deadLoop) {
+      this.setState('stopping');
+      await this.flushOutbox();
+      await this.sendHeldFinals(this.deliveryStop.signal, this.deps.flushTimeoutMs);
+      this.reportHeldAtStop();
+    }
     this.deliveryStop.abort();
-    await delivery;
+    await deliveryWatch;
+    await delivery.catch(() => undefined);
     // no status write may land after run() returns (the caller removes the file)
     this.statusClosed = true;
     await this.statusWriter;
+    if (this.deadLoop) throw this.deadLoop;
   }
 
   /** First call: stop polling and let a running job drain; second call: stop the job now. */
@@ -327,6 +401,7 @@ export class Agent {
         log.info('stopping: no job is running');
       }
       this.setState('stopping');
+      this.extendStopTimeout();
       this.pollStop.abort();
       if (this.current && this.deps.stopCause) {
         const current = this.current;
@@ -340,6 +415,18 @@ export class Agent {
 
   // ---- recovery --------------------------------------------------------
 
+  // A state_dir that cannot be written at start must not become a restart storm:
+  // degrade, and recover the journal once the disk takes writes again.
+  private async recoverOrDegrade(): Promise<void> {
+    try {
+      await this.recover();
+      this.recoveryPending = false;
+    } catch (error) {
+      this.recoveryPending = true;
+      this.enterDegraded(this.asLocalFault(error), 'recovering the journal');
+    }
+  }
+
   private async recover(): Promise<void> {
     const { journal, engine, log } = this.deps;
     for (const entry of journal.list()) {
@@ -347,7 +434,8 @@ export class Agent {
       const fields = { jobId: offer.jobId, jobName: offer.jobName };
       let report = entry.final;
       if (!report && entry.rebooting) {
-        this.rebootingAtStart.push(entry);
+        // recovery may run again after a fault: each REBOOTING job is decided once
+        if (!this.rebootingAtStart.some((e) => e.jobId === entry.jobId)) this.rebootingAtStart.push(entry);
         continue;
       }
       if (!report) {
@@ -365,37 +453,28 @@ export class Agent {
   // ---- polling ---------------------------------------------------------
 
   private async pollLoop(): Promise<void> {
-    const { clock, cloud, scheduler, log } = this.deps;
+    const { clock, scheduler, log } = this.deps;
     const signal = this.pollStop.signal;
     // a job that asked for a reboot goes on (or ends) before any new job is taken
     for (const entry of this.rebootingAtStart.splice(0)) await this.awaitReboot(entry);
     while (!signal.aborted) {
       let delay: number;
-      let state: 'idle' | 'backoff' = 'idle';
-      try {
-        const answer = await cloud.nextJob(signal);
-        this.noteCloudOk();
-        this.status.generation = cloud.generation();
+      let state: 'idle' | 'backoff' | 'degraded';
+      let offer: JobOffer | null = null;
+      if (await this.isStateUnusable(signal)) {
         this.lastProgressAt = clock.now();
         this.backoffUntil = null;
-        if (answer.kind === 'job') {
-          this.status.lastPoll = { at: clock.now(), outcome: 'job' };
-          await this.handleOffer(answer.offer);
-          delay = scheduler.afterJob();
-        } else {
-          this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
-          delay = scheduler.afterIdle();
-          log.debug(`no pending job; polling again in ${delay}ms`);
-        }
-      } catch (error) {
-        if (signal.aborted) break;
-        const failure = asCloudFailure(error);
-        delay = scheduler.afterFailure(failure);
-        this.lastProgressAt = clock.now();
-        this.backoffUntil = clock.now() + delay;
-        this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
-        this.noteCloudProblem(failure, delay);
-        state = 'backoff';
+        await this.sendHeldFinals(signal, this.deps.requestTimeoutMs);
+        delay = this.deps.pollIntervalMs;
+        state = 'degraded';
+      } else {
+        ({ delay, state, offer } = await this.pollCloud(signal));
+      }
+      // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
+      if (offer !== null) {
+        await this.takeOffer(offer);
+        delay = scheduler.afterJob();
+        if (this.degraded) state = 'degraded';
       }
       if (signal.aborted) break;
       this.status.nextPollAt = clock.now() + delay;
@@ -408,6 +487,35 @@ export class Agent {
       }
     }
     log.debug('poll loop stopped');
+  }
+
+  // One poll: the cloud's answer, or its failure turned into a backoff. Only the cloud call is inside the try.
+  private async pollCloud(signal: AbortSignal): Promise<{ delay: number; state: 'idle' | 'backoff'; offer: JobOffer | null }> {
+    const { clock, cloud, scheduler, log } = this.deps;
+    try {
+      const answer = await cloud.nextJob(signal);
+      this.noteCloudOk();
+      this.status.generation = cloud.generation();
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = null;
+      if (answer.kind === 'job') {
+        this.status.lastPoll = { at: clock.now(), outcome: 'job' };
+        return { delay: 0, state: 'idle', offer: answer.offer };
+      }
+      this.status.lastPoll = { at: clock.now(), outcome: 'no job' };
+      const delay = scheduler.afterIdle();
+      log.debug(`no pending job; polling again in ${delay}ms`);
+      return { delay, state: 'idle', offer: null };
+    } catch (error) {
+      if (signal.aborted) return { delay: 0, state: 'idle', offer: null };
+      const failure = asCloudFailure(error);
+      const delay = scheduler.afterFailure(failure);
+      this.lastProgressAt = clock.now();
+      this.backoffUntil = clock.now() + delay;
+      this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
+      this.noteCloudProblem(failure, delay);
+      return { delay, state: 'backoff', offer: null };
+    }
   }
 
   private noteCloudOk(): void {
@@ -433,6 +541,15 @@ export class Agent {
 
   // ---- running a job ---------------------------------------------------
 
+  // A local fault while taking a job degrades the agent; anything else is a bug and kills the poll loop.
+  private async takeOffer(offer: JobOffer): Promise<void> {
+    try {
+      await this.handleOffer(offer);
+    } catch (error) {
+      this.enterDegraded(this.asLocalFault(error), `handling job ${offer.jobName}`);
+    }
+  }
+
   private async handleOffer(offer: JobOffer): Promise<void> {
     const { log, history, engine, journal, clock } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
@@ -449,7 +566,16 @@ export class Agent {
     log.info(`received job ${offer.jobName}`, fields);
     // Journal first: the cloud already marked the job IN_PROGRESS, and validation
     // (user lookups) takes long enough that a crash inside it would strand the job.
-    await journal.begin(offer, receivedAt);
+    try {
+      await journal.begin(offer, receivedAt);
+    } catch (error) {
+      const fault = this.asLocalFault(error);
+      this.enterDegraded(fault, `journaling job ${offer.jobName}`);
+      const report = engine.unstartedReport(`not started: the agent could not journal the job (${fault.message}); nothing ran`);
+      log.error(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
+      await this.finish({ offer, receivedAt, report, journaled: false, delivered: false });
+      return;
+    }
     let job: NormalizedJob;
     try {
       job = await engine.validate(offer);
@@ -457,8 +583,7 @@ export class Agent {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
       const report = engine.rejectedReport(problems);
       log.warn(`job ${offer.jobName} rejected: ${report.reason}`, { ...fields, jobStatus: 'REJECTED' });
-      await journal.recordFinal(offer.jobId, report);
-      await this.settle(offer, receivedAt, report);
+      await this.finish({ offer, receivedAt, report, journaled: true, delivered: false });
       return;
     }
     await this.runJob(offer, job, receivedAt);
@@ -466,9 +591,9 @@ export class Agent {
 
   // Runs a validated job to its end; `resume` holds what ran before a reboot.
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
-    const { log, engine, journal, clock } = this.deps;
+    const { log, engine, journal } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null };
+    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null, fault: null };
     this.current = current;
     this.status.currentJob = {
       jobId: offer.jobId,
@@ -487,18 +612,19 @@ export class Agent {
         if (current.handover) await new Promise<never>(() => undefined);
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
-        await journal.recordStepStart(offer.jobId, index - 1, total, name);
+        await this.journalStep(current, () => journal.recordStepStart(offer.jobId, index - 1, total, name));
       },
       // the engine logs each step's start and end with its fields
       onStepEnd: async (result, index) => {
         if (current.handover?.journaled) return;
-        await journal.recordStep(offer.jobId, index - 1, result);
+        await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, result));
         if (current.handover && !result.failed) await this.handOver(current, null);
       },
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
-    if (this.stopRequests > 1) run.stop('shutdown');
-    await this.enqueue(offer.jobId, resume ? markResumed(run.snapshot(), resume) : run.snapshot());
+    if (this.stopRequests > 1 || this.deadLoop) run.stop('shutdown');
+    if (this.degraded) run.halt(haltReason(this.degraded));
+    await this.enqueueProgress(current, run, resume);
 
     const supervised = await this.superviseRun(current, run);
     if (supervised === null) {
@@ -508,23 +634,44 @@ export class Agent {
       return;
     }
     const versioned = resume?.restartedFrom ? withVersions(supervised, resume.restartedFrom, this.deps.version) : supervised;
-    const report = resume?.details ? { ...versioned, status_details: { ...versioned.status_details, ...resume.details } } : versioned;
+    const detailed = resume?.details ? { ...versioned, status_details: { ...versioned.status_details, ...resume.details } } : versioned;
+    const report = withFault(detailed, current.fault);
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
       this.current = null;
       await this.rebootForJob(offer, run.rebootRequest, report, current.gone);
       return;
     }
     log.info(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
-    await journal.recordFinal(offer.jobId, report);
     this.current = null;
     this.status.currentJob = null;
-    if (current.gone) {
-      log.warn(`job ${offer.jobName} was deleted on the server; its result is kept in history only`, fields);
-      await this.deps.history.add(finished(offer, receivedAt, clock.now(), report));
-      await journal.remove(offer.jobId);
-      return;
+    if (current.gone) log.warn(`job ${offer.jobName} was deleted on the server; its result is kept in history only`, fields);
+    await this.finish({ offer, receivedAt, report, journaled: true, delivered: current.gone });
+  }
+
+  // A journal write for a running job: a local fault halts the job (degraded), a bug kills the poll loop.
+  private async journalStep(current: Current, write: () => Promise<void>): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      const fault = classifyLocalFault(error);
+      if (fault === null) {
+        this.die(new LoopDiedError('poll', error));
+        current.run?.stop('shutdown');
+        return;
+      }
+      this.enterDegraded(fault, `journaling job ${current.offer.jobName}`);
     }
-    await this.settle(offer, receivedAt, report);
+  }
+
+  // Queues a progress report; the state directory failing costs the report, not the job.
+  private async enqueueProgress(current: Current, run: JobRunPort, resume?: Resume): Promise<void> {
+    if (current.canceled || current.gone || current.handover || this.degraded) return;
+    try {
+      const snapshot = run.snapshot();
+      await this.enqueue(current.offer.jobId, resume === undefined ? snapshot : markResumed(snapshot, resume));
+    } catch (error) {
+      this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);
+    }
   }
 
   // Waits for a run to end while sending progress and enforcing the drain deadline;
@@ -546,11 +693,15 @@ export class Agent {
           );
           run.stop('shutdown');
         }
-        if (!current.canceled && !current.gone && !current.handover) await this.enqueue(current.offer.jobId, run.snapshot());
-        if (this.drainDeadline !== null) this.setState('stopping');
+        await this.enqueueProgress(current, run);
+        if (this.drainDeadline !== null) {
+          this.extendStopTimeout();
+          this.setState('stopping');
+        }
       }
     };
-    const ticking = tick().catch(() => undefined);
+    // the ticker enforces the drain deadline: if it dies, the agent fails (and stops the job)
+    const ticking = this.watch('progress', ticker.signal, tick());
     const handedOver = new Promise<null>((resolve) => {
       handoverWaiters.set(current, () => resolve(null));
     });
@@ -640,6 +791,65 @@ export class Agent {
     }
     handoverWaiters.get(current)?.();
     handover.resolve();
+  }
+
+  // Records a job's final report: in memory first, then journal, outbox and
+  // history. What the disk cannot take stays held (sent directly, stored on recovery).
+  private async finish(held: HeldFinal): Promise<void> {
+    this.held.set(held.offer.jobId, held);
+    await this.storeHeld(held);
+    this.writeStatus();
+  }
+
+  private async storeHeld(held: HeldFinal): Promise<void> {
+    const { journal, history, outbox, clock } = this.deps;
+    const { offer, receivedAt, report } = held;
+    const jobId = offer.jobId;
+    try {
+      if (held.journaled && journal.get(jobId)?.final === null) await journal.recordFinal(jobId, report);
+      if (!held.delivered && !history.has(jobId) && !outbox.hasPendingFinal(jobId)) await this.enqueue(jobId, report);
+      // from here the outbox delivers it: a retry after a later failure must not queue it twice
+      held.delivered = true;
+      if (!history.has(jobId)) await history.add(finished(offer, receivedAt, clock.now(), report));
+      if (held.journaled) await journal.remove(jobId);
+      this.held.delete(jobId);
+    } catch (error) {
+      const fault = this.asLocalFault(error);
+      this.enterDegraded(fault, `storing the ${report.status} report of job ${offer.jobName}`);
+      this.deps.log.warn(
+        `the ${report.status} report of job ${offer.jobName} is held in memory${held.delivered ? '' : ' and sent directly'} until ${fault.path} can be written`,
+        { jobId: offer.jobId, jobStatus: report.status },
+      );
+    }
+  }
+
+  // Sends held finals the outbox could not take, oldest first, once no earlier report of the job waits.
+  private async sendHeldFinals(signal: AbortSignal, budgetMs: number): Promise<void> {
+    const { cloud, log, clock } = this.deps;
+    const deadline = clock.now() + budgetMs;
+    for (const held of this.held.values()) {
+      if (held.delivered || signal.aborted || clock.now() > deadline) continue;
+      if (this.deps.outbox.entries().some((e) => e.jobId === held.offer.jobId && e.seq !== this.ackPending)) continue;
+      const fields = { jobId: held.offer.jobId, jobStatus: held.report.status };
+      try {
+        const outcome = await cloud.sendStatus(held.offer.jobId, held.report, signal);
+        held.delivered = true;
+        log.info(`final report ${held.report.status} sent directly (the state directory could not queue it): ${outcome}`, { ...fields, cloudStatus: outcome });
+      } catch (error) {
+        if (signal.aborted) return;
+        log.warn(`sending the held ${held.report.status} report directly failed: ${asCloudFailure(error).message}; trying again in ${formatDelay(this.deps.pollIntervalMs)}`, fields);
+      }
+    }
+  }
+
+  private reportHeldAtStop(): void {
+    for (const held of this.held.values()) {
+      const where = held.journaled ? 'its journal entry reports it interrupted at the next start' : 'nothing on disk remembers it';
+      this.deps.log.error(
+        `stopping with the ${held.report.status} report of job ${held.offer.jobName} ${held.delivered ? 'delivered but not in history' : 'neither stored nor delivered'}: ${where}`,
+        { jobId: held.offer.jobId, jobStatus: held.report.status },
+      );
+    }
   }
 
   // Hands a final report to the outbox and history, then forgets the journal entry.
@@ -849,9 +1059,8 @@ export class Agent {
     const made = engine.journaledReport(entry, status, reason);
     const report = { ...made, status_details: { ...made.status_details, ...details } };
     log.warn(`job ${offer.jobName} ended ${status}: ${reason}`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: status });
-    await journal.recordFinal(offer.jobId, report);
     this.status.currentJob = null;
-    await this.settle(offer, Date.parse(entry.receivedAt), report);
+    await this.finish({ offer, receivedAt: Date.parse(entry.receivedAt), report, journaled: true, delivered: false });
   }
 
   private showRebooting(offer: JobOffer, reboots: number): void {
@@ -885,7 +1094,7 @@ export class Agent {
     const signal = this.deliveryStop.signal;
     let lastProblem: string | null = null;
     while (!signal.aborted) {
-      const entry = await outbox.next();
+      const entry = await this.untilStored('reading the outbox', () => outbox.next(), signal);
       if (!entry) {
         try {
           await outbox.waitForEntry(signal);
@@ -921,7 +1130,10 @@ export class Agent {
       if (lastProblem !== null) log.info('reports are delivered again', fields);
       lastProblem = null;
       deliveryRetry.reset();
-      await outbox.ack(entry.seq);
+      // delivered: if the removal fails (read-only disk) retry only the removal, never the send
+      this.ackPending = entry.seq;
+      await this.untilStored('removing a delivered report from the outbox', () => outbox.ack(entry.seq), signal);
+      this.ackPending = null;
       this.onDelivered(entry, outcome);
       this.writeStatus();
     }
@@ -969,6 +1181,120 @@ export class Agent {
     if (left > 0) log.info(`stopping with ${left} report${left === 1 ? '' : 's'} still queued; they are sent at the next start`);
   }
 
+  // ---- faults ----------------------------------------------------------
+
+  // Names a local fault, or rethrows: what is neither the cloud's nor the disk's is a bug.
+  private asLocalFault(error: unknown): LocalFault {
+    const fault = classifyLocalFault(error);
+    if (fault === null) throw error;
+    return fault;
+  }
+
+  private enterDegraded(fault: LocalFault, during: string): void {
+    const changed = this.degraded?.message !== fault.message;
+    this.degraded = fault;
+    this.status.degraded = fault.message;
+    if (changed) {
+      this.deps.log.error(
+        `degraded: ${fault.message} (while ${during}); taking no new job and delivering what can be delivered; checking again every ${formatDelay(this.deps.pollIntervalMs)}`,
+        { path: fault.path, errno: fault.errno ?? 'none' },
+      );
+    }
+    const current = this.current;
+    if (current?.run) {
+      current.fault ??= fault.message;
+      current.run.halt(haltReason(fault));
+    }
+    this.setState(this.current ? 'running' : 'degraded');
+  }
+
+  private leaveDegraded(): void {
+    const was = this.degraded;
+    if (was === null) return;
+    this.degraded = null;
+    this.status.degraded = null;
+    this.deps.log.info(`state directory writable again (was: ${was.message}); back to normal`, { path: was.path });
+    if (this.status.state === 'degraded') this.setState(this.deps.disabledReason ? 'disabled' : 'idle');
+    const waiters = this.recoveryWaiters;
+    this.recoveryWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  // Before a poll: whether state_dir can take a new job's journal entry. While
+  // degraded, probes it (a real write) and on success stores what was held.
+  private async isStateUnusable(signal: AbortSignal): Promise<boolean> {
+    if (this.degraded === null) {
+      const fault = (await this.deps.checkState?.()) ?? null;
+      if (fault !== null) this.enterDegraded(fault, 'checking the state directory before a poll');
+      return fault !== null;
+    }
+    await this.recheckState();
+    if (this.degraded === null && !signal.aborted) {
+      if (this.recoveryPending) await this.recoverOrDegrade();
+      for (const held of [...this.held.values()]) await this.storeHeld(held);
+    }
+    return this.degraded !== null;
+  }
+
+  private async recheckState(): Promise<void> {
+    const fault = (await this.deps.probeState?.()) ?? null;
+    if (fault === null) this.leaveDegraded();
+    else this.enterDegraded(fault, 'checking the state directory');
+  }
+
+  // Runs a state operation of the delivery loop; on a local fault waits for
+  // recovery (probing itself every poll interval) and tries again.
+  private async untilStored<T>(what: string, operation: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    for (;;) {
+      try {
+        return await operation();
+      } catch (error) {
+        if (signal.aborted) throw new AbortedError();
+        this.enterDegraded(this.asLocalFault(error), what);
+        while (this.degraded !== null) {
+          await this.deps.clock.sleep(this.deps.pollIntervalMs, signal);
+          // the poll loop probes too; when it does not run (jobs disabled, stopping), this does
+          if (this.degraded !== null && !this.status.polling) await this.recheckState();
+        }
+      }
+    }
+  }
+
+  // Watches a long-lived loop: rejecting (or ending before its signal) is a death.
+  private watch(name: LoopName, signal: AbortSignal, loop: Promise<void>): Promise<void> {
+    const injected = this.deps.injectLoopDeath?.(name) ?? null;
+    const watched = injected === null ? loop : Promise.race([loop, injected]);
+    return watched.then(
+      () => {
+        if (!signal.aborted) this.die(new LoopDiedError(name, new Error('it ended while the agent was running')));
+      },
+      (error: unknown) => {
+        if (signal.aborted && error instanceof AbortedError) return;
+        this.die(new LoopDiedError(name, error));
+      },
+    );
+  }
+
+  // A loop died: stop everything so run() can reject; the health check fails from now on.
+  private die(error: LoopDiedError): void {
+    if (this.deadLoop) return;
+    this.deadLoop = error;
+    const cause = error.cause instanceof Error ? (error.cause.stack ?? error.cause.message) : String(error.cause);
+    this.deps.log.error(`${error.message}; the agent exits with status ${EXIT_LOOP_DIED} so systemd restarts it (${cause})`, {
+      loop: error.loop,
+    });
+    this.deps.notifier.status(this.describe());
+    this.current?.run?.stop('shutdown');
+    this.pollStop.abort();
+    this.deliveryStop.abort();
+  }
+
+  // While stopping: systemd waits for the drain deadline plus the allowance, whatever TimeoutStopSec says.
+  private extendStopTimeout(): void {
+    const left = this.drainDeadline === null ? 0 : Math.max(0, this.drainDeadline - this.deps.clock.now());
+    this.deps.notifier.extendTimeout?.(left + (this.deps.stopAllowanceMs ?? DEFAULT_STOP_ALLOWANCE_MS));
+  }
+
   // ---- status ----------------------------------------------------------
 
   private setState(state: AgentStatus['state']): void {
@@ -997,7 +1323,7 @@ export class Agent {
     // the whole status (and its describe() sentence) only to find nothing changed
     const s = this.status;
     const job = s.currentJob;
-    const key = `${s.state}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
+    const key = `${s.state}|${s.degraded}|${this.statusFault}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();
@@ -1006,19 +1332,47 @@ export class Agent {
     this.statusWrittenAt = now;
     this.statusDirty = true;
     if (this.statusWriter || this.statusClosed) return;
-    this.statusWriter = (async () => {
+    const closed = new AbortController();
+    const writing = (async () => {
       while (this.statusDirty && !this.statusClosed) {
         this.statusDirty = false;
         this.status.updatedAt = this.deps.clock.now();
-        try {
-          await this.deps.writeStatus(this.getStatus());
-        } catch (error) {
-          this.deps.log.debug(`could not write the status file: ${describeError(error)}`);
-        }
+        await this.writeStatusOnce();
       }
-      this.statusWriter = null;
+      closed.abort();
     })();
+    this.statusWriter = this.watch('status writer', closed.signal, writing).finally(() => {
+      this.statusWriter = null;
+    });
   }
+
+  // A runtime_dir fault is named (journal once, STATUS=) and survived; anything else kills the writer.
+  private async writeStatusOnce(): Promise<void> {
+    try {
+      await this.deps.writeStatus(this.getStatus());
+      if (this.statusFault !== null) this.deps.log.info('the status file is written again');
+      this.statusFault = null;
+    } catch (error) {
+      const fault = this.asLocalFault(error);
+      if (fault.message !== this.statusFault) this.deps.log.error(`could not write the status file: ${fault.message}`, { path: fault.path });
+      this.statusFault = fault.message;
+      this.deps.notifier.status(this.describe());
+    }
+  }
+}
+
+// EXTEND_TIMEOUT_USEC margin when AgentDeps.stopAllowanceMs is not given.
+const DEFAULT_STOP_ALLOWANCE_MS = 60_000;
+
+function haltReason(fault: LocalFault): string {
+  return `the agent cannot write its state (${fault.message}), so it started no further step`;
+}
+
+// The final report of a job during which the state directory failed says so.
+function withFault(report: StatusReport, fault: string | null): StatusReport {
+  if (fault === null) return report;
+  const reason = report.reason.includes(fault) ? report.reason : `${report.reason}; meanwhile the agent could not write its state (${fault})`;
+  return { ...report, reason, status_details: { ...report.status_details, local_fault: fault } };
 }
 
 /** What ran before a reboot or an agent restart, for the run after it. */

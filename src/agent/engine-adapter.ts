@@ -79,6 +79,8 @@ export function createEngine(deps: EngineDeps): EnginePort {
       );
     },
     rejectedReport: (problems) => createRejectedReport(problems, agentVersion),
+    unstartedReport: (reason) =>
+      composeReport({ status: 'FAILED', reason, results: [], includeStdOut: false, agentVersion, durationMs: 0, decisive: null }),
     interruptedReport: (entry) => createInterruptedReport(entry, agentVersion),
     timeoutOf: async (offer) => (await import('../jobs/document.js')).jobTimeoutMs(offer.timeoutSeconds, jobs.default_timeout),
     journaledReport: (entry, status, reason) => createJournaledReport(entry, status, reason, agentVersion),

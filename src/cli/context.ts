@@ -21,10 +21,15 @@ export interface CliContext {
   /** Registers the handler of SIGTERM and SIGINT. */
   onStopSignal(handler: (signal: 'SIGTERM' | 'SIGINT') => void): void;
   setTitle(title: string): void;
+  /**
+   * TEST ONLY: the loop `cloudjobs run` makes die `afterMs` after start, from
+   * CLOUDJOBS_TEST_LOOP_DEATH=<loop>:<ms> (main.ts); null in production.
+   */
+  testLoopDeath?: { loop: string; afterMs: number } | null;
 }
 
 /** Exit codes of every command (documented in --help). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, config: 78 } as const;
+export const EXIT = { ok: 0, failure: 1, usage: 2, internal: 70, config: 78 } as const;
 
 /** Facts about the running Node, as main.ts reads them from process. */
 export interface RuntimeFacts {

@@ -58,5 +58,6 @@ Exit codes:
   0   success
   1   failure (for exec: the job did not succeed)
   2   usage error (unknown command or option, missing or bad value)
+  70  run: one of the agent's loops died or a bug escaped; systemd restarts it
   78  configuration error (every problem is listed)
 `;

@@ -1,13 +1,13 @@
 // `cloudjobs run`: builds the agent from the configuration and runs it until
 // SIGTERM/SIGINT (what systemd starts). Exit 0 after a clean drain, 78 on a
 // configuration error so systemd does not restart into the same error.
-import { Agent } from '../agent/agent.js';
+import { Agent, EXIT_LOOP_DIED, type LoopName } from '../agent/agent.js';
 import { createEngine } from '../agent/engine-adapter.js';
 import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
-import { describeError } from '../errors/errors.js';
+import { describeError, LoopDiedError } from '../errors/errors.js';
 import { readCommandsWithEnv } from '../jobs/proc-scan.js';
 import { createConsoleTransport, createLog } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
@@ -19,6 +19,7 @@ import { openJournal } from '../state/journal.js';
 import { openOutbox } from '../state/outbox.js';
 import { readSelfUpdateOutcome, removeSelfUpdateOutcome } from '../state/self-update-outcome.js';
 import { removeRuntimeStatus, writeRuntimeStatus } from '../state/runtime-status.js';
+import { checkStateDir, probeStateDir } from '../state/state-dir-check.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
@@ -122,6 +123,11 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     progressIntervalMs: config.jobs.progress_interval,
     drainTimeoutMs: config.agent.drain_timeout,
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
+    // a step's kill ladder, the job's last sweep, the outbox flush, and a margin
+    stopAllowanceMs: 2 * config.jobs.kill_grace + FLUSH_TIMEOUT_MS + 30_000,
+    checkState: () => checkStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
+    probeState: () => probeStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
+    injectLoopDeath: createLoopDeath(ctx, clock),
     // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
     selfUpdate: {
       read: (jobId) => readSelfUpdateOutcome(config.agent.state_dir, jobId),
@@ -155,6 +161,9 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   );
   try {
     await agent.run();
+  } catch (error) {
+    if (!(error instanceof LoopDiedError)) throw error;
+    return EXIT_LOOP_DIED;
   } finally {
     watchdogStop.abort();
     await watchdog?.done;
@@ -171,6 +180,18 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
 async function lookupUserLazily(name: string) {
   const { lookupUser } = await import('../jobs/users.js');
   return lookupUser(name);
+}
+
+// TEST ONLY: the rejection that stands for a loop dying (ctx.testLoopDeath, from main.ts).
+function createLoopDeath(ctx: CliContext, clock: Clock): ((loop: LoopName) => Promise<never> | null) | undefined {
+  const fault = ctx.testLoopDeath;
+  if (!fault) return undefined;
+  const death = clock.sleep(fault.afterMs).then((): never => {
+    throw new Error(`test fault: CLOUDJOBS_TEST_LOOP_DEATH killed the ${fault.loop} loop`);
+  });
+  // raced only by loops that exist when it fires; unraced it must not count as unhandled
+  death.catch(() => undefined);
+  return (loop) => (loop === fault.loop ? death : null);
 }
 
 // CLOUDJOBS_TEST_TIME_SCALE (tests only) plays waits N times faster, so minutes of backoff take seconds.

@@ -33,7 +33,7 @@ export async function runStatus(ctx: CliContext, command: StatusCommand): Promis
 /** Formats the status file for a terminal. */
 export function formatStatus(status: Record<string, unknown>, now: number): string {
   const s = status as {
-    agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null;
+    agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null; degraded?: string | null;
     identitySource?: string; generation?: string | null; describe?: string;
     currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
     lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
@@ -42,6 +42,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
     `state:          ${s.state ?? 'unknown'}${s.describe ? ` (${s.describe})` : ''}`,
+    ...(s.degraded ? [`degraded:       ${s.degraded} (no new job until it can be written; checked every poll interval)`] : []),
     `polling:        ${s.polling ? 'yes' : 'no'}${s.disabledReason ? ` (jobs disabled: ${s.disabledReason})` : ''}`,
     `api generation: ${s.generation ?? 'not detected yet'}`,
     `identity:       ${s.identitySource ?? 'unknown'}`,

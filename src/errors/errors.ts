@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'STATE_IO'
   | 'REGISTRATION'
   | 'NATIVE'
+  | 'LOOP_DIED'
+  | 'INTERNAL'
   | 'ABORTED';
 
 /** Base class of every error the agent raises on purpose. */
@@ -78,6 +80,71 @@ export class StateCorruptError extends AgentError {
     super('STATE_CORRUPT', `${file}: ${message}`, options);
     this.file = file;
   }
+}
+
+/** A file system call on one of the agent's own paths failed (state_dir, work_dir, runtime_dir). */
+export class StateIoError extends AgentError {
+  readonly path: string;
+  /** The errno name, e.g. ENOSPC, or null when no system call failed (e.g. a file where a directory belongs). */
+  readonly errno: string | null;
+  constructor(path: string, message: string, options?: { cause?: unknown; errno?: string | null }) {
+    super('STATE_IO', message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.path = path;
+    this.errno = options?.errno !== undefined ? options.errno : errnoOf(options?.cause);
+  }
+}
+
+/** One of the agent's long-lived loops ended while the agent was not stopping. */
+export class LoopDiedError extends AgentError {
+  readonly loop: string;
+  constructor(loop: string, cause: unknown) {
+    super('LOOP_DIED', `the ${loop} loop died: ${describeError(cause)}`, { cause });
+    this.loop = loop;
+  }
+}
+
+/** A fault of this device, not of the cloud: what failed, where, and why (errno). */
+export interface LocalFault {
+  path: string;
+  errno: string | null;
+  /** One line: "<path>: <errno>: <what happened>". */
+  message: string;
+}
+
+// errnos that mean the device's storage cannot take the write: full, read-only, failing or locked.
+const STORAGE_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EIO', 'EACCES', 'EPERM', 'ENOENT', 'ENOTDIR']);
+
+/**
+ * Names a thrown value as a local storage fault (a StateIoError, or a Node
+ * system error on a path with one of the storage errnos), or null when it is
+ * not one (a cloud failure or a bug).
+ */
+export function classifyLocalFault(error: unknown): LocalFault | null {
+  if (error instanceof StateIoError) {
+    return { path: error.path, errno: error.errno, message: formatFault(error.path, error.errno, rootCauseMessage(error)) };
+  }
+  const sys = error as { code?: unknown; path?: unknown; message?: unknown } | null;
+  if (sys && typeof sys.code === 'string' && typeof sys.path === 'string' && STORAGE_ERRNOS.has(sys.code)) {
+    return { path: sys.path, errno: sys.code, message: formatFault(sys.path, sys.code, describeError(error)) };
+  }
+  return null;
+}
+
+function formatFault(path: string, errno: string | null, detail: string): string {
+  const text = detail.replace(/^[A-Z]+: /, '').replace(/, \w+ '[^']*'$/, '');
+  return `${path}: ${errno === null ? text : `${errno}: ${text}`}`;
+}
+
+// The system error's own words (e.g. "no space left on device") rather than our wrapping sentence.
+function rootCauseMessage(error: Error): string {
+  let at: unknown = error;
+  while (at instanceof Error && at.cause !== undefined) at = at.cause;
+  return at === error ? error.message : describeError(at);
+}
+
+function errnoOf(cause: unknown): string | null {
+  const code = (cause as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? code : null;
 }
 
 /** Thrown by waits and loops that were stopped through an AbortSignal. */

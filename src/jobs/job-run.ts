@@ -101,6 +101,7 @@ export class JobRun {
   private readonly finished: FinishedStep[] = [];
   private readonly running = new Set<Running>();
   private stopKind: JobStop | null = null;
+  private haltReason: string | null = null;
   private finalReport: StatusReport | null = null;
   private rebootStep: FinishedStep | null = null;
 
@@ -151,6 +152,16 @@ export class JobRun {
     this.stopAll(kind);
   }
 
+  /**
+   * Starts no further step; running steps finish. The job ends FAILED with
+   * `reason` unless every step ran (the agent halts a job it can no longer journal).
+   */
+  halt(reason: string): void {
+    if (this.haltReason !== null || this.finalReport !== null) return;
+    this.haltReason = reason;
+    this.log.warn(`starting no further step: ${reason}`, { jobId: this.job.jobId });
+  }
+
   private stopAll(kind: JobStop): void {
     if (this.stopKind !== null || this.finalReport !== null) return;
     this.stopKind = kind;
@@ -159,7 +170,7 @@ export class JobRun {
   }
 
   private mayContinue(): boolean {
-    return this.stopKind === null && this.rebootStep === null && findDecisive(this.finished) === null;
+    return this.stopKind === null && this.haltReason === null && this.rebootStep === null && findDecisive(this.finished) === null;
   }
 
   private async run(): Promise<StatusReport> {
@@ -174,7 +185,8 @@ export class JobRun {
     await this.runSteps();
     // a shutdown after the request does not undo it: the agent journals the reboot and leaves it to the next start
     if (this.rebootStep !== null && (this.stopKind === null || this.stopKind === 'shutdown')) return this.rebootingReport(this.rebootStep);
-    return this.report(decideOutcome({ finished: this.finished, total: this.total, stop: this.stopKind, timeoutMs: this.job.timeoutMs }));
+    const { finished, total, stopKind: stop, haltReason: halted } = this;
+    return this.report(decideOutcome({ finished, total, stop, halted, timeoutMs: this.job.timeoutMs }));
   }
 
   private async runSteps(): Promise<void> {
@@ -203,6 +215,8 @@ export class JobRun {
     const { index, label, spec } = step;
     const fields = { jobId: this.job.jobId, step: spec.name };
     await this.callHook('onStepStart', () => this.hooks.onStepStart?.(index, this.total, spec.name));
+    // the hook may have halted the job (its start could not be journaled)
+    if (this.haltReason !== null) return;
     this.log.info(`starting ${label}`, fields);
     const result = refuseGroupReboot(await this.executeStep(step), inGroup, spec.ignoreStepFailure);
     this.finished.push({ index, label, result });

@@ -26,6 +26,8 @@ export interface OutcomeInput {
   stop: JobStop | null;
   /** The job's time limit, named when it ran out between steps. */
   timeoutMs: number;
+  /** Why no further step was started (JobRun.halt), or null. */
+  halted?: string | null;
 }
 
 /** The job's status, the reason sentence, and the step that decided it (for exit_code and failed_step). */
@@ -43,7 +45,8 @@ export function findDecisive(finished: readonly FinishedStep[]): FinishedStep | 
 /**
  * Applies the outcome rules: a stop that cut the job short decides first
  * (shutdown FAILED, cancel CANCELED, job timeout TIMED_OUT); else the first
- * failed, not ignored step (TIMED_OUT when its own limit ran out); else SUCCEEDED.
+ * failed, not ignored step (TIMED_OUT when its own limit ran out); then a halt
+ * that left steps unstarted (FAILED, the halt's reason); else SUCCEEDED.
  */
 export function decideOutcome(input: OutcomeInput): Verdict {
   const { finished, total, stop } = input;
@@ -56,6 +59,9 @@ export function decideOutcome(input: OutcomeInput): Verdict {
       reason: describeStepOutcome(decisive.label, decisive.result),
       decisive: decisive.result,
     };
+  }
+  if (input.halted && finished.length !== total) {
+    return { status: 'FAILED', reason: `${input.halted}; ${finished.length} of ${total} steps ran, the rest were not started`, decisive: null };
   }
   const ok = finished.filter((f) => !f.result.failed).length;
   const ignored = finished.length - ok;

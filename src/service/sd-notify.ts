@@ -1,5 +1,5 @@
 // systemd's notify protocol (sd_notify(3)) over the native datagram sender:
-// READY=1, STATUS=..., WATCHDOG=1, STOPPING=1 to $NOTIFY_SOCKET. Outside
+// READY=1, STATUS=..., WATCHDOG=1, STOPPING=1, EXTEND_TIMEOUT_USEC=... to $NOTIFY_SOCKET. Outside
 // systemd (no socket) every call is a silent no-op; a failing send logs one
 // warning and never throws, because the agent must keep working without it.
 import type { Log } from '../log/log.js';
@@ -17,6 +17,8 @@ export interface Notifier {
   watchdog(): void;
   /** STOPPING=1: shutdown has begun. */
   stopping(): void;
+  /** EXTEND_TIMEOUT_USEC=: the current start/stop may take `ms` more than the unit's timeout (systemd 236+). */
+  extendTimeout(ms: number): void;
 }
 
 /** Inputs of createNotifier; main.ts passes $NOTIFY_SOCKET and the native sender. */
@@ -72,6 +74,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
     ready: () => void send('READY=1'),
     watchdog: () => void send('WATCHDOG=1'),
     stopping: () => void send('STOPPING=1'),
+    extendTimeout: (ms) => void send(`EXTEND_TIMEOUT_USEC=${Math.max(1, Math.ceil(ms)) * 1000}`),
     status(text) {
       const line = formatStatus(text);
       if (line === lastStatus) return;

@@ -15,7 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { closeSync, constants, fchmodSync, openSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { AgentError } from '../errors/errors.js';
+import { AgentError, StateIoError } from '../errors/errors.js';
 
 const TEMP_MARK = '.tmp-';
 
@@ -125,7 +125,7 @@ export async function ensureDir(path: string, mode: number): Promise<void> {
     });
     const info = await stat(path);
     if (!info.isDirectory()) {
-      throw new AgentError('STATE_IO', `${path} exists but is not a directory; move it away so cloudjobs can keep its state there`);
+      throw new StateIoError(path, `${path} exists but is not a directory; move it away so cloudjobs can keep its state there`, { errno: 'ENOTDIR' });
     }
     const current = info.mode & 0o7777;
     if ((current & ~mode) !== 0) await chmod(path, current & mode);
@@ -170,10 +170,10 @@ export function isErrnoCode(error: unknown, code: string): boolean {
 }
 
 /** Wraps a file system error into a STATE_IO AgentError that names the file and the cause. */
-export function describeIoError(action: string, path: string, error: unknown): AgentError {
+export function describeIoError(action: string, path: string, error: unknown): StateIoError {
   const reason = error instanceof Error ? error.message : String(error);
-  return new AgentError(
-    'STATE_IO',
+  return new StateIoError(
+    path,
     `could not ${action} ${path} (${reason}); check that the state directory exists, is writable by the agent and the disk is not full`,
     { cause: error },
   );

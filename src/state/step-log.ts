@@ -30,30 +30,40 @@ export interface StepLogWriter {
   close(): void;
 }
 
-/** Opens (creating, mode 0600) the log at `path` for appending. */
+/**
+ * Opens (creating, mode 0600) the log at `path` for appending. Each append
+ * opens, writes and closes: no file stays open for writing between steps, so
+ * `mount -o remount,ro` of state_dir is not refused with EBUSY because of the
+ * agent (an open(2) and close(2) cost microseconds, a step far more).
+ */
 export function openStepLog(path: string, mode = 0o600): StepLogWriter {
-  let fd: number | null = null;
   return {
     append(record) {
       const line = Buffer.from(`${JSON.stringify(record)}\n`);
+      let fd: number | null = null;
       try {
-        fd ??= openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, mode);
+        fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, mode);
         let written = 0;
         while (written < line.length) written += writeSync(fd, line, written, line.length - written);
       } catch (error) {
         throw describeIoError('append a step record to', path, error);
+      } finally {
+        if (fd !== null) closeQuietly(fd);
       }
     },
     close() {
-      if (fd === null) return;
-      try {
-        closeSync(fd);
-      } catch {
-        // closing can only fail for a bad fd: nothing is lost either way
-      }
-      fd = null;
+      // nothing stays open between appends
     },
   };
+}
+
+// Closing can only fail for a bad fd: the write before it succeeded or threw.
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // nothing is lost either way
+  }
 }
 
 /** What a log holds: its complete records, and why reading stopped early, if it did. */

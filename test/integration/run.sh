@@ -18,6 +18,7 @@ TESTS=(
   "lint-debs.sh"
   "nspawn-systemd.sh --suite bookworm"
   "nspawn-systemd.sh --suite trixie"
+  "loop-death.sh"
   "reboot-resume.sh"
   "self-update.sh"
   "foreign-arch.sh --arch arm64 --suite trixie"

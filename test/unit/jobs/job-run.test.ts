@@ -80,6 +80,32 @@ describe('JobRun started after earlier steps', () => {
   });
 });
 
+describe('JobRun.halt', () => {
+  it('lets the running step finish and starts no other', async () => {
+    const job = makeJob([scriptStep('First', 'exit-code.sh', ['0']), scriptStep('Second', 'exit-code.sh', ['0'])]);
+    const started: number[] = [];
+    let run: JobRun | null = null;
+    run = new JobRun(job, await options(), {
+      onStepStart: (index) => void started.push(index),
+      onStepEnd: () => run?.halt('could not journal: ENOSPC'),
+    });
+    const report = await run.done;
+    expect(started).toEqual([1]);
+    expect(report.status).toBe('FAILED');
+    expect(report.reason).toBe('could not journal: ENOSPC; 1 of 2 steps ran, the rest were not started');
+    expect(report.stdout).toBe('=== Step: First ===\nargs: 0\n');
+  });
+
+  it('a halt from the step-start hook keeps that step from starting', async () => {
+    const job = makeJob([scriptStep('First', 'exit-code.sh', ['0'])]);
+    let run: JobRun | null = null;
+    run = new JobRun(job, await options(), { onStepStart: () => run?.halt('read-only') });
+    const report = await run.done;
+    expect(report.executed_steps).toBe(0);
+    expect(report.reason).toBe('read-only; 0 of 1 steps ran, the rest were not started');
+  });
+});
+
 describe('JobRun: a step that asks for a reboot (exit 194)', () => {
   it('ends the run after it, before the next step, with an IN_PROGRESS report saying so', async () => {
     const job = makeJob([

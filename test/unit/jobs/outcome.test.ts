@@ -92,3 +92,16 @@ describe('findDecisive', () => {
     expect(findDecisive(steps(result('A')))).toBeNull();
   });
 });
+
+describe('decideOutcome after a halt', () => {
+  it('FAILED with the halt reason when steps were left unstarted', () => {
+    const verdict = decideOutcome({ finished: steps(result('A')), total: 3, stop: null, halted: 'state_dir is full', timeoutMs: 1000 });
+    expect(verdict).toEqual({ status: 'FAILED', reason: 'state_dir is full; 1 of 3 steps ran, the rest were not started', decisive: null });
+  });
+
+  it('a failed step still decides, and a halt after the last step changes nothing', () => {
+    const b = failed('B');
+    expect(decideOutcome({ finished: steps(result('A'), b), total: 3, stop: null, halted: 'full', timeoutMs: 1000 }).decisive).toBe(b);
+    expect(decideOutcome({ finished: steps(result('A')), total: 1, stop: null, halted: 'full', timeoutMs: 1000 }).status).toBe('SUCCEEDED');
+  });
+});

@@ -40,6 +40,14 @@ describe('createNotifier over a real AF_UNIX datagram socket', () => {
     expect(log.warnings).toEqual([]);
   });
 
+  it('sends EXTEND_TIMEOUT_USEC in microseconds, rounding ms up', async () => {
+    const notifier = createNotifier({ socketPath: receiver.path, sender: createTestSender(), log: recordingLog() });
+    notifier.extendTimeout(3_600_000 + 90_000);
+    notifier.extendTimeout(0.4);
+    expect((await receiver.next()).toString('utf8')).toBe('EXTEND_TIMEOUT_USEC=3690000000');
+    expect((await receiver.next()).toString('utf8')).toBe('EXTEND_TIMEOUT_USEC=1000');
+  });
+
   it('sends STATUS only when the text changes', async () => {
     const sender = createTestSender();
     const notifier = createNotifier({ socketPath: receiver.path, sender, log: recordingLog() });
