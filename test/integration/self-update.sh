@@ -7,8 +7,8 @@
 # from the new agent, after the job's later steps ran there.
 #
 # Usage: test/integration/self-update.sh [OLD_DEB NEW_DEB]
-#   default: builds build/cloudjobs_<v>-1_amd64.deb and the same tree as
-#   version <v>+up1 (make deb VERSION=...), both gzip-compressed for speed.
+#   default: build/cloudjobs_<v>-1_amd64.deb as the old package, and builds the
+#   same tree as version <v>+up1 (make deb VERSION=..., gzip for speed).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -29,11 +29,12 @@ NEWER="$BASE+up1"
 if [ $# -eq 2 ]; then
   OLD_DEB=$(realpath "$1") NEW_DEB=$(realpath "$2")
 else
-  step "build $BASE and $NEWER"
+  # the release package as the old one (make integration built it), and the same tree as $NEWER
+  OLD_DEB="$ROOT/build/cloudjobs_${BASE}-1_amd64.deb"
+  [ -f "$OLD_DEB" ] || fail "no $OLD_DEB (run make deb ARCH=amd64 first)"
+  step "build $NEWER (make deb VERSION=$NEWER)"
   make -C "$ROOT" --no-print-directory deb ARCH=amd64 VERSION="$NEWER" CLOUDJOBS_DEB_COMPRESS=gzip >/dev/null
   NEW_DEB="$ROOT/build/cloudjobs_${NEWER}-1_amd64.deb"
-  make -C "$ROOT" --no-print-directory deb ARCH=amd64 CLOUDJOBS_DEB_COMPRESS=gzip >/dev/null
-  OLD_DEB="$ROOT/build/cloudjobs_${BASE}-1_amd64.deb"
 fi
 OLD_V=$(dpkg-deb -f "$OLD_DEB" Version) NEW_V=$(dpkg-deb -f "$NEW_DEB" Version)
 [ "$OLD_V" != "$NEW_V" ] || fail "both packages are version $OLD_V"
