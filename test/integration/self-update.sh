@@ -104,8 +104,9 @@ expect_update() {
 
 step "install $OLD_V with apt and start it against the reference cloud"
 ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /mnt/host/old.deb >/dev/null 2>&1 || fail "apt-get install failed"
-ct_net node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err" &
-CLOUD_PID=$!
+# nsenter itself in the background (not a subshell), so killing CLOUD_PID ends the cloud
+ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
+CLOUD_PID=$CT_SPAWNED_PID
 wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
 printf '%s\n' "$KEY" > "$WORK/api-key"
 ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
