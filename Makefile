@@ -3,7 +3,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := build
-VERSION := $(shell node -p "require('./package.json').version")
+# `make deb VERSION=x.y.z` builds the same tree as another version (upgrade tests).
+VERSION ?= $(shell node -p "require('./package.json').version")
+export CLOUDJOBS_VERSION := $(VERSION)
+# Changes (and so rebuilds the bundles) only when VERSION does.
+VERSION_STAMP := $(shell mkdir -p build && [ "$$(cat build/.version 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > build/.version; echo build/.version)
 HOST_ARCH := $(shell uname -m | sed -e 's/x86_64/x64/' -e 's/aarch64/arm64/' -e 's/armv[678]l/armhf/')
 # Single executables (Node 24 embedded). armhf has none: its package runs
 # build/bundle/armhf/cloudjobs.cjs on Debian's nodejs (README, Packaging).
@@ -50,7 +54,7 @@ apt-deps:
 build/native/%/datagram.node: src/service/datagram.c src/build/addon.sh | apt-deps
 	src/build/addon.sh $*
 
-build/bundle/%/cloudjobs.cjs: $(TS_SOURCES) build/native/%/datagram.node src/build/bundle.mjs | deps
+build/bundle/%/cloudjobs.cjs: $(TS_SOURCES) build/native/%/datagram.node src/build/bundle.mjs $(VERSION_STAMP) | deps
 	node src/build/bundle.mjs $*
 
 build/cloudjobs-linux-%: build/bundle/%/cloudjobs.cjs src/build/sea.sh src/build/node-pins.json src/build/lib.sh | apt-deps

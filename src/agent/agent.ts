@@ -12,13 +12,16 @@ import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
 import type { BootIdentity } from '../state/boot-identity.js';
 import { isPollLoopHealthy } from '../service/health.js';
-import { decideAfterReboot, decideRebootRequest } from './reboot-decision.js';
+import { decideAfterReboot, decideAfterRestart, decideRebootRequest } from './reboot-decision.js';
+import { planSteps } from '../jobs/job-plan.js';
+import { restartedStepResult, type StopCause } from './stop-cause.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
 import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
 import { createReportCutter, type ReportCutter, type TooLargeVerdict } from './report-cut.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
+import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
 interface CloudFailure {
@@ -156,6 +159,13 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
+  /** Whether the running job caused this stop (stop-cause.ts), from its processes and `steps` (argv of its running steps); absent: every stop drains. */
+  stopCause?(jobId: string, steps: readonly string[][]): Promise<StopCause>;
+  /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
+  selfUpdate?: {
+    read(jobId: string): Promise<SelfUpdateOutcome | null>;
+    remove(jobId: string): Promise<void>;
+  };
   /** Time systemd must allow on stop beyond the drain deadline (kill grace, flush, margin); sent as EXTEND_TIMEOUT_USEC. */
   stopAllowanceMs?: number;
   /** Checks state_dir without writing (checkStateDir) before each poll; a fault means degraded mode. */
@@ -187,11 +197,25 @@ interface DeliveryState {
 
 interface Current {
   offer: JobOffer;
+  job: NormalizedJob;
   run: JobRunPort | null;
   canceled: boolean;
   gone: boolean;
+  /** Set when the job caused the agent's stop: it goes on in the next agent process. */
+  handover: Handover | null;
+  /** While the stop cause is being decided: no next step starts before it is. */
+  deciding: Promise<void> | null;
   /** The first local fault seen while the job ran; its final report says so. */
   fault: string | null;
+}
+
+/** A job handed to the next agent process: `done` resolves once it is journaled RESTARTING. */
+interface Handover {
+  cause: Exclude<StopCause, { kind: 'outside' }>;
+  done: Promise<void>;
+  resolve(): void;
+  /** Journaled: no step result or start may be recorded any more. */
+  journaled: boolean;
 }
 
 /** A final report the state directory could not take yet: kept in memory, sent directly, stored when the disk recovers. */
@@ -443,6 +467,10 @@ export class Agent {
       this.setState('stopping');
       this.extendStopTimeout();
       this.pollStop.abort();
+      if (this.current && this.deps.stopCause) {
+        const current = this.current;
+        current.deciding = this.checkStopCause(current, this.stepCommands(current));
+      }
     } else if (this.current?.run) {
       log.warn('stopping now: the running job is stopped', { jobId: this.current.offer.jobId });
       this.current.run.stop('shutdown');
@@ -651,7 +679,7 @@ export class Agent {
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
     const { log, engine, journal } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const current: Current = { offer, run: null, canceled: false, gone: false, fault: null };
+    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null, fault: null };
     this.current = current;
     this.status.currentJob = {
       jobId: offer.jobId,
@@ -665,21 +693,35 @@ export class Agent {
     this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
     const run = engine.start(job, {
       onStepStart: async (index, total, name) => {
+        // handed to the next agent process: no step starts here any more (the process exits)
+        if (current.deciding) await current.deciding;
+        if (current.handover) await new Promise<never>(() => undefined);
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
         await this.journalStep(current, () => journal.recordStepStart(offer.jobId, index - 1, total, name));
       },
       // the engine logs each step's start and end with its fields
       onStepEnd: async (result, index) => {
+        if (current.handover?.journaled) return;
         await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, result));
+        if (current.handover && !result.failed) await this.handOver(current, null);
       },
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
     if (this.stopRequests > 1 || this.deadLoop) run.stop('shutdown');
     if (this.degraded) run.halt(haltReason(this.degraded));
-    await this.enqueueProgress(current, run, resume?.reboots);
+    await this.enqueueProgress(current, run, resume);
 
-    const report = withFault(await this.superviseRun(current, run), current.fault);
+    const supervised = await this.superviseRun(current, run);
+    if (supervised === null) {
+      this.current = null;
+      this.status.currentJob = null;
+      log.info(`job ${offer.jobName} goes on in the next agent process (RESTARTING)`, { ...fields, jobStatus: 'RESTARTING' });
+      return;
+    }
+    const versioned = resume?.restartedFrom ? withVersions(supervised, resume.restartedFrom, this.deps.version) : supervised;
+    const detailed = resume?.details ? { ...versioned, status_details: { ...versioned.status_details, ...resume.details } } : versioned;
+    const report = withFault(detailed, current.fault);
     // the run holds every step's output buffers: nothing may keep it once it ended
     current.run = null;
     if (run.rebootRequest !== null && report.status === 'IN_PROGRESS') {
@@ -710,11 +752,11 @@ export class Agent {
   }
 
   // Queues a progress report; the state directory failing costs the report, not the job.
-  private async enqueueProgress(current: Current, run: JobRunPort, resumedAfterReboots?: number): Promise<void> {
-    if (current.canceled || current.gone || this.degraded) return;
+  private async enqueueProgress(current: Current, run: JobRunPort, resume?: Resume): Promise<void> {
+    if (current.canceled || current.gone || current.handover || this.degraded) return;
     try {
       const snapshot = run.snapshot();
-      await this.enqueue(current.offer.jobId, resumedAfterReboots === undefined ? snapshot : markResumed(snapshot, resumedAfterReboots));
+      await this.enqueue(current.offer.jobId, resume === undefined ? snapshot : markResumed(snapshot, resume));
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);
     }
@@ -732,8 +774,9 @@ export class Agent {
     this.writeStatus();
   }
 
-  // Waits for a run to end while sending progress and enforcing the drain deadline.
-  private async superviseRun(current: Current, run: JobRunPort): Promise<StatusReport> {
+  // Waits for a run to end while sending progress and enforcing the drain deadline;
+  // null when the job was handed to the next agent process instead.
+  private async superviseRun(current: Current, run: JobRunPort): Promise<StatusReport | null> {
     const { clock } = this.deps;
     const ticker = new AbortController();
     let drainKilled = false;
@@ -759,12 +802,95 @@ export class Agent {
     };
     // the ticker enforces the drain deadline: if it dies, the agent fails (and stops the job)
     const ticking = this.watch('progress', ticker.signal, tick());
+    const handedOver = new Promise<null>((resolve) => {
+      handoverWaiters.set(current, () => resolve(null));
+    });
     try {
-      return await run.done;
+      return await Promise.race([run.done, handedOver]);
     } finally {
+      handoverWaiters.delete(current);
       ticker.abort();
       await ticking;
     }
+  }
+
+  // ---- restarts the job caused ---------------------------------------------
+
+  // SIGTERM while a job runs: if the job caused it, hand the job over instead of draining.
+  // `steps`: the argv of the steps running at the stop (or of the step that just
+  // ended): a package command may have exited before the process scan reads /proc.
+  private async checkStopCause(current: Current, steps: string[][]): Promise<void> {
+    const { log } = this.deps;
+    const fields = { jobId: current.offer.jobId, jobName: current.offer.jobName };
+    let cause: StopCause;
+    try {
+      const scanned = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(current.offer.jobId, steps);
+      cause = scanned;
+    } catch (error) {
+      log.warn(`could not tell whether job ${current.offer.jobName} caused this stop (${describeError(error)}); draining it`, fields);
+      return;
+    }
+    if (cause.kind === 'outside') log.debug(`job ${current.offer.jobName} did not cause this stop: it drains`, fields);
+    if (cause.kind === 'outside' || this.current !== current || current.run === null) return;
+    let resolve = (): void => undefined;
+    const done = new Promise<void>((r) => (resolve = r));
+    current.handover = { cause, done, resolve, journaled: false };
+    if (cause.kind === 'restart-command') {
+      log.info(`job ${current.offer.jobName} restarts the agent (${cause.command}): the step counts as succeeded and the job goes on in the next agent process`, fields);
+      await this.handOver(current, cause.command);
+    } else {
+      log.info(`job ${current.offer.jobName} installs packages (${cause.command}): its running step may end, then the job goes on in the next agent process`, fields);
+      const entry = this.deps.journal.get(current.offer.jobId);
+      if (entry && entry.running.length === 0) await this.handOver(current, null);
+    }
+  }
+
+  // The argv of the steps running now, or of the last step that ended when none runs.
+  private stepCommands(current: Current): string[][] {
+    const entry = this.deps.journal.get(current.offer.jobId);
+    if (!entry) return [];
+    const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
+    const indexes = entry.running.length > 0 ? entry.running.map((r) => r.index) : entry.steps.slice(-1).map((s) => s.index);
+    return indexes.flatMap((i) => {
+      const action = planned[i]?.spec.action;
+      if (!action) return [];
+      return [action.type === 'runCommand' ? [...action.argv] : [action.handlerPath, ...action.args]];
+    });
+  }
+
+  // Journals the job RESTARTING (with the step that waits for the restart as succeeded, when there is one) and lets runJob return.
+  private async handOver(current: Current, waitingCommand: string | null): Promise<void> {
+    const handover = current.handover;
+    if (handover === null || handover.journaled) return;
+    handover.journaled = true;
+    const { journal, clock, log } = this.deps;
+    const { offer } = current;
+    try {
+      let entry = this.journalEntry(offer.jobId);
+      const running = entry.running[0];
+      if (waitingCommand !== null && running !== undefined && entry.running.length === 1) {
+        const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
+        const spec = planned[running.index]?.spec;
+        if (spec) await journal.recordStep(offer.jobId, running.index, restartedStepResult(spec, running.startedAt, clock.now(), waitingCommand));
+        entry = this.journalEntry(offer.jobId);
+      }
+      const last = entry.steps[entry.steps.length - 1];
+      await journal.recordReboot(offer.jobId, {
+        kind: 'restart',
+        agentVersion: this.deps.version,
+        requestedAt: new Date(clock.now()).toISOString(),
+        bootId: null,
+        marker: 'restart',
+        resumeAt: entry.steps.length,
+        stepLabel: last ? `step ${last.index + 1} ("${last.result.name.slice(0, 200)}")` : 'the job',
+      });
+    } catch (error) {
+      log.error(`could not journal job ${offer.jobName} as RESTARTING (${describeError(error)}); it is reported interrupted at the next start`, {
+        jobId: offer.jobId,
+      });
+    }
+    handoverWaiters.get(current)?.();
+    handover.resolve();
   }
 
   // Records a job's final report: in memory first, then journal, outbox and
@@ -897,8 +1023,28 @@ export class Agent {
     const { reboot, clock, engine } = this.deps;
     const pending = entry.rebooting;
     if (pending === null) return;
-    this.showRebooting(entry.offer, entry.reboots);
     const timeoutMs = await engine.timeoutOf(entry.offer);
+    if (pending.kind === 'restart') {
+      // stopping already: the job stays RESTARTING for the next start
+      if (this.pollStop.signal.aborted) return;
+      const decision = decideAfterRestart({ now: clock.now(), receivedAt: Date.parse(entry.receivedAt), jobTimeoutMs: timeoutMs });
+      if (decision.kind === 'timed-out') {
+        await this.finishJournaled(entry, 'TIMED_OUT', decision.reason);
+        return;
+      }
+      const update = await this.awaitSelfUpdate(entry, decision.remainingMs);
+      if (update === 'stopping') return;
+      const details = update ? { package_version_from: update.from, package_version_to: update.to } : {};
+      if (update && update.status !== 'succeeded') {
+        const reason = update.status === 'pending' ? `self-update ${update.from} -> ${update.to} was not decided within the job's time limit` : update.reason;
+        await this.finishJournaled(entry, 'FAILED', reason, details);
+        await this.forgetSelfUpdate(entry.offer.jobId);
+        return;
+      }
+      await this.resumeJob(entry, pending, details);
+      return;
+    }
+    this.showRebooting(entry.offer, entry.reboots);
     for (;;) {
       // stopping (the reboot stops the agent first): the job stays REBOOTING for the next start
       if (this.pollStop.signal.aborted) return;
@@ -938,13 +1084,53 @@ export class Agent {
     }
   }
 
+  // A job the agent restarted for may have run the self-update handler: its
+  // watcher decides (new agent up, or rolled back) while this agent waits here.
+  // null: no self-update; 'stopping': the agent stops meanwhile (the job stays RESTARTING).
+  private async awaitSelfUpdate(entry: JournalEntry, remainingMs: number): Promise<SelfUpdateOutcome | null | 'stopping'> {
+    const { selfUpdate, clock, log } = this.deps;
+    if (!selfUpdate) return null;
+    const { offer } = entry;
+    const deadline = clock.now() + remainingMs;
+    let said = false;
+    for (;;) {
+      let outcome: SelfUpdateOutcome | null;
+      try {
+        outcome = await selfUpdate.read(offer.jobId);
+      } catch (error) {
+        return { status: 'failed', from: '', to: '', reason: `the self-update outcome cannot be read: ${describeError(error)}` };
+      }
+      if (outcome === null || outcome.status !== 'pending' || clock.now() >= deadline) return outcome;
+      if (!said) {
+        said = true;
+        log.info(`job ${offer.jobName}: waiting for the self-update check (${outcome.from} -> ${outcome.to}) before going on`, { jobId: offer.jobId, jobName: offer.jobName });
+        this.status.currentJob = { jobId: offer.jobId, jobName: offer.jobName, step: 'self-update check', stepIndex: entry.steps.length, stepCount: 0, startedAt: clock.now() };
+        this.setState('running');
+      }
+      try {
+        await clock.sleep(500, this.pollStop.signal);
+      } catch {
+        return 'stopping';
+      }
+    }
+  }
+
+  private async forgetSelfUpdate(jobId: string): Promise<void> {
+    try {
+      await this.deps.selfUpdate?.remove(jobId);
+    } catch (error) {
+      this.deps.log.warn(`could not remove the self-update outcome of job ${jobId}: ${describeError(error)}`, { jobId });
+    }
+  }
+
   // The device rebooted: mark the job running again on disk, then run the steps after the one that asked.
-  private async resumeJob(entry: JournalEntry, pending: RebootingRecord): Promise<void> {
+  private async resumeJob(entry: JournalEntry, pending: RebootingRecord, details: Record<string, unknown> = {}): Promise<void> {
     const { journal, engine, log } = this.deps;
     const { offer } = entry;
     const finishedSteps = entry.steps.map((s) => s.result);
+    const after = pending.kind === 'restart' ? 'the agent restart' : 'the reboot';
     if (entry.steps.some((s, i) => s.index !== i) || finishedSteps.length !== pending.resumeAt) {
-      await this.finishJournaled(entry, 'FAILED', 'could not resume after the reboot: the journal does not hold every step before it');
+      await this.finishJournaled(entry, 'FAILED', `could not resume after ${after}: the journal does not hold every step before it`);
       return;
     }
     let job: NormalizedJob;
@@ -952,22 +1138,26 @@ export class Agent {
       job = await engine.validate(offer);
     } catch (error) {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
-      await this.finishJournaled(entry, 'FAILED', `could not resume after the reboot: the job document no longer validates: ${problems.join('; ')}`);
+      await this.finishJournaled(entry, 'FAILED', `could not resume after ${after}: the job document no longer validates: ${problems.join('; ')}`);
       return;
     }
     await journal.recordResumed(offer.jobId);
-    log.info(`resumed job ${offer.jobName} after reboot ${entry.reboots}: going on after ${pending.stepLabel}`, {
+    await this.forgetSelfUpdate(offer.jobId);
+    const restartedFrom = pending.kind === 'restart' ? pending.agentVersion ?? 'unknown' : undefined;
+    const what = restartedFrom === undefined ? `reboot ${entry.reboots}` : `the agent restart (agent ${restartedFrom} -> ${this.deps.version})`;
+    log.info(`resumed job ${offer.jobName} after ${what}: going on after ${pending.stepLabel}`, {
       jobId: offer.jobId,
       jobName: offer.jobName,
     });
-    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots });
+    await this.runJob(offer, job, Date.parse(entry.receivedAt), { finished: finishedSteps, reboots: entry.reboots, restartedFrom, details });
   }
 
   // Ends a job that asked for a reboot without running it on: the report is made from the journal.
-  private async finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): Promise<void> {
+  private async finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string, details: Record<string, unknown> = {}): Promise<void> {
     const { engine, journal, log } = this.deps;
     const { offer } = entry;
-    const report = engine.journaledReport(entry, status, reason);
+    const made = engine.journaledReport(entry, status, reason);
+    const report = { ...made, status_details: { ...made.status_details, ...details } };
     log.warn(`job ${offer.jobName} ended ${status}: ${reason}`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: status });
     this.status.currentJob = null;
     await this.finish({ offer, receivedAt: Date.parse(entry.receivedAt), report, journaled: true, delivered: false });
@@ -1344,21 +1534,44 @@ interface PollOutcome {
   refused: RefusedOffer | null;
 }
 
-/** What ran before a reboot, for the run after it. */
+/** What ran before a reboot or an agent restart, for the run after it. */
 interface Resume {
   finished: readonly StepResult[];
   reboots: number;
+  /** Set after an agent restart: the version of the agent that ran the steps before. */
+  restartedFrom?: string;
+  /** Added to the reports' status_details (a self-update's package versions). */
+  details?: Record<string, unknown>;
 }
+
+// The hand-over of each supervised run, resolved by handOver() (keyed by the run's Current).
+const handoverWaiters = new WeakMap<Current, () => void>();
 
 /** A step's reboot request as the engine names it. */
 type RebootRequest = NonNullable<JobRunPort['rebootRequest']>;
 
-// The first report after a reboot says the job goes on.
-function markResumed(report: StatusReport, reboots: number): StatusReport {
+// The first report after a reboot or an agent restart says the job goes on.
+function markResumed(report: StatusReport, resume: Resume): StatusReport {
+  if (resume.restartedFrom !== undefined) {
+    return withVersions({ ...report, reason: `resumed after the agent restarted; ${report.reason}` }, resume.restartedFrom, null);
+  }
   return {
     ...report,
     reason: `resumed after reboot; ${report.reason}`,
-    status_details: { ...report.status_details, resumed_after_reboot: true, reboots },
+    status_details: { ...report.status_details, resumed_after_reboot: true, reboots: resume.reboots },
+  };
+}
+
+// A report of a job that restarted the agent names both versions (an update says from and to).
+function withVersions(report: StatusReport, from: string, to: string | null): StatusReport {
+  return {
+    ...report,
+    status_details: {
+      ...report.status_details,
+      resumed_after_restart: true,
+      agent_version_from: from,
+      ...(to === null ? {} : { agent_version_to: to }),
+    },
   };
 }
 

@@ -12,6 +12,10 @@
 //       'fail'      -> FAILED "reboot did not happen"
 //       'timed-out' -> TIMED_OUT (the job's time limit ran out across the reboot)
 //
+// A job that caused an agent restart (stop-cause.ts) is RESTARTING: the same
+// journal record, kind 'restart'; the next agent process is the restart, so it
+// resumes at start (decideAfterRestart) unless the time limit ran out.
+//
 // A job that was RUNNING (not REBOOTING) when the agent died is not decided
 // here: it is reported FAILED "interrupted" and never resumed. Only an
 // explicit, journaled reboot request resumes, and a power cut while REBOOTING
@@ -86,6 +90,21 @@ export function decideAfterReboot(input: AfterRebootInput): AfterRebootDecision 
     };
   }
   return { kind: 'wait', waitMs: input.rebootTimeoutMs - waited };
+}
+
+/** The outcome for a RESTARTING job, decided by the next agent process (any new process is the restart). */
+export type AfterRestartDecision = { kind: 'resume'; remainingMs: number } | { kind: 'timed-out'; reason: string };
+
+/** Decides a job the agent restarted for: it goes on unless its time limit ran out meanwhile. */
+export function decideAfterRestart(input: { now: number; receivedAt: number; jobTimeoutMs: number }): AfterRestartDecision {
+  const remainingMs = input.jobTimeoutMs - Math.max(0, input.now - input.receivedAt);
+  if (remainingMs <= 0) {
+    return {
+      kind: 'timed-out',
+      reason: `the job's time limit of ${formatMs(input.jobTimeoutMs)} ran out while the agent restarted; the remaining steps did not run`,
+    };
+  }
+  return { kind: 'resume', remainingMs };
 }
 
 /** "10m", "90s", "1h30m", "250ms": a duration as the config writes it. */

@@ -1,6 +1,7 @@
 // Bundles the agent into ONE CommonJS file for one arch, with the version and
 // that arch's datagram addon compiled in as defines:
-//   __CLOUDJOBS_VERSION__:       string  (package.json "version")
+//   __CLOUDJOBS_VERSION__:       string  (package.json "version", or CLOUDJOBS_VERSION when set:
+//                                         `make deb VERSION=x.y.z` builds another version for upgrade tests)
 //   __CLOUDJOBS_ADDON__:         string  (x64, arm64: base64 of build/native/<arch>/datagram.node;
 //                                         the single executable is one file, so the addon rides inside)
 //   __CLOUDJOBS_ADDON_SHA256__:  string  (armhf: sha256 of the addon the package installs next to
@@ -30,7 +31,11 @@ if (!fs.existsSync(addonFile)) {
 }
 const addon = fs.readFileSync(addonFile);
 const addonNextToBundle = arch === 'armhf';
-const { version } = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+const version = process.env.CLOUDJOBS_VERSION || JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version;
+if (!/^[0-9][0-9A-Za-z.+~]*$/.test(version)) {
+  console.error(`bundle: CLOUDJOBS_VERSION '${version}' is not an upstream version (digits first, then letters, digits and . + ~)`);
+  process.exit(2);
+}
 
 const result = await build({
   entryPoints: [entry],

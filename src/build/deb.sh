@@ -46,6 +46,10 @@ else
   EXE=${2:-$BUILD/cloudjobs-linux-$NODE_ARCH}
   [ -x "$EXE" ] || die "no executable at $EXE: build it first (make binaries)"
   ELF=$EXE
+  if [ -n "${CLOUDJOBS_VERSION:-}" ] && [ "$ARCH-$(uname -m)" = amd64-x86_64 ]; then
+    "$EXE" --version | grep -q "^cloudjobs $CLOUDJOBS_VERSION " \
+      || die "$EXE says '$("$EXE" --version)', not version $CLOUDJOBS_VERSION: rebuild it (make deb VERSION=$CLOUDJOBS_VERSION)"
+  fi
 fi
 readelf -h "$ELF" | grep -q "Machine:.*$MACHINE" \
   || die "$ELF is not a $MACHINE object: $(readelf -h "$ELF" | grep Machine: | sed 's/ *Machine: *//')"
@@ -55,6 +59,11 @@ UPSTREAM=$(node -p "require('$ROOT/package.json').version")
 DEB_VERSION=$(sed -n '1s/^cloudjobs (\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")
 [ "${DEB_VERSION%-*}" = "$UPSTREAM" ] \
   || die "debian/changelog's top entry is $DEB_VERSION but package.json says $UPSTREAM: add a changelog entry"
+# CLOUDJOBS_VERSION (make deb VERSION=x.y.z) builds another version of the same
+# tree, for upgrade and downgrade tests; the executable must have been built with it.
+if [ -n "${CLOUDJOBS_VERSION:-}" ] && [ "$CLOUDJOBS_VERSION" != "$UPSTREAM" ]; then
+  DEB_VERSION="$CLOUDJOBS_VERSION-1"
+fi
 CHANGELOG_DATE=$(sed -n 's/^ -- .*>  //p' "$ROOT/debian/changelog" | head -n1)
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date -d "$CHANGELOG_DATE" +%s)}
 export SOURCE_DATE_EPOCH
@@ -177,5 +186,7 @@ chmod 0644 "$TREE/DEBIAN/md5sums" "$TREE/DEBIAN/control"
 
 find "$TREE" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 OUT="$BUILD/cloudjobs_${DEB_VERSION}_${ARCH}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$TREE" "$OUT" >/dev/null
+# CLOUDJOBS_DEB_COMPRESS=gzip: test builds (other versions for upgrade tests) in
+# seconds instead of minutes of xz on a 110 MB executable; releases use xz.
+dpkg-deb --root-owner-group "-Z${CLOUDJOBS_DEB_COMPRESS:-xz}" --build "$TREE" "$OUT" >/dev/null
 echo "$OUT"

@@ -3,10 +3,12 @@
 // configuration error so systemd does not restart into the same error.
 import { Agent, EXIT_LOOP_DIED, type LoopName } from '../agent/agent.js';
 import { createEngine } from '../agent/engine-adapter.js';
+import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
+import { readCommandsWithEnv } from '../jobs/proc-scan.js';
 import { createConsoleTransport, createLog, type Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createFullCollector } from '../service/memory.js';
@@ -17,6 +19,7 @@ import { readBootIdentity } from '../state/boot-identity.js';
 import { openHistory } from '../state/history.js';
 import { openJournal } from '../state/journal.js';
 import { openOutbox } from '../state/outbox.js';
+import { readSelfUpdateOutcome, removeSelfUpdateOutcome } from '../state/self-update-outcome.js';
 import { removeRuntimeStatus, writeRuntimeStatus } from '../state/runtime-status.js';
 import { checkStateDir, probeStateDir } from '../state/state-dir-check.js';
 import type { Command } from './args.js';
@@ -137,6 +140,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     injectLoopDeath: createLoopDeath(ctx, clock),
     ...(push ? { pushStatus: () => push.status() } : {}),
     reclaimMemory: createMemoryReclaimer(sender, log),
+    // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
+    selfUpdate: {
+      read: (jobId) => readSelfUpdateOutcome(config.agent.state_dir, jobId),
+      remove: (jobId) => removeSelfUpdateOutcome(config.agent.state_dir, jobId),
+    },
+    stopCause: async (jobId, steps) => decideStopCause([...(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)), ...steps]),
   });
   if (stop.signal.aborted) agent.stop();
 

@@ -55,3 +55,14 @@ export function parseStat(text: string): { state: string; pgid: number } | null 
   if (state === undefined || !Number.isInteger(pgid)) return null;
   return { state, pgid };
 }
+
+/**
+ * The command lines (argv) of the live processes carrying `entry`
+ * ("CLOUDJOBS_JOB_ID=<id>"), except `excludePid`; a process gone meanwhile is
+ * left out. Read by the agent to tell whether a job caused its own stop.
+ */
+export async function readCommandsWithEnv(entry: string, excludePid: number, procRoot = '/proc'): Promise<string[][]> {
+  const pids = await findProcessesWithEnv(entry, excludePid, procRoot);
+  const lines = await Promise.all(pids.map((pid) => readFile(`${procRoot}/${pid}/cmdline`, 'utf8').catch(() => '')));
+  return lines.filter((line) => line.length > 0).map((line) => line.replace(/\0$/, '').split('\0'));
+}

@@ -21,7 +21,8 @@
 //   but not yet handed to outbox/history: the agent must enqueue the final
 //   (outbox de-duplicates nothing, so it checks hasPendingFinal/history first)
 //   and only then remove() the entry.
-// - A job that asked for a reboot is REBOOTING: recordReboot() writes the
+// - A job that asked for a reboot is REBOOTING (a job that caused an agent
+//   restart is RESTARTING: the same record, kind 'restart', same rules): recordReboot() writes the
 //   whole entry (every step so far, the boot identity, where to go on)
 //   atomically and fsynced before the agent reports or reboots, and only then
 //   drops the step log. recordResumed() clears it, fsynced, before the next
@@ -75,8 +76,16 @@ export interface RecordedStep {
   result: StepResult;
 }
 
-/** A reboot a job asked for, journaled before the agent reboots (the job is REBOOTING). */
+/**
+ * A reboot a job asked for, journaled before the agent reboots (the job is
+ * REBOOTING), or an agent restart the job caused, journaled before the agent
+ * exits (RESTARTING: kind 'restart'; the next agent process goes on with it).
+ */
 export interface RebootingRecord {
+  /** 'reboot' waits for a new boot; 'restart' for a new agent process. @default 'reboot' (also in files from before restarts) */
+  kind?: 'reboot' | 'restart';
+  /** The agent version that journaled it (a restart may be an upgrade: the report says from and to). */
+  agentVersion?: string;
   /** ISO wall-clock time of the request. */
   requestedAt: string;
   /** The boot the request was made in (boot-identity.ts). */
@@ -116,7 +125,7 @@ export interface Journal {
   recordStepStart(jobId: string, index: number, total: number, name: string): Promise<void>;
   /** Records a step's result and clears it from the running steps. */
   recordStep(jobId: string, index: number, result: StepResult): Promise<void>;
-  /** Marks the job REBOOTING, durably, with every step so far; counts the reboot. */
+  /** Marks the job REBOOTING (or RESTARTING), durably, with every step so far; counts a reboot. */
   recordReboot(jobId: string, record: RebootingRecord): Promise<void>;
   /** Marks a REBOOTING job running again, durably, before its next step starts. */
   recordResumed(jobId: string): Promise<void>;
@@ -252,7 +261,8 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
     recordReboot: (jobId, record) =>
       queue.run(async () => {
         const entry = current(jobId);
-        const next: JournalEntry = { ...entry, running: [], reboots: entry.reboots + 1, rebooting: { ...record } };
+        const reboots = entry.reboots + (record.kind === 'restart' ? 0 : 1);
+        const next: JournalEntry = { ...entry, running: [], reboots, rebooting: { ...record } };
         await writeJsonFile(pathFor(jobId), next);
         entries.set(jobId, next);
         // the entry now holds every step: the log is no longer needed
@@ -360,7 +370,12 @@ export function validateJournalEntry(value: unknown): JournalEntry {
 function validateRebooting(value: unknown): RebootingRecord {
   const r = expectRecord(value, 'rebooting');
   const bootId = expectNullableString(r, 'bootId');
+  const kind = r.kind === undefined ? 'reboot' : expectString(r, 'kind');
+  if (kind !== 'reboot' && kind !== 'restart') failValidation(`rebooting.kind: expected "reboot" or "restart", got ${JSON.stringify(kind.slice(0, 40))}`);
+  const agentVersion = r.agentVersion === undefined ? undefined : expectString(r, 'agentVersion');
   return {
+    kind,
+    ...(agentVersion === undefined ? {} : { agentVersion }),
     requestedAt: expectTimestamp(r, 'requestedAt'),
     bootId,
     marker: expectNonEmptyString(r, 'marker'),

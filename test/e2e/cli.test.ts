@@ -27,9 +27,11 @@ describe('help, version and usage', () => {
     expect((await runCommand(['-h'])).stdout).toBe(result.stdout);
   });
 
-  it('--version and version print the package version', async () => {
+  it('--version and version print the package version and the embedded runtime', async () => {
+    const pins = JSON.parse(readFileSync('src/build/node-pins.json', 'utf8')) as Record<string, { version: string }>;
+    const runtime = `node v${pins[process.arch]!.version}, linux-${process.arch}, single executable`;
     for (const args of [['--version'], ['-V'], ['version']]) {
-      expect(await runCommand(args)).toEqual({ code: 0, stdout: `cloudjobs ${VERSION}\n`, stderr: '' });
+      expect(await runCommand(args)).toEqual({ code: 0, stdout: `cloudjobs ${VERSION} (${runtime})\n`, stderr: '' });
     }
   });
 

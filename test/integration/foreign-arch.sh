@@ -91,7 +91,7 @@ node "$CLOUD_JS" --port 0 --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cl
 CLOUD_PID=$!
 wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
 PORT=$(jq -r .port "$WORK/cloud.out")
-"$PYTHON" "$ROOT/test/qemu/receive-datagrams.py" "$NOTIFY" 50 240 > "$WORK/notify.out" 2> "$WORK/notify.err" &
+"$PYTHON" "$ROOT/test/qemu/receive-datagrams.py" "$NOTIFY" 50 1500 > "$WORK/notify.out" 2> "$WORK/notify.err" &
 RECEIVER_PID=$!
 wait_until 10 "the READY receiver" grep -q '^ready$' "$WORK/notify.out" || fail "receiver did not start: $(cat "$WORK/notify.err")"
 admin() { curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"; }
@@ -121,48 +121,51 @@ R=$W/root
 # nothing of the host's environment leaks into the chroot
 C="env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive"
 inr() { chroot "$R" $C "$@"; }
+T0=$(date +%s)
+mark() { echo "@@@ $1"; echo "$1 +$(($(date +%s) - T0))s" >> "$W/times"; }
 mount -t overlay overlay -o "lowerdir=$BASE,upperdir=$W/upper,workdir=$W/work" "$R" || exit 1
 mount --rbind /dev "$R/dev"
 mount -t proc proc "$R/proc"
 mount -t tmpfs tmpfs "$R/tmp"
 mount -t tmpfs tmpfs "$R/run"
 cp "$W/cloudjobs.deb" "$W/job.json" "$R/tmp/"
-echo "@@@ groups-before"
+mark groups-before
 for g in gpio i2c spi; do inr groupadd --system "$g"; done
 inr getent group video gpio i2c spi | cut -d: -f1 | tr '\n' ' '; echo
-echo "@@@ apt"
+mark apt
 inr apt-get install -y --no-install-recommends /tmp/cloudjobs.deb 2>&1 && echo "apt-rc=0" || echo "apt-rc=$?"
-echo "@@@ arch"
+mark arch
 inr dpkg-query -W -f='${Architecture} ${Status}\n' cloudjobs
-echo "@@@ member-of"
+mark member-of
 inr id -nG cloudjobs
-echo "@@@ version"
+mark version
 inr /usr/bin/cloudjobs --version 2>&1 && echo "version-rc=0" || echo "version-rc=$?"
 if [ "$ARCH" = armhf ]; then
-  echo "@@@ node"
+  mark node
   inr node --version
-  echo "@@@ v8-flags"
+  mark v8-flags
   opts=$(inr node --v8-options)
   while read -r flag; do printf '%s ' "$flag"; grep -qE "^ +--$flag " <<<"$opts" && echo accepted || echo unknown; done < "$W/v8-flags"
-  echo "@@@ readelf"
+  mark readelf
   readelf -A "$R/usr/lib/cloudjobs/datagram.node"
 fi
-echo "@@@ exec"
+mark exec
 inr /usr/bin/cloudjobs exec /tmp/job.json 2>&1 && echo "exec-rc=0" || echo "exec-rc=$?"
-echo "@@@ run"
+mark run
 install -m 0600 "$W/api-key" "$R/etc/cloudjobs/api-key"
 install -m 0640 "$W/agent.ini" "$R/etc/cloudjobs/agent.ini"
 chroot "$R" $C NOTIFY_SOCKET="$NOTIFY" /usr/bin/cloudjobs run > "$W/agent.log" 2>&1 &
 agent=$!
+touch "$W/agent-started"
 for _ in $(seq 1 1200); do [ -e "$W/stop" ] && break; kill -0 "$agent" 2>/dev/null || break; sleep 0.2; done
-echo "rss-kib=$(sed -n 's/^VmRSS: *\([0-9]*\) kB/\1/p' "$R/proc/$agent/status" 2>/dev/null)"
+echo "rss-kib=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "$R/proc/$agent/status" 2>/dev/null)"
 kill -TERM "$agent" 2>/dev/null
 wait "$agent"; echo "run-rc=$?"
-echo "@@@ purge"
+mark purge
 inr apt-get purge -y cloudjobs >/dev/null 2>&1 && echo "purge-rc=0" || echo "purge-rc=$?"
 inr getent passwd cloudjobs
 inr grep -c cloudjobs /etc/group /etc/gshadow
-echo "@@@ end"
+mark end
 EOF
 
 step "apt-get install, --version, exec and run under $(basename "$QEMU") ($SUITE)"
@@ -170,13 +173,18 @@ started=$(date +%s)
 unshare --mount --pid --fork --kill-child --propagation private bash "$WORK/inside.sh" "$WORK" "$BASE" "$ARCH" "$NOTIFY" > "$WORK/out" 2>&1 &
 INSIDE_PID=$!
 # the agent's first poll takes the job; then a few idle polls before its RSS is read
-job_done() { job_is "$JOB" SUCCEEDED || ! kill -0 "$INSIDE_PID" 2>/dev/null; }
+inside_gone() { ! kill -0 "$INSIDE_PID" 2>/dev/null; }
+agent_started() { [ -e "$WORK/agent-started" ] || inside_gone; }
+job_done() { job_is "$JOB" SUCCEEDED || inside_gone; }
+# under qemu-user (and a loaded machine) installing nodejs and the first start take minutes
+wait_until 900 "the agent to start in the chroot" agent_started
 wait_until 300 "job $JOB SUCCEEDED at the cloud" job_done && sleep 5
 touch "$WORK/stop"
-wait_until 120 "the chroot to finish" sh -c "! kill -0 $INSIDE_PID" || true
+wait_until 300 "the chroot to finish" inside_gone || true
 wait "$INSIDE_PID" 2>/dev/null || true
 INSIDE_PID=''
 out=$(cat "$WORK/out")
+echo "  sections started at: $(tr '\n' ' ' < "$WORK/times" 2>/dev/null)" >&2
 printf '%s\n' "$out" | sed 's/^/  | /' >&2
 section() { printf '%s\n' "$out" | sed -n "/^@@@ $1\$/,/^@@@ /p" | sed '1d;/^@@@ /d'; }
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# The amd64 package under a real systemd: boots a cached Debian bookworm
-# rootfs with systemd-nspawn, installs the .deb with apt, runs the reference
+# The amd64 package under a real systemd: boots a cached Debian rootfs
+# (bookworm, or trixie: Raspberry Pi OS's current base) with systemd-nspawn, installs the .deb with apt, runs the reference
 # cloud on the container's loopback (host node in the container's network
 # namespace), and checks what the operator sees: readiness, STATUS, journal
 # fields, the watchdog, drain on stop, exit 78 without a restart loop, and a
 # purge that leaves nothing behind.
 #
-# Usage: test/integration/nspawn-systemd.sh [DEB]   (default build/cloudjobs_<v>_amd64.deb)
+# Usage: test/integration/nspawn-systemd.sh [--suite bookworm|trixie] [DEB]
+#        (default bookworm, build/cloudjobs_<v>_amd64.deb)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-IT_NAME=nspawn-systemd
+SUITE=bookworm
+if [ "${1:-}" = --suite ]; then SUITE=$2; shift 2; fi
+IT_NAME=nspawn-systemd-$SUITE
 . "$HERE/lib/common.sh"
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
@@ -22,8 +25,8 @@ DEB=$(realpath "$DEB")
 
 why=$(nspawn_unusable)
 [ -z "$why" ] || skip "$why"
-if [ ! -s "$(rootfs_tarball amd64)" ] && ! command -v debootstrap >/dev/null; then
-  skip "no cached rootfs at $(rootfs_tarball amd64) and no debootstrap to build it"
+if [ ! -s "$(rootfs_tarball amd64 "$SUITE")" ] && ! command -v debootstrap >/dev/null; then
+  skip "no cached rootfs at $(rootfs_tarball amd64 "$SUITE") and no debootstrap to build it"
 fi
 
 UUID=6f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f
@@ -40,8 +43,11 @@ cleanup() {
 trap cleanup EXIT
 
 step "rootfs and boot"
-ensure_rootfs amd64
-DIR=$(extracted_rootfs amd64)
+ensure_rootfs amd64 "$SUITE"
+DIR=$(extracted_rootfs amd64 "$SUITE")
+# trixie's systemd (257) no longer boots on the cgroup v1 hierarchy a hybrid host
+# would hand it: give the container the unified (v2) one.
+case "$SUITE" in bookworm) ;; *) export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 ;; esac
 cp "$DEB" "$WORK/cloudjobs_amd64.deb"
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/test/cloud/main.ts" --bundle --platform=node --format=cjs \
   --log-level=warning --outfile="$WORK/reference-cloud.cjs"
@@ -69,13 +75,17 @@ step "install with apt"
 out=$(ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /mnt/host/cloudjobs_amd64.deb 2>&1) \
   || { echo "$out" >&2; fail "apt-get install failed"; }
 check_match "postinst message" 'installed and enabled, but not started' "$out"
+# Debian has the video group but not Raspberry Pi OS's gpio, i2c, spi: only video.
+check_match "postinst names the groups it added" "added to[[:space:]]+the groups video for access" "$(printf '%s' "$out" | tr '\n' ' ')"
+check_eq "cloudjobs in the existing hardware groups only" "cloudjobs video" "$(ct id -nG cloudjobs)"
+check_eq "no group created" "" "$(ct getent group gpio i2c spi || true)"
 check_eq "unit enabled" enabled "$(ct systemctl is-enabled cloudjobs.service || true)"
 check_eq "unit not started" inactive "$(ct systemctl is-active cloudjobs.service || true)"
 check_eq "user cloudjobs" "cloudjobs:/nonexistent:/usr/sbin/nologin" "$(ct getent passwd cloudjobs | cut -d: -f1,6,7)"
 check_match "group cloudjobs" '^cloudjobs:' "$(ct getent group cloudjobs)"
 check_eq "agent.ini mode" "640 root:root" "$(ct stat -c '%a %U:%G' /etc/cloudjobs/agent.ini)"
 check_eq "state dir mode" "700 root:root" "$(ct stat -c '%a %U:%G' /var/lib/cloudjobs)"
-check_match "cloudjobs --version" '[0-9]+\.[0-9]+\.[0-9]+' "$(ct cloudjobs --version)"
+check_match "cloudjobs --version" "^cloudjobs $(node -p "require('$ROOT/package.json').version") \\(node v24\\.[0-9]+\\.[0-9]+, linux-x64, single executable\\)\$" "$(ct cloudjobs --version)"
 
 step "systemd-analyze verify and security"
 verify=$(ct systemd-analyze verify --man=no cloudjobs.service 2>&1) && rc=0 || rc=$?
@@ -99,8 +109,10 @@ check_match "journal names the problem" 'api_url' "$(ct journalctl -u cloudjobs.
 ct systemctl reset-failed cloudjobs.service
 
 step "configure against the reference cloud on the container's loopback"
-ct_net node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err" &
-CLOUD_PID=$!
+# ct_net_spawn, not `ct_net ... &`: a backgrounded function is a subshell, and
+# killing it left the reference cloud running, orphaned (issue 15).
+ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
+CLOUD_PID=$CT_SPAWNED_PID
 wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
 printf '%s\n' "$KEY" > "$WORK/api-key"
 ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
@@ -207,6 +219,7 @@ ct env DEBIAN_FRONTEND=noninteractive apt-get purge -y cloudjobs >/dev/null 2>&1
 check_eq "dpkg status" "" "$(ct dpkg-query -W -f='${Status}' cloudjobs 2>/dev/null || true)"
 check_eq "user" "" "$(ct getent passwd cloudjobs || true)"
 check_eq "group" "" "$(ct getent group cloudjobs || true)"
+check_eq "no group membership left" "" "$(ct grep -l cloudjobs /etc/group /etc/gshadow || true)"
 for path in /var/lib/cloudjobs /var/cache/cloudjobs /etc/cloudjobs /run/cloudjobs /lib/systemd/system/cloudjobs.service; do
   ct test -e "$path" && bad "purge left $path" || ok "no $path"
 done

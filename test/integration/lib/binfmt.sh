@@ -7,7 +7,7 @@
 # and binfmt_has_aarch64 stay for the scripts written against the first version.
 
 BINFMT_DIR=/proc/sys/fs/binfmt_misc
-BINFMT_NAME=cloudjobs-it-aarch64       # the arm64 entry's name (kept for old callers)
+BINFMT_NAME=cloudjobs-it-aarch64       # prefix of the arm64 entries' names (kept for old callers)
 BINFMT_MOUNTED_BY_US=0
 BINFMT_REGISTERED_BY_US=0              # 1 once this shell registered any entry
 BINFMT_OURS=()                         # names of the entries this shell registered
@@ -21,16 +21,20 @@ binfmt_magic() {
   esac
 }
 
-# binfmt_has ARCH: 0 when an enabled entry with the fix-binary (F) flag runs
-# ARCH's ELF binaries. Without F the interpreter would have to exist inside
-# the chroot, so such an entry does not count (ours, registered later, wins).
+# binfmt_has ARCH: 0 when an enabled entry with the fix-binary (F) flag, not
+# one of a test's own, runs ARCH's ELF binaries. Without F the interpreter
+# would have to exist inside the chroot, so such an entry does not count
+# (ours, registered later, wins). Another test's entry does not count either:
+# it goes away when that test ends, so each test registers its own, under a
+# name with its pid, and two runs at once (a rootfs build, a test) never pull
+# the registration from under each other.
 binfmt_has() {
   local name magic qemu f
   read -r name magic qemu < <(binfmt_magic "$1") || return 1
   magic=${magic:0:40}
   for f in "$BINFMT_DIR"/*; do
     [ -f "$f" ] || continue
-    case "$(basename "$f")" in register|status) continue ;; esac
+    case "$(basename "$f")" in register|status|cloudjobs-it-*) continue ;; esac
     grep -q '^enabled' "$f" && grep -q "magic $magic" "$f" && grep -q '^flags:.*F' "$f" && return 0
   done
   return 1
@@ -50,6 +54,8 @@ binfmt_ensure() {
   m='' k=''
   for i in $(seq 0 2 38); do m+="\\x${magic:$i:2}"; done
   k='\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff'
+  name=$name-$BASHPID
+  [ -e "$BINFMT_DIR/$name" ] && return 0
   printf ':%s:M::%s:%s:%s:F' "$name" "$m" "$k" "$qemu" > "$BINFMT_DIR/register"
   BINFMT_OURS+=("$name")
   BINFMT_REGISTERED_BY_US=1
@@ -67,8 +73,9 @@ binfmt_restore() {
   done
   BINFMT_OURS=()
   BINFMT_REGISTERED_BY_US=0
-  if [ "$BINFMT_MOUNTED_BY_US" = 1 ]; then
+  # not while another run's entries live: they would go with the mount
+  if [ "$BINFMT_MOUNTED_BY_US" = 1 ] && ! compgen -G "$BINFMT_DIR/cloudjobs-it-*" >/dev/null; then
     umount "$BINFMT_DIR" || true
-    BINFMT_MOUNTED_BY_US=0
   fi
+  BINFMT_MOUNTED_BY_US=0
 }

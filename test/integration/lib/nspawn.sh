@@ -19,10 +19,10 @@ nspawn_unusable() {
   grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || { echo "no overlayfs for --volatile=overlay"; return; }
 }
 
-# extracted_rootfs ARCH: extracts the cached tarball once next to it; prints the directory.
+# extracted_rootfs ARCH [SUITE]: extracts the cached tarball once next to it; prints the directory.
 extracted_rootfs() {
   local tar dir
-  tar=$(rootfs_tarball "$1")
+  tar=$(rootfs_tarball "$1" "${2:-$ROOTFS_SUITE}")
   dir=${tar%.tar}
   if [ ! -f "$dir/.extracted" ] || [ "$dir/.extracted" -ot "$tar" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
@@ -72,6 +72,16 @@ ct() { nsenter -t "$CT_LEADER" -a "${CT_ENV[@]}" "$@"; }
 
 # ct_net CMD...: runs a HOST command in the container's network namespace only.
 ct_net() { nsenter -t "$CT_LEADER" -n "$@"; }
+
+# ct_net_spawn CMD...: starts a HOST command in the container's network namespace
+# in the background; CT_SPAWNED_PID is the command's own pid (nsenter execs it),
+# so `kill $CT_SPAWNED_PID` ends it. (`ct_net CMD &` backgrounds a subshell
+# whose death leaves CMD running.) Redirect the call, not the command.
+CT_SPAWNED_PID=''
+ct_net_spawn() {
+  nsenter -t "$CT_LEADER" -n "$@" &
+  CT_SPAWNED_PID=$!
+}
 
 # stop_container: powers the container off (SIGTERM to nspawn), then waits.
 stop_container() {

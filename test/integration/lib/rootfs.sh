@@ -39,6 +39,9 @@ ensure_rootfs() {
   (
     flock 9
     [ -s "$tar" ] && exit 0
+    # a build that failed before (we hold the lock: nobody else is building)
+    local stale
+    for stale in "$CLOUDJOBS_IT_CACHE/build-$suite-$arch".*; do if [ -e "$stale" ]; then rootfs_discard "$stale"; fi; done
     build_rootfs "$arch" "$suite" "$tar"
   ) 9>"$tar.lock"
 }
@@ -71,8 +74,20 @@ build_rootfs() {
   if [ "$mounted_before" = 0 ] && [ "${BINFMT_MOUNTED_BY_US:-0}" = 1 ]; then umount "$BINFMT_DIR" || true; BINFMT_MOUNTED_BY_US=0; fi
   tar -C "$work/root" --numeric-owner -cf "$tar.part" .
   mv "$tar.part" "$tar"
-  rm -rf "$work"
+  rootfs_discard "$work"
   echo "rootfs: $suite/$arch took $(($(date +%s) - started))s" >&2
+}
+
+# rootfs_discard DIR: unmounts what a failed debootstrap left mounted under DIR
+# (its second stage mounts proc and sysfs), then removes DIR without ever
+# crossing into another file system.
+rootfs_discard() {
+  local dir mnt
+  dir=$(realpath "$1")
+  awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mnt; do
+    umount -l "$mnt" || true
+  done
+  rm -rf --one-file-system "$dir"
 }
 
 # rootfs_download ROOT PACKAGE...: apt-get update and download PACKAGEs and

@@ -17,6 +17,7 @@ import { createNullLog } from '../../../src/log/log.js';
 import { openHistory } from '../../../src/state/history.js';
 import { openJournal } from '../../../src/state/journal.js';
 import { openOutbox } from '../../../src/state/outbox.js';
+import type { SelfUpdateOutcome } from '../../../src/state/self-update-outcome.js';
 import { waitFor } from '../../cloud/wait-for.js';
 
 const SCRIPTS = path.resolve('test/fixtures/scripts');
@@ -430,6 +431,117 @@ describe('Agent', () => {
     const backoff = statuses.find((s) => s.state === 'backoff');
     expect(backoff?.lastPoll?.outcome).toBe('network');
     expect(failures).toBe(2);
+  });
+
+  describe('a job that restarts the agent (stop-cause.ts)', () => {
+    const marks = () => path.join(dir, 'marks');
+    const restartJob = (waiting: string[]) =>
+      offerOf('rs', [
+        step('mark', [path.join(SCRIPTS, 'mark.sh'), marks(), 'before']),
+        step('restart', waiting),
+        step('check', [path.join(SCRIPTS, 'mark.sh'), marks(), 'after']),
+      ]);
+    const inStep = (n: number) => () => statuses.some((s) => s.currentJob?.stepIndex === n);
+
+    it('a step waiting for the restart counts as succeeded; the next agent runs the rest and sends the one final', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob(['sleep', '3']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs')).toEqual([]);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      const second = await build(cloud, { version: '10.0.0-test' });
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', reason: '3 of 3 steps succeeded', executed_steps: 3 });
+      expect(final.status_details).toMatchObject({ resumed_after_restart: true, agent_version_from: '9.9.9-test', agent_version_to: '10.0.0-test' });
+      expect(final.stdout).toContain('=== Step: restart ===\nrestart requested by the step (systemctl restart cloudjobs)');
+      expect(cloud.sent.filter((s) => s.jobId === 'rs' && s.report.reason.startsWith('resumed after the agent restarted; 2 of 3 steps done'))).toHaveLength(1);
+    });
+
+    it('a package install step ends first; no later step runs in the old agent', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'installed']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'package', command: 'dpkg -i cloudjobs.deb' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs')).toEqual([]);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      const second = await build(cloud);
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', executed_steps: 3 });
+      expect(final.stdout).toContain('=== Step: restart ===\nstarted\nfinished\n=== Step: check');
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+    });
+
+    it('after a self-update the next agent waits for the verdict: rolled back ends the job FAILED, the rest does not run', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob(['sleep', '3']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+
+      const reads: string[] = [];
+      const removed: string[] = [];
+      const answers: SelfUpdateOutcome[] = [
+        { status: 'pending', from: '1.0-1', to: '2.0-1', reason: 'installing' },
+        { status: 'rolled-back', from: '1.0-1', to: '2.0-1', reason: 'rolled back to 1.0-1: the new agent did not come up within 20s' },
+      ];
+      const second = await build(cloud, {
+        selfUpdate: {
+          read: async (jobId) => {
+            reads.push(jobId);
+            return answers.length > 1 ? answers.shift()! : answers[0]!;
+          },
+          remove: async (jobId) => {
+            removed.push(jobId);
+          },
+        },
+      });
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'rs').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      const final = finals(cloud.sent, 'rs')[0]!.report;
+      expect(final).toMatchObject({ status: 'FAILED', reason: 'rolled back to 1.0-1: the new agent did not come up within 20s', executed_steps: 2 });
+      expect(final.status_details).toMatchObject({ package_version_from: '1.0-1', package_version_to: '2.0-1' });
+      expect(reads.length).toBeGreaterThanOrEqual(2);
+      expect(removed).toEqual(['rs']);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+    });
+
+    it('a stop from outside drains as before', async () => {
+      await chmod(dir, 0o777);
+      const cloud = createScriptedCloud();
+      cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'slow']));
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'outside' }) });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'rs').map((s) => s.report.status)).toEqual(['SUCCEEDED']);
+      expect(finals(cloud.sent, 'rs')[0]!.report.status_details).not.toHaveProperty('resumed_after_restart');
+    });
   });
 
   describe('a job that reboots', () => {

@@ -88,6 +88,34 @@ describe('journal', () => {
     expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 0, rebooting: null });
   });
 
+  it('journals RESTARTING (kind restart) without counting a reboot; a crash after it finds the job RESTARTING with its steps', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordStepStart(ID, 0, 3, 'install');
+    await journal.recordStep(ID, 0, makeStepResult('install'));
+    await journal.recordReboot(ID, { kind: 'restart', agentVersion: '0.2.0', requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'restart', resumeAt: 1, stepLabel: 'step 1 ("install")' });
+    // no close, no flush beyond the awaited write: what kill -9 leaves
+    const entry = (await open(stateDir)).get(ID)!;
+    expect(entry).toMatchObject({ reboots: 0, running: [], final: null, rebooting: { kind: 'restart', agentVersion: '0.2.0', resumeAt: 1 } });
+    expect(entry.steps.map((s) => s.result.name)).toEqual(['install']);
+    expect(await readdir(join(stateDir, 'journal'))).toEqual([`${encodeFileKey(ID)}.json`]);
+  });
+
+  it('rejects an unknown rebooting kind, naming the field', async () => {
+    const stateDir = await makeTempDir();
+    const log = createRecordingLog();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0);
+    await journal.recordReboot(ID, { kind: 'restart', requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'restart', resumeAt: 0, stepLabel: 'the job' });
+    const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
+    const raw = JSON.parse(await readFile(path, 'utf8'));
+    raw.rebooting.kind = 'hibernate';
+    await writeFile(path, JSON.stringify(raw));
+    expect((await open(stateDir, log)).get(ID)).toBeUndefined();
+    expect(JSON.stringify(log.records)).toContain('rebooting.kind: expected');
+  });
+
   it('clears REBOOTING with the final report', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
