@@ -698,6 +698,8 @@ export class Agent {
         if (current.handover) await new Promise<never>(() => undefined);
         if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
         this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
+        // a full card still takes a few appends (a file's last page has room), so ask before each step, not only at the first failed write
+        await this.checkStateBeforeStep(name);
         await this.journalStep(current, () => journal.recordStepStart(offer.jobId, index - 1, total, name));
       },
       // the engine logs each step's start and end with its fields
@@ -1384,6 +1386,13 @@ export class Agent {
       for (const held of [...this.held.values()]) await this.storeHeld(held);
     }
     return this.degraded !== null;
+  }
+
+  // Before a step: a state_dir that cannot take the job's records halts the job (enterDegraded), so that step does not start.
+  private async checkStateBeforeStep(step: string): Promise<void> {
+    if (this.degraded !== null) return;
+    const fault = (await this.deps.checkState?.()) ?? null;
+    if (fault !== null) this.enterDegraded(fault, `checking the state directory before step ${step}`);
   }
 
   private async recheckState(): Promise<void> {
