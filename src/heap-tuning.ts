@@ -1,5 +1,7 @@
-// V8 settings of the single executable, applied before any other module of
-// ours runs (main.ts imports this first). Node 20's single executables take no
+// V8 settings of the agent, applied before any other module of ours runs
+// (main.ts imports this first), in the single executable and on the system's
+// nodejs (armhf; Node 18 and 20 accept every flag below: the armhf integration
+// test checks `node --v8-options`). Single executables take no
 // V8 flags on their command line (sea-config has no execArgv), and
 // NODE_OPTIONS in the unit would be inherited by every job step that runs
 // node. v8.setFlagsFromString works for flags V8 reads while running:

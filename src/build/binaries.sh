@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the single executables: build/cloudjobs-linux-<arch> for each ARCH
-# (default x64 arm64 armv7), and build/cloudjobs, a copy of the host's.
+# (default x64 arm64; armhf has no single executable, only a bundle), and
+# build/cloudjobs, a copy of the host's.
 # Each step is skipped when its output is newer than its inputs, so after a
 # TypeScript change only the bundle, blob and injection run again.
 # Usage: src/build/binaries.sh [ARCH...]     (src/build/binaries.sh host: only the host's)

@@ -2,7 +2,7 @@
 // (sd_notify's NOTIFY_SOCKET, journald's /run/systemd/journal/socket). A path
 // starting with '@' names an abstract socket. No libsystemd: it would tie each
 // build to the target's libsystemd-dev; N-API 8 keeps one .node valid from
-// node 20.11 (the newest armv7 build) to 20.20. Non-blocking, so a stuck
+// Debian's node 18.19 (the armhf package) to the embedded 24.x. Non-blocking, so a stuck
 // receiver costs an EAGAIN error instead of a frozen event loop.
 #define NAPI_VERSION 8
 #include <node_api.h>

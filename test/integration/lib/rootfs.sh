@@ -37,6 +37,9 @@ ensure_rootfs() {
   [ -s "$tar" ] && return 0
   mkdir -p "$CLOUDJOBS_IT_CACHE"
   (
+    # a build that stops half way must not leave its binfmt entry registered
+    ours=${#BINFMT_OURS[@]}
+    trap 'for name in "${BINFMT_OURS[@]:$ours}"; do echo -1 > "$BINFMT_DIR/$name"; done' EXIT
     flock 9
     [ -s "$tar" ] && exit 0
     # a build that failed before (we hold the lock: nobody else is building)
@@ -56,24 +59,29 @@ build_rootfs() {
   mirror=$(find_debian_mirror)
   echo "rootfs: debootstrap $suite/$arch from $mirror into $work (once; cached as $tar)" >&2
   if [ "$arch" = "$(dpkg --print-architecture)" ]; then
-    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$suite" "$work/root" "$mirror" >&2
+    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$suite" "$work/root" "$mirror" >&2 \
+      || { echo "rootfs: debootstrap $suite/$arch failed" >&2; return 1; }
   else
     debootstrap --foreign --arch="$arch" --variant=minbase --include=adduser,procps \
-      "$suite" "$work/root" "$mirror" >&2
-    binfmt_ensure "$arch"
-    chroot "$work/root" /debootstrap/debootstrap --second-stage >&2
+      "$suite" "$work/root" "$mirror" >&2 || { echo "rootfs: debootstrap $suite/$arch failed" >&2; return 1; }
+    binfmt_ensure "$arch" || return 1
+    chroot "$work/root" /debootstrap/debootstrap --second-stage >&2 \
+      || { echo "rootfs: the second stage of $suite/$arch failed (see $work/root/debootstrap/debootstrap.log)" >&2; return 1; }
   fi
   # apt inside the container must use the same mirror, not the host's extras
   echo "deb $mirror $suite main" > "$work/root/etc/apt/sources.list"
   rm -rf "$work/root/var/cache/apt/archives/"*.deb
   if [ "$arch" = armhf ]; then
-    rootfs_download "$work/root" $ROOTFS_ARMHF_DOWNLOADS
+    rootfs_download "$work/root" $ROOTFS_ARMHF_DOWNLOADS || { echo "rootfs: downloading $ROOTFS_ARMHF_DOWNLOADS into $suite/$arch failed" >&2; return 1; }
   fi
   for name in "${BINFMT_OURS[@]:$ours_before}"; do echo -1 > "$BINFMT_DIR/$name"; done
   BINFMT_OURS=("${BINFMT_OURS[@]:0:$ours_before}")
-  if [ "$mounted_before" = 0 ] && [ "${BINFMT_MOUNTED_BY_US:-0}" = 1 ]; then umount "$BINFMT_DIR" || true; BINFMT_MOUNTED_BY_US=0; fi
-  tar -C "$work/root" --numeric-owner -cf "$tar.part" .
-  mv "$tar.part" "$tar"
+  if [ "$mounted_before" = 0 ] && [ "${BINFMT_MOUNTED_BY_US:-0}" = 1 ] && ! compgen -G "$BINFMT_DIR/cloudjobs-it-*" >/dev/null; then
+    umount "$BINFMT_DIR" || true
+  fi
+  BINFMT_MOUNTED_BY_US=$mounted_before
+  tar -C "$work/root" --numeric-owner -cf "$tar.part" . || return 1
+  mv "$tar.part" "$tar" || return 1
   rootfs_discard "$work"
   echo "rootfs: $suite/$arch took $(($(date +%s) - started))s" >&2
 }
@@ -97,5 +105,7 @@ rootfs_download() {
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
     sh -c 'apt-get update -qq && apt-get install -y -qq --download-only --no-install-recommends "$@"' apt "$@" >&2
+  local rc=$?
   rm -f "$root/etc/resolv.conf"
+  return "$rc"
 }
