@@ -75,8 +75,9 @@ undropin() {
 }
 
 step "configure against the reference cloud"
-ct_net node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err" &
-CLOUD_PID=$!
+# ct_net_spawn, not `ct_net ... &`: killing a backgrounded function's subshell leaves the cloud running
+ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
+CLOUD_PID=$CT_SPAWNED_PID
 wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
 printf '%s\n' "$KEY" > "$WORK/api-key"
 ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
