@@ -444,7 +444,7 @@ describe('Agent', () => {
     const inStep = (n: number) => () => statuses.some((s) => s.currentJob?.stepIndex === n);
 
     it('a step waiting for the restart counts as succeeded; the next agent runs the rest and sends the one final', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob(['sleep', '3']));
       const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
@@ -469,7 +469,7 @@ describe('Agent', () => {
     });
 
     it('a package install step ends first; no later step runs in the old agent', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'installed']));
       const first = await build(cloud, { stopCause: async () => ({ kind: 'package', command: 'dpkg -i cloudjobs.deb' }) });
@@ -492,7 +492,7 @@ describe('Agent', () => {
     });
 
     it('after a self-update the next agent waits for the verdict: rolled back ends the job FAILED, the rest does not run', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob(['sleep', '3']));
       const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
@@ -531,7 +531,7 @@ describe('Agent', () => {
     });
 
     it('a stop from outside drains as before', async () => {
-      await chmod(dir, 0o777);
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'slow']));
       const first = await build(cloud, { stopCause: async () => ({ kind: 'outside' }) });
