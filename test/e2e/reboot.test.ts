@@ -9,11 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
+import { locateHandlerDir } from '../fixtures/jobs/load-job-fixture.js';
 import { createSharedDir, expectCompleteReport, killHard, readLines, reapOrphanSteps, reportBodies } from './durability-helpers.js';
 import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, waitFor, type AgentDirs, type AgentProcess } from './harness.js';
 
 const FAKE_REBOOT = path.resolve('test/fixtures/scripts/fake-reboot.sh');
-const SHIPPED_HANDLERS = path.resolve('debian/handlers');
+// the shipped handlers, copied under /run when the clone lies below /tmp (handler checks walk to /)
+const SHIPPED_HANDLERS = locateHandlerDir(path.resolve('debian/handlers'));
 const JOB_FIXTURES = path.resolve('test/fixtures/jobs');
 
 let cloud: ReferenceCloud | null = null;
