@@ -21,7 +21,9 @@
 //   TurboFan. With Maglev on, the idle
 //   agent compiled its hot functions with it at start: figure 1 on Node 24 was
 //   65.1 MiB with it, 61.0 without (-2.4 MiB of the executable's code pages, the
-//   Maglev compiler itself; -1.8 MiB anonymous: its zones and code). Set only where
+//   Maglev compiler itself; -1.8 MiB anonymous: its zones and code); figure 3's CPU
+//   per idle poll 2.27-2.44 ms without it vs 2.06-2.15 ms with it (two runs each on
+//   a loaded machine: about 0.2 ms more, a verdict that stays missed). Set only where
 //   V8 has the flag (src/v8-tiers.ts): Node 18's V8 does not, and would print
 //   "unrecognized flag" at every start.
 // Side effect of the code-generation flags (not of the young generation's):
