@@ -62,6 +62,8 @@ boot_container "$DIR" "$WORK"
 ok "booted (leader pid $CT_LEADER)"
 
 show() { ct systemctl show -p "$1" --value cloudjobs.service; }
+# literal TEXT: TEXT as an extended regex that matches only itself (versions hold '+' and '.').
+literal() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
 admin() { ct_net curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"; }
 job_status() { admin GET "/jobs/$1" | jq -r .status; }
 job_is() { [ "$(job_status "$1")" = "$2" ]; }
@@ -141,7 +143,7 @@ step "upgrade by dpkg -i from a job; the next step runs on the new agent"
 pid=$(main_pid)
 job=$(queue_job "Upgrade by dpkg" "$(job_doc "$(step_json Upgrade 'dpkg,-i,/mnt/host/new.deb')" "$(step_json Version 'cloudjobs,--version')")")
 expect_update "dpkg -i" "$job" "$pid" "${NEW_V%-1}"
-check_match "dpkg -i: the later step ran on the new executable" "cloudjobs ${NEW_V%-1} " "$(admin GET "/jobs/$job" | jq -r .stdout)"
+check_match "dpkg -i: the later step ran on the new executable" "$(literal "cloudjobs ${NEW_V%-1} ")" "$(admin GET "/jobs/$job" | jq -r .stdout)"
 details=$(final_details "$job")
 check_eq "dpkg -i: versions in status_details" "${OLD_V%-1} -> ${NEW_V%-1}" "$(printf '%s' "$details" | jq -r '"\(.agent_version_from) -> \(.agent_version_to)"')"
 check_match "dpkg -i: history on the new agent" "Upgrade by dpkg" "$(ct cloudjobs history 2>&1 || true)"
@@ -150,7 +152,7 @@ step "downgrade by apt-get install ./file.deb from a job"
 pid=$(main_pid)
 job=$(queue_job "Downgrade by apt" "$(job_doc "$(step_json Downgrade 'apt-get,install,-y,--allow-downgrades,/mnt/host/old.deb')" "$(step_json Version 'cloudjobs,--version')")")
 expect_update "apt-get downgrade" "$job" "$pid" "${OLD_V%-1}"
-check_match "apt-get downgrade: the later step ran on the old version's executable" "cloudjobs ${OLD_V%-1} " "$(admin GET "/jobs/$job" | jq -r .stdout)"
+check_match "apt-get downgrade: the later step ran on the old version's executable" "$(literal "cloudjobs ${OLD_V%-1} ")" "$(admin GET "/jobs/$job" | jq -r .stdout)"
 
 step "systemctl restart cloudjobs from a job"
 pid=$(main_pid)
@@ -198,7 +200,7 @@ job=$(queue_job "Self-update" "$(handler_job x new.deb)")
 expect_update "self-update" "$job" "$pid" "${NEW_V%-1}"
 body=$(final_body "$job")
 check_eq "self-update: package versions" "$OLD_V -> $NEW_V" "$(printf '%s' "$body" | jq -r '"\(.status_details.package_version_from) -> \(.status_details.package_version_to)"')"
-check_match "self-update: the later step ran on the new agent" "cloudjobs ${NEW_V%-1} " "$(printf '%s' "$body" | jq -r .stdout)"
+check_match "self-update: the later step ran on the new agent" "$(literal "cloudjobs ${NEW_V%-1} ")" "$(printf '%s' "$body" | jq -r .stdout)"
 check_eq "self-update: the new package kept for the next rollback" "$NEW_V" "$(ct dpkg-deb -f "/var/cache/cloudjobs/packages/cloudjobs_${NEW_V}.deb" Version)"
 
 step "self-update handler: a new version that exits at start is rolled back"
@@ -208,7 +210,7 @@ job=$(queue_job "Self-update broken start" "$(handler_job x broken-start.deb)")
 wait_until 120 "job FAILED" job_is "$job" FAILED || true
 body=$(final_body "$job")
 check_eq "rollback: job status" FAILED "$(job_status "$job")"
-check_match "rollback: reason" "^rolled back to $NEW_V: " "$(printf '%s' "$body" | jq -r .reason)"
+check_match "rollback: reason" "^$(literal "rolled back to $NEW_V: ")" "$(printf '%s' "$body" | jq -r .reason)"
 check_eq "rollback: dpkg status" "install ok installed $NEW_V" "$(dpkg_status)"
 wait_until 30 "rollback: agent active" is_active || true
 check_eq "rollback: running agent version" "${NEW_V%-1}" "$(running_version)"
