@@ -136,7 +136,7 @@ if (broker && rows.every((row) => final.has(row.status))) {
     });
   while (Date.now() < deadline && (await agentStatus())?.push?.state !== 'connected') await new Promise((r) => setTimeout(r, 200));
   const queuedAt = Date.now();
-  const pushed = await admin(cloud.adminUrl, 'POST', `/devices/${uuid}/jobs`, { name: 'Dispatched by push (echo)', document: seedShaped, timeout_seconds: 300 });
+  const pushed = await admin(cloud.adminUrl, 'POST', `/devices/${uuid}/jobs`, { name: 'Dispatched by push (uname -a)', document: seedShaped, timeout_seconds: 300 });
   jobs.push(pushed);
   while (Date.now() < deadline) {
     const row = (await admin(cloud.adminUrl, 'GET', `/jobs?uuid=${uuid}`)).jobs.find((r) => r.job_id === pushed.job_id);
