@@ -75,28 +75,8 @@ undropin() {
 }
 
 step "configure against the reference cloud"
-# ct_net_spawn, not `ct_net ... &`: killing a backgrounded function's subshell leaves the cloud running
-ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
-CLOUD_PID=$CT_SPAWNED_PID
-wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
-printf '%s\n' "$KEY" > "$WORK/api-key"
-ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
-cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-[jobs]
-progress_interval = 1s
-[agent]
-drain_timeout = 60s
-EOF
-ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+ct_start_cloud
+ct_install_agent_ini '[jobs]' 'progress_interval = 1s' '[agent]' 'drain_timeout = 60s'
 dropin it-start '[Service]\nTimeoutStartSec=30s\nRestartSec=1s\n'
 
 for loop in delivery poll; do

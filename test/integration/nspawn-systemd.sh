@@ -109,29 +109,8 @@ check_match "journal names the problem" 'api_url' "$(ct journalctl -u cloudjobs.
 ct systemctl reset-failed cloudjobs.service
 
 step "configure against the reference cloud on the container's loopback"
-# ct_net_spawn, not `ct_net ... &`: a backgrounded function is a subshell, and
-# killing it left the reference cloud running, orphaned (issue 15).
-ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
-CLOUD_PID=$CT_SPAWNED_PID
-wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
-printf '%s\n' "$KEY" > "$WORK/api-key"
-ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
-cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-[agent]
-drain_timeout = 60s
-[logging]
-level = debug
-EOF
-ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+ct_start_cloud
+ct_install_agent_ini '[agent]' 'drain_timeout = 60s' '[logging]' 'level = debug'
 # A start that never sends READY=1 fails after 30s instead of 90s.
 ct mkdir -p /etc/systemd/system/cloudjobs.service.d
 printf '[Service]\nTimeoutStartSec=30s\n' > "$WORK/start.conf"

@@ -106,30 +106,8 @@ expect_update() {
 
 step "install $OLD_V with apt and start it against the reference cloud"
 ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends /mnt/host/old.deb >/dev/null 2>&1 || fail "apt-get install failed"
-# nsenter itself in the background (not a subshell), so killing CLOUD_PID ends the cloud
-ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
-CLOUD_PID=$CT_SPAWNED_PID
-wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
-printf '%s\n' "$KEY" > "$WORK/api-key"
-ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
-cat > "$WORK/agent.ini" <<INI
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-[jobs]
-allowed_users = root
-[agent]
-drain_timeout = 60s
-[logging]
-level = debug
-INI
-ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+ct_start_cloud
+ct_install_agent_ini '[jobs]' 'allowed_users = root' '[agent]' 'drain_timeout = 60s' '[logging]' 'level = debug'
 # This test starts the agent more often than the unit's StartLimitBurst=5 per
 # 10 minutes allows (a fleet does not update 8 times in 10 minutes).
 ct mkdir -p /etc/systemd/system/cloudjobs.service.d

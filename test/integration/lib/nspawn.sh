@@ -83,6 +83,25 @@ ct_net_spawn() {
   CT_SPAWNED_PID=$!
 }
 
+# ct_start_cloud: starts the reference cloud ($WORK/reference-cloud.cjs) on the
+# container's loopback port $PORT for device $UUID:$KEY, sets CLOUD_PID (killing
+# it ends the cloud) and installs the key as /etc/cloudjobs/api-key.
+ct_start_cloud() {
+  ct_net_spawn node "$WORK/reference-cloud.cjs" --port "$PORT" --device "$UUID:$KEY" > "$WORK/cloud.out" 2> "$WORK/cloud.err"
+  CLOUD_PID=$CT_SPAWNED_PID
+  wait_until 20 "the reference cloud" grep -q adminUrl "$WORK/cloud.out" || { cat "$WORK/cloud.err" >&2; fail "reference cloud did not start"; }
+  printf '%s\n' "$KEY" > "$WORK/api-key"
+  ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
+}
+
+# ct_install_agent_ini [LINE...]: /etc/cloudjobs/agent.ini against that cloud
+# (a poll every second), followed by the test's own LINEs (sections and keys).
+ct_install_agent_ini() {
+  printf '%s\n' '[cloud]' "api_url = http://127.0.0.1:$PORT/api/v1" 'api_key_file = /etc/cloudjobs/api-key' \
+    '[device]' "uuid = $UUID" 'supervisor_url =' '[polling]' 'interval = 1s' 'max_backoff = 2s' "$@" > "$WORK/agent.ini"
+  ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+}
+
 # stop_container: powers the container off (SIGTERM to nspawn), then waits.
 stop_container() {
   [ -n "$CT_PID" ] || return 0
