@@ -75,10 +75,10 @@ describe('parseArgs: commands', () => {
 describe('parseArgs: usage errors', () => {
   it('refuses no command and an unknown command', () => {
     expect(usageErrorOf([])).toBe(
-      'no command given; commands: run, check-config, status, history, exec, register, help, version (see cloudjobs --help)',
+      'no command given; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
     expect(usageErrorOf(['start'])).toBe(
-      'unknown command "start"; commands: run, check-config, status, history, exec, register, help, version (see cloudjobs --help)',
+      'unknown command "start"; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
   });
 
