@@ -137,7 +137,10 @@ function ownershipFault(info: { uid: number; mode: number; isDirectory(): boolea
   if (info.isSymbolicLink()) return 'a symbolic link';
   if (kind === 'directory' ? !info.isDirectory() : !info.isFile()) return `not a ${kind === 'directory' ? 'directory' : 'regular file'}`;
   if (info.uid !== 0) return `owned by uid ${info.uid}, not root`;
-  if ((info.mode & 0o022) !== 0) return `mode ${(info.mode & 0o7777).toString(8).padStart(4, '0')}, writable by ${(info.mode & 0o020) !== 0 ? 'group' : 'others'}`;
+  if ((info.mode & 0o022) !== 0) {
+    const who = [(info.mode & 0o020) !== 0 ? 'group' : '', (info.mode & 0o002) !== 0 ? 'others' : ''].filter(Boolean).join(' and ');
+    return `mode ${(info.mode & 0o7777).toString(8).padStart(4, '0')}, writable by ${who}`;
+  }
   return null;
 }
 
