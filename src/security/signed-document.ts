@@ -59,7 +59,8 @@ const KEY_ID = /^[0-9a-f]{16}$/;
 // 64 bytes in standard base64 with padding: 85 full characters, one with 2 spare bits, "==".
 const SIGNATURE_VALUE = /^[A-Za-z0-9+/]{85}[AQgw]==$/;
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
-const PRINTABLE_NONCE = /^[\x21-\x7e]+$/;
+// Control characters (C0, DEL, C1) are not printable; everything else is.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Splits a document (an object, or JSON text parsed first) into its signature member and the signed body. */
 export function readSignedParts(document: unknown): SignedParts {
@@ -129,8 +130,9 @@ export function readClaims(body: Record<string, unknown>): { ok: true; claims: C
   let nonce: string | null = null;
   if (body.nonce !== undefined) {
     const text = body.nonce;
-    if (typeof text !== 'string' || text.length > SIGNED_DOCUMENT_LIMITS.maxNonceChars || !PRINTABLE_NONCE.test(text)) {
-      return { ok: false, problem: `nonce must be 1 to ${SIGNED_DOCUMENT_LIMITS.maxNonceChars} printable ASCII characters, got ${describe(text)}` };
+    const chars = typeof text === 'string' ? [...text].length : 0;
+    if (typeof text !== 'string' || chars < 1 || chars > SIGNED_DOCUMENT_LIMITS.maxNonceChars || CONTROL.test(text)) {
+      return { ok: false, problem: `nonce must be 1 to ${SIGNED_DOCUMENT_LIMITS.maxNonceChars} printable characters, got ${describe(text)}` };
     }
     if (expires === null) return { ok: false, problem: 'nonce needs expires: a nonce is remembered until the document expires' };
     nonce = text;

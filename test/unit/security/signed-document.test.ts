@@ -95,7 +95,13 @@ describe('verifyDocument', () => {
 describe('readClaims', () => {
   it('bounds nonce and devices', () => {
     expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: 'x'.repeat(129) })).toMatchObject({ ok: false });
-    expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: 'has space' })).toMatchObject({ ok: false });
+    expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: 'new\nline' })).toMatchObject({
+      ok: false,
+      problem: 'nonce must be 1 to 128 printable characters, got "new\\nline"',
+    });
+    expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: '' })).toMatchObject({ ok: false });
+    expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: 'with space, é and 😀' })).toMatchObject({ ok: true });
+    expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: '😀'.repeat(128) })).toMatchObject({ ok: true });
     expect(readClaims({ expires: '2026-12-06T10:00:00Z', nonce: 'x'.repeat(128) })).toMatchObject({ ok: true });
     expect(readClaims({ devices: [] })).toMatchObject({ ok: false });
     expect(readClaims({ devices: [1] })).toMatchObject({ ok: false });
