@@ -32,7 +32,7 @@ export interface Claims {
 
 /** The document split into its signature member and the rest. */
 export type SignedParts =
-  | { kind: 'unsigned'; body: Record<string, unknown> }
+  | { kind: 'unsigned'; body: Record<string, unknown> | null }
   | { kind: 'malformed'; problem: string }
   | { kind: 'signed'; body: Record<string, unknown>; keyId: string; value: Buffer };
 
@@ -62,22 +62,21 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})
 // Control characters (C0, DEL, C1) are not printable; everything else is.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
-/** Splits a document (an object, or JSON text parsed first) into its signature member and the signed body. */
+/**
+ * Splits a document (an object, or JSON text parsed first) into its signature
+ * member and the signed body. A document that is not a JSON object carries no
+ * signature: it counts as unsigned, and validation says what is wrong with it.
+ */
 export function readSignedParts(document: unknown): SignedParts {
   let value = document;
-  if (typeof document === 'string') {
-    if (Buffer.byteLength(document) > SIGNED_DOCUMENT_LIMITS.maxTextBytes) {
-      return { kind: 'malformed', problem: `the document is over ${SIGNED_DOCUMENT_LIMITS.maxTextBytes} bytes of JSON` };
-    }
+  if (typeof document === 'string' && Buffer.byteLength(document) <= SIGNED_DOCUMENT_LIMITS.maxTextBytes) {
     try {
       value = JSON.parse(document) as unknown;
     } catch {
-      return { kind: 'malformed', problem: 'the document is a string that does not parse as JSON' };
+      return { kind: 'unsigned', body: null };
     }
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { kind: 'malformed', problem: 'the document is not a JSON object' };
-  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { kind: 'unsigned', body: null };
   const record = value as Record<string, unknown>;
   if (!Object.hasOwn(record, SIGNATURE_MEMBER)) return { kind: 'unsigned', body: record };
   const { [SIGNATURE_MEMBER]: signature, ...body } = record;

@@ -73,7 +73,9 @@ describe('verifyDocument', () => {
     for (const [signature, problem] of cases) {
       expect(verifyDocument({ ...DOC, signature }, context())).toEqual({ ok: false, reason: `malformed signature member: ${problem}` });
     }
-    expect(verifyDocument('{"version":', context())).toEqual({ ok: false, reason: 'malformed signature member: the document is a string that does not parse as JSON' });
+    // not a JSON object at all: no signature; validation names what is wrong with it
+    expect(verifyDocument('{"version":', context())).toEqual({ ok: true, signed: false });
+    expect(verifyDocument([DOC], context({ required: true }))).toMatchObject({ ok: false, reason: expect.stringMatching(/^unsigned: /) });
   });
 
   it('refuses claims of the wrong form once the signature verifies', () => {
