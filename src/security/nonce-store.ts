@@ -7,8 +7,8 @@
 // owner signed, so a full store is a signing mistake and refuses.
 // Within a process claims are serialized; between `cloudjobs exec` and the
 // agent there is no lock, so a claim made by exec in the same instant as one
-// by the agent can be overwritten (the README asks for exec as an admin's
-// local test, not as a second runner).
+// by the agent can be overwritten (exec is an admin's local test, not a
+// second runner).
 import type { Log } from '../log/log.js';
 import { readJsonFile, type TimeSource, writeJsonFile } from '../state/json-file.js';
 import { createSerialQueue } from '../state/serial-queue.js';
