@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { createEngine } from '../agent/engine-adapter.js';
 import { createSystemClock } from '../clock/clock.js';
 import { parseDuration } from '../config/parse-value.js';
+import type { Config } from '../config/schema.js';
+import type { JobOffer } from '../contract/types.js';
 import { UsageError } from '../errors/errors.js';
 import { lookupUser } from '../jobs/users.js';
 import { escapeText } from '../log/escape.js';
@@ -141,7 +143,7 @@ export async function runVerify(ctx: CliContext, command: VerifyCommand): Promis
 }
 
 // The job validation the agent does after the signature: users, handlers, limits.
-async function checkDocument(config: Parameters<typeof loadConfiguredKeys>[0], offer: ReturnType<typeof readOffer>, uid: number): Promise<string | null> {
+async function checkDocument(config: Config, offer: JobOffer, uid: number): Promise<string | null> {
   const engine = createEngine({ jobs: config.jobs, agentVersion: '', clock: createSystemClock(), log: createNullLog(), lookupUser, agentUid: uid });
   try {
     await engine.validate(offer);

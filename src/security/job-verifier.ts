@@ -7,7 +7,7 @@ import type { JobOffer } from '../contract/types.js';
 import { describeError, JobValidationError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { NonceStore } from './nonce-store.js';
-import { verifyDocument, type Verdict } from './signed-document.js';
+import { verifyDocument, type Claims } from './signed-document.js';
 import type { TrustedKeys } from './trusted-keys.js';
 
 /** What the verifier was built with, for `cloudjobs status`. */
@@ -63,15 +63,13 @@ export function createJobVerifier(deps: VerifierDeps): JobVerifier {
         }
         if (!claimed.ok) throw new JobValidationError([claimed.reason]);
       }
-      log.info(`job ${offer.jobName}: signature verified with key ${verdict.keyId}${describeClaims(verdict)}`, fields);
+      log.info(`job ${offer.jobName}: signature verified with key ${verdict.keyId}${describeClaims(verdict.claims)}`, fields);
     },
   };
 }
 
-/** The claims of a verified document for a log line: ", expires ..., for 2 devices, nonce ...". */
-export function describeClaims(verdict: Verdict): string {
-  const claims = verdict.ok && verdict.signed ? verdict.claims : verdict.ok ? null : verdict.claims;
-  if (!claims) return '';
+/** The claims of a verified document for a log line: " (expires ..., for 2 device(s), nonce ...)", or "". */
+function describeClaims(claims: Claims): string {
   const parts: string[] = [];
   if (claims.expires) parts.push(`expires ${claims.expires.text}`);
   if (claims.devices) parts.push(`for ${claims.devices.length} device(s)`);
