@@ -73,6 +73,10 @@ export async function runSign(ctx: CliContext, command: SignCommand): Promise<nu
     ctx.stderr.write(`cloudjobs: ${command.file} must hold a job document, a JSON object\n`);
     return EXIT.failure;
   }
+  if (Object.hasOwn(document, 'job_document')) {
+    ctx.stderr.write(`cloudjobs: ${command.file} is a whole job offer; sign its job_document alone (the server stores only that)\n`);
+    return EXIT.failure;
+  }
   const body: Record<string, unknown> = { ...(document as Record<string, unknown>) };
   if (command.expires !== undefined) body.expires = resolveExpires(command.expires, Date.now());
   if (command.devices.length > 0) body.devices = [...new Set(command.devices)];
