@@ -188,6 +188,18 @@ describe.runIf(isRoot)('exec, verify and the start on a device that does not req
     expect(await runCommand(['--config', config, 'verify', elsewhere])).toMatchObject({ code: 1, stdout: expect.stringContaining('verdict:    REFUSED: not for this device: it lists 1 device(s), not dev-1\n') });
   });
 
+  it('sign refuses what it cannot sign honestly', async () => {
+    const doc = await writeDoc(commandJob(['true']));
+    expect(await runCommand(['sign', '--key', PRIVATE_KEY, '--nonce', doc])).toMatchObject({
+      code: 2,
+      stderr: 'cloudjobs: --nonce needs --expires (or an expires member): a device remembers a nonce until the document expires\n',
+    });
+    expect(await runCommand(['sign', '--key', PRIVATE_KEY, '--expires', 'soon', doc])).toMatchObject({ code: 2, stderr: expect.stringContaining('--expires must be a duration from now (7d, 12h) or an RFC 3339 time') });
+    const offer = await writeDoc({ job_id: 'j', job_document: commandJob(['true']) });
+    expect(await runCommand(['sign', '--key', PRIVATE_KEY, offer])).toMatchObject({ code: 1, stderr: expect.stringContaining('is a whole job offer; sign its job_document alone') });
+    expect(await runCommand(['sign', '--key', path.join(FIXTURES, 'test-key.pem'), doc])).toMatchObject({ code: 1, stderr: expect.stringContaining('is not a PEM private key') });
+  });
+
   it('refuses to start (exit 78) with a key file writable by others, naming it', async () => {
     const dir = path.join(work, 'unsafe-keys');
     await mkdir(dir, { mode: 0o755 });
