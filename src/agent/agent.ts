@@ -47,8 +47,8 @@ export type LoopName = 'poll' | 'delivery' | 'progress' | 'status writer';
 
 /** The job engine as the agent uses it. */
 export interface EnginePort {
-  /** Validates an offer; rejects with the list of problems (JobValidationError). */
-  validate(offer: JobOffer): Promise<NormalizedJob>;
+  /** Validates an offer (its signature first); rejects with the list of problems (JobValidationError). `resumed`: accepted before a reboot. */
+  validate(offer: JobOffer, options?: { resumed?: boolean }): Promise<NormalizedJob>;
   /** Runs `job`; with `start`, after the steps that already ran (a job resumed after a reboot). */
   start(job: NormalizedJob, hooks: {
     onStepStart(index: number, total: number, name: string): void | Promise<void>;
@@ -1137,7 +1137,7 @@ export class Agent {
     }
     let job: NormalizedJob;
     try {
-      job = await engine.validate(offer);
+      job = await engine.validate(offer, { resumed: true });
     } catch (error) {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
       await this.finishJournaled(entry, 'FAILED', `could not resume after ${after}: the job document no longer validates: ${problems.join('; ')}`);

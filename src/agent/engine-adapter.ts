@@ -10,6 +10,7 @@ import type { UserInfo } from '../jobs/users.js';
 import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { createYoungCollector } from '../service/memory.js';
+import type { JobVerifier } from '../security/job-verifier.js';
 import type { JournalEntry } from '../state/journal.js';
 import type { EnginePort, JobRunPort } from './agent.js';
 
@@ -25,6 +26,8 @@ export interface EngineDeps {
   lookupUser: (name: string) => Promise<UserInfo | null>;
   /** The uid the agent runs as (only root can run steps as other users). */
   agentUid: number;
+  /** Signed job documents (security/job-verifier.ts): checked before anything of a job runs; absent only in tests of other things. */
+  verifier?: JobVerifier;
 }
 
 /** Creates the engine the agent and `cloudjobs exec` use. */
@@ -47,7 +50,9 @@ export function createEngine(deps: EngineDeps): EnginePort {
   let engine: typeof import('../jobs/engine.js') | null = null;
   let reclaimMemory: (() => void) | null | undefined;
   return {
-    validate: async (offer: JobOffer) => {
+    validate: async (offer: JobOffer, options?: { resumed?: boolean }) => {
+      // the signature first: an offer refused for it looks up no user and resolves no handler
+      if (deps.verifier && !(offer.problems && offer.problems.length > 0)) await deps.verifier.verify(offer, options);
       const [{ validateJob }, loaded] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js')]);
       engine = loaded;
       return validateJob(offer, {

@@ -140,6 +140,8 @@ else
 fi
 file 0644 "$ROOT/systemd/cloudjobs.service" lib/systemd/system/cloudjobs.service
 dir etc/cloudjobs/handlers
+# the public keys trusted to sign job documents (README, Signed jobs): empty until the owner adds one
+dir etc/cloudjobs/trusted-keys.d
 dir usr/lib/cloudjobs/handlers
 for handler in "$ROOT"/debian/handlers/*; do
   file 0755 "$handler" "usr/lib/cloudjobs/handlers/$(basename "$handler")"

@@ -25,6 +25,18 @@ export type Command = GlobalOptions &
     | { name: 'status'; json: boolean }
     | { name: 'history'; limit: number; json: boolean }
     | { name: 'exec'; file: string }
+    | { name: 'keygen'; out: string }
+    | {
+        name: 'sign';
+        file: string;
+        /** The Ed25519 private key (PEM). */
+        key: string;
+        /** --expires as given: a duration from now (7d) or an RFC 3339 time. */
+        expires?: string;
+        devices: string[];
+        nonce: boolean;
+      }
+    | { name: 'verify'; file: string }
     | {
         name: 'register';
         /** A file holding the key, or "-" for standard input. */
@@ -37,7 +49,7 @@ export type Command = GlobalOptions &
   );
 
 /** The commands, in the order help lists them. */
-export const COMMANDS = ['run', 'check-config', 'status', 'history', 'exec', 'register', 'help', 'version'] as const;
+export const COMMANDS = ['run', 'check-config', 'status', 'history', 'exec', 'register', 'keygen', 'sign', 'verify', 'help', 'version'] as const;
 
 type CommandName = (typeof COMMANDS)[number];
 
@@ -46,6 +58,8 @@ interface OptionSpec {
   value: boolean;
   /** Never echo its value. */
   secret?: boolean;
+  /** May be given more than once (--device A --device B); the values are kept in order. */
+  repeat?: boolean;
 }
 
 const OPTIONS: Readonly<Record<CommandName, Readonly<Record<string, OptionSpec>>>> = {
@@ -62,6 +76,9 @@ const OPTIONS: Readonly<Record<CommandName, Readonly<Record<string, OptionSpec>>
     '--device-name': { value: true },
     '--device-type': { value: true },
   },
+  keygen: { '--out': { value: true } },
+  sign: { '--key': { value: true }, '--expires': { value: true }, '--device': { value: true, repeat: true }, '--nonce': { value: false } },
+  verify: {},
   help: {},
   version: {},
 };
@@ -73,6 +90,9 @@ const POSITIONALS: Readonly<Record<CommandName, readonly string[]>> = {
   history: [],
   exec: ['JOB.json'],
   register: [],
+  keygen: [],
+  sign: ['FILE'],
+  verify: ['FILE'],
   help: [],
   version: [],
 };
@@ -82,6 +102,7 @@ export function parseArgs(argv: readonly string[]): Command {
   let configFile: string | undefined;
   let name: CommandName | undefined;
   const options = new Map<string, string | true>();
+  const repeated = new Map<string, string[]>();
   const positionals: string[] = [];
   let wantsHelp = false;
   let wantsVersion = false;
@@ -122,9 +143,10 @@ export function parseArgs(argv: readonly string[]): Command {
       }
       const spec = name === undefined ? findOptionAnywhere(flag) : OPTIONS[name][flag];
       if (!spec) throw new UsageError(unknownOptionMessage(flag, name));
-      if (options.has(flag)) throw new UsageError(`${flag} given twice`);
+      if (options.has(flag) && !spec.repeat) throw new UsageError(`${flag} given twice`);
       if (!spec.value && inline !== undefined) throw new UsageError(`${flag} takes no value`);
       options.set(flag, spec.value ? takeValue() : true);
+      if (spec.repeat) repeated.set(flag, [...(repeated.get(flag) ?? []), options.get(flag) as string]);
       continue;
     }
     if (name === undefined) {
@@ -175,6 +197,20 @@ export function parseArgs(argv: readonly string[]): Command {
       return { ...global, name, file: positionals[0] as string };
     case 'register':
       return buildRegister(global, text, options.has('--provisioning-key-stdin'));
+    case 'keygen':
+      return { ...global, name, out: requireText(text('--out'), '--out DIR', 'keygen') };
+    case 'sign':
+      return {
+        ...global,
+        name,
+        file: positionals[0] as string,
+        key: requireText(text('--key'), '--key PRIVATE.pem', 'sign'),
+        ...(text('--expires') === undefined ? {} : { expires: text('--expires') as string }),
+        devices: repeated.get('--device') ?? [],
+        nonce: options.has('--nonce'),
+      };
+    case 'verify':
+      return { ...global, name, file: positionals[0] as string };
   }
 }
 
@@ -201,6 +237,12 @@ function buildRegister(global: GlobalOptions, text: (flag: string) => string | u
     if (value !== undefined && value.trim() === '') throw new UsageError(`${flag} is empty`);
   }
   return command;
+}
+
+function requireText(value: string | undefined, option: string, command: string): string {
+  if (value === undefined) throw new UsageError(`${command} needs ${option}`);
+  if (value.trim() === '') throw new UsageError(`${option.split(' ')[0]} is empty`);
+  return value;
 }
 
 function parseLimit(text: string | undefined): number {

@@ -7,6 +7,7 @@ import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { parseRebootCommand } from './reboot-command-config.js';
 import { loadCliConfig } from './setup.js';
+import { loadConfiguredKeys } from './signing-setup.js';
 
 type CheckCommand = Extract<Command, { name: 'check-config' }>;
 
@@ -14,6 +15,8 @@ type CheckCommand = Extract<Command, { name: 'check-config' }>;
 export async function runCheckConfig(ctx: CliContext, command: CheckCommand): Promise<number> {
   const loaded = loadCliConfig(ctx, command, { requireApiUrl: true });
   await parseRebootCommand(loaded.config.jobs);
+  // the same trusted-key checks that fail `cloudjobs run`
+  await loadConfiguredKeys(loaded.config);
   const identitySource = await describeIdentitySource(loaded.config, loaded.sources, createSystemClock());
   ctx.stdout.write(
     formatCheckConfig(loaded.config, {

@@ -38,6 +38,12 @@ export async function runCli(ctx: CliContext): Promise<number> {
         return await (await import('./exec-command.js')).runExec(ctx, command);
       case 'register':
         return await (await import('./register-command.js')).runRegister(ctx, command);
+      case 'keygen':
+        return await (await import('./signing-command.js')).runKeygen(ctx, command);
+      case 'sign':
+        return await (await import('./signing-command.js')).runSign(ctx, command);
+      case 'verify':
+        return await (await import('./signing-command.js')).runVerify(ctx, command);
       case 'run':
         return await (await import('./run-command.js')).runAgentCommand(ctx, command);
     }

@@ -11,6 +11,7 @@ import { lookupUser } from '../jobs/users.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
 import { createCliLog, loadCliConfig } from './setup.js';
+import { createVerifierFromConfig, loadConfiguredKeys, readDeviceUuid } from './signing-setup.js';
 
 type ExecCommand = Extract<Command, { name: 'exec' }>;
 
@@ -23,23 +24,17 @@ export async function runExec(ctx: CliContext, command: ExecCommand): Promise<nu
   const { log } = createCliLog(ctx, { level: loaded.config.logging.level });
   for (const warning of loaded.warnings) log.warn(warning);
   const jobs = jobsForExec(loaded.config.jobs, ctx.isRoot);
+  // the same signature rules as the agent: a bad trusted key is a config error (78)
+  const trustedKeys = await loadConfiguredKeys(loaded.config);
 
-  let text: string;
-  try {
-    const info = await stat(command.file);
-    if (!info.isFile()) throw new Error('not a regular file');
-    if (info.size > MAX_FILE_BYTES) {
-      ctx.stderr.write(`cloudjobs: ${command.file} is ${info.size} bytes; a job document may be at most 1 MiB\n`);
-      return EXIT.failure;
-    }
-    text = await readFile(command.file, 'utf8');
-  } catch (error) {
-    ctx.stderr.write(`cloudjobs: cannot read the job file ${command.file}: ${(error as Error).message}\n`);
-    return EXIT.failure;
-  }
+  const text = await readJobFile(ctx, command.file);
+  if (text === null) return EXIT.failure;
   const offer = readOffer(text, command.file);
   const clock = createSystemClock();
+  const deviceUuid = await readDeviceUuid(loaded.config);
+  const verifier = createVerifierFromConfig(loaded.config, trustedKeys, { deviceUuid, log, clock });
   const engine = createEngine({
+    verifier,
     jobs,
     agentVersion: ctx.version,
     clock,
@@ -67,6 +62,22 @@ export async function runExec(ctx: CliContext, command: ExecCommand): Promise<nu
   }
   ctx.stdout.write(formatExecResult(report));
   return report.status === 'SUCCEEDED' ? EXIT.ok : EXIT.failure;
+}
+
+/** Reads a job file of at most 2 MiB; null (after saying why on stderr) when it cannot be read. */
+export async function readJobFile(ctx: CliContext, file: string): Promise<string | null> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) throw new Error('not a regular file');
+    if (info.size > MAX_FILE_BYTES) {
+      ctx.stderr.write(`cloudjobs: ${file} is ${info.size} bytes; a job document may be at most 1 MiB\n`);
+      return null;
+    }
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    ctx.stderr.write(`cloudjobs: cannot read the job file ${file}: ${(error as Error).message}\n`);
+    return null;
+  }
 }
 
 // As root exec runs steps like the agent; as anyone else it can only run them as that user.

@@ -35,6 +35,16 @@ Commands:
                           KEY) is refused: every local user could read it.
                           Running it again on a registered device changes
                           nothing.
+  keygen --out DIR        Make an Ed25519 key pair for signing job documents:
+                          DIR/<keyid>.private.pem (0600, keep it offline) and
+                          DIR/<keyid>.pem (the public key devices trust).
+  sign --key PRIVATE.pem [--expires 7d|TIME] [--device UUID]... [--nonce] FILE
+                          Print the job document FILE signed with the key; the
+                          options add claims the signature covers: expires (a
+                          duration from now or an RFC 3339 time), the devices
+                          it may run on, a nonce (it runs once; needs expires).
+  verify FILE             Show a document's key id, claims and verdict on this
+                          device. Exits 0 only if it would run here.
   help                    Print this text (also --help, -h).
   version                 Print the version (also --version, -V).
 
@@ -45,9 +55,10 @@ Global options (before or after the command):
 
 Configuration:
   ${DEFAULT_CONFIG_FILE} is an INI file with sections [cloud], [device],
-  [polling], [jobs], [agent] and [logging]; the installed file lists every key,
-  commented out, with its default. Durations take units (250ms, 30s, 5m, 1h),
-  sizes too (64KiB, 32MiB), lists are comma-separated.
+  [polling], [jobs], [agent], [mqtt], [security] and [logging]; the
+  installed file lists every key, commented out, with its default. Durations
+  take units (250ms, 30s, 5m, 1h), sizes too (64KiB, 32MiB), lists are
+  comma-separated.
   Every key can be overridden by the environment variable
   CLOUDJOBS_<SECTION>_<KEY>, e.g. CLOUDJOBS_POLLING_INTERVAL=10s or
   CLOUDJOBS_CLOUD_API_URL=https://cloud.example.com/api/v1.

@@ -28,6 +28,8 @@ import { obtainIdentity } from './obtain-identity.js';
 import { preparePush, withPushInterval } from './push-setup.js';
 import { parseRebootCommand } from './reboot-command-config.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
+import { createVerifierFromConfig, loadConfiguredKeys, signatureStatus } from './signing-setup.js';
+import { formatSignatures } from './status-command.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
 
@@ -46,6 +48,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   if (config.cloud.api_key) secrets.push(config.cloud.api_key);
 
   const rebootArgv = await parseRebootCommand(config.jobs);
+  // an unsafe trusted key fails the start (78) before anything else happens
+  const trustedKeys = await loadConfiguredKeys(config);
   const bootLog = createLog({ level: config.logging.level, transports: [createConsoleTransport(ctx.stderr)] });
   const sender = loadNative(ctx, config.agent.runtime_dir, bootLog);
   const { log } = createCliLog(ctx, { level: config.logging.level, sender, secrets: () => secrets });
@@ -92,6 +96,9 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     log,
     now: () => clock.now(),
   });
+  const verifier = createVerifierFromConfig(config, trustedKeys, { deviceUuid: identity.uuid, log, clock });
+  const signatures = signatureStatus(verifier);
+  log.info(`job signatures: ${formatSignatures(signatures)}`);
   const random = Math.random;
   const generation = config.cloud.api_generation === 'auto' ? identity.generation : config.cloud.api_generation;
   // with jobs disabled nothing would be polled for: no broker connection either
@@ -113,7 +120,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     journal,
     outbox,
     history,
-    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid }),
+    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid, verifier }),
     reboot: {
       currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
       requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),
@@ -122,7 +129,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
       commandText: rebootArgv.join(' '),
     },
     notifier,
-    writeStatus: (status) => writeRuntimeStatus(config.agent.runtime_dir, status),
+    writeStatus: (status) => writeRuntimeStatus(config.agent.runtime_dir, { ...status, signatures }),
     version: ctx.version,
     identitySource: identity.description,
     pid: ctx.pid,

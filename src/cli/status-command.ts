@@ -41,6 +41,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
     reports?: { delivered: number; refused: number; retried: number; cut: number };
     push?: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null;
+    signatures?: { required: boolean; trustedKeyIds: readonly string[]; trustedKeysDir: string };
   };
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
@@ -49,6 +50,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `polling:        ${s.polling ? 'yes' : 'no'}${s.disabledReason ? ` (jobs disabled: ${s.disabledReason})` : ''}`,
     `api generation: ${s.generation ?? 'not detected yet'}`,
     `identity:       ${s.identitySource ?? 'unknown'}`,
+    `signatures:     ${formatSignatures(s.signatures)}`,
     `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
@@ -58,6 +60,13 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
   return `${lines.map(escapeText).join('\n')}\n`;
+}
+
+/** The signature policy in one line: "required; trusted keys 0a1b2c3d4e5f6071, ..." or "not required (...); no trusted key in DIR". */
+export function formatSignatures(s: { required: boolean; trustedKeyIds: readonly string[]; trustedKeysDir: string } | undefined): string {
+  if (!s) return 'unknown (an agent older than signed jobs)';
+  const keys = s.trustedKeyIds.length === 0 ? `no trusted key in ${s.trustedKeysDir}` : `trusted keys ${s.trustedKeyIds.join(', ')}`;
+  return `${s.required ? 'required' : 'not required (a signed document is still checked)'}; ${keys}`;
 }
 
 // e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"

@@ -154,6 +154,11 @@ const ENTRIES = [
     doc: 'PEM client certificate for mutual TLS with the broker' },
   { section: 'mqtt', key: 'client_key', kind: 'path', default: '',
     doc: 'PEM private key of client_cert' },
+  // [security]
+  { section: 'security', key: 'trusted_keys_dir', kind: 'path', default: '/etc/cloudjobs/trusted-keys.d',
+    doc: 'Ed25519 public keys (*.pem, root-owned, not group/other-writable) whose signatures on job documents are trusted' },
+  { section: 'security', key: 'require_signed_jobs', kind: 'bool', default: 'false',
+    doc: 'Refuse (REJECTED) every job document without a valid signature; a signed one is always checked' },
   // [logging]
   { section: 'logging', key: 'level', kind: 'level', default: 'info', values: ['error', 'warn', 'info', 'debug'],
     doc: 'Least severe level logged: error, warn, info or debug' },

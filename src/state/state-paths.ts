@@ -8,6 +8,8 @@ export interface StatePaths {
   outboxDir: string;
   historyDir: string;
   identityFile: string;
+  /** Nonces of signed job documents that ran (security/nonce-store.ts). */
+  nonceFile: string;
 }
 
 /** Resolves the state layout under `stateDir`. */
@@ -18,5 +20,6 @@ export function resolveStatePaths(stateDir: string): StatePaths {
     outboxDir: join(stateDir, 'outbox'),
     historyDir: join(stateDir, 'history'),
     identityFile: join(stateDir, 'identity.json'),
+    nonceFile: join(stateDir, 'nonces.json'),
   };
 }

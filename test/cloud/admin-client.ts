@@ -12,7 +12,7 @@ export interface AdminClient {
   health(): Promise<{ ok: boolean; generation: string; url: string }>;
   addDevice(device: { uuid: string; apiKey?: string; active?: boolean; registrationComplete?: boolean }): Promise<DeviceView>;
   setDevice(uuid: string, flags: { active?: boolean; registrationComplete?: boolean }): Promise<DeviceView>;
-  queueJob(uuid: string, job: { name: string; document: unknown; timeout_seconds?: number | null; document_as_string?: boolean; job_id?: string }): Promise<JobRow>;
+  queueJob(uuid: string, job: { name: string; document: unknown; timeout_seconds?: number | null; document_as_string?: boolean; job_id?: string; jsonb?: boolean }): Promise<JobRow>;
   queueJobs(uuid: string, count: number, job: { name: string; document: unknown; timeout_seconds?: number | null }): Promise<JobRow[]>;
   listJobs(uuid?: string): Promise<JobRow[]>;
   getJob(jobId: string): Promise<JobRow>;

@@ -15,7 +15,7 @@ const CANCEL_MODES: readonly CancelMode[] = ['off', '409', '410', '200-canceled'
  *   GET    /devices | /devices/:uuid       device views
  *   POST   /devices                        {uuid, apiKey?, active?, registrationComplete?}
  *   PATCH  /devices/:uuid                  {active?, registrationComplete?}
- *   POST   /devices/:uuid/jobs             {name, document, timeout_seconds?, document_as_string?, job_id?, count?}
+ *   POST   /devices/:uuid/jobs             {name, document, timeout_seconds?, document_as_string?, job_id?, count?, jsonb?}
  *   GET    /jobs[?uuid=]                   {jobs:[...]}     GET /jobs/:id   the row
  *   POST   /jobs/:id/cancel                the row          DELETE /jobs/:id  204
  *   GET    /patches[?jobId=&since=SEQ]     {patches:[...]}
@@ -83,6 +83,7 @@ export async function handleAdminRequest(
           document: input.document,
           timeoutSeconds: (timeout as number | null | undefined) ?? null,
           documentAsString: input.document_as_string === true,
+          jsonb: input.jsonb === true,
           ...(typeof input.job_id === 'string' ? { jobId: input.job_id } : {}),
         };
         if (input.count !== undefined) {

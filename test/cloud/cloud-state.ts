@@ -2,6 +2,7 @@
 // request log and counters. Plain maps so 1,000 simulated agents stay cheap.
 import { createHash, randomUUID, type KeyObject } from 'node:crypto';
 import type { JobStatus } from '../../src/contract/types.js';
+import { reorderAsJsonb } from './jsonb.js';
 
 /** A device known to the cloud before the test starts. */
 export interface DeviceSeed {
@@ -60,6 +61,8 @@ export interface JobRow {
   timeout_seconds: number | null;
   /** Hand the document out as a JSON string instead of an object. */
   document_as_string: boolean;
+  /** The document is stored as JSONB (reorderAsJsonb); as a string it is handed out as jsonb::text. */
+  jsonb: boolean;
   status: JobStatus;
   exit_code: unknown;
   stdout: unknown;
@@ -122,6 +125,8 @@ export interface QueueJobInput {
   documentAsString?: boolean;
   /** A fixed job id instead of a random uuid. */
   jobId?: string;
+  /** Store the document as PostgreSQL JSONB does (members reordered; as a string, jsonb::text). @default false */
+  jsonb?: boolean;
 }
 
 /** Returns the hex sha256 of a device API key, the only form the cloud keeps. */
@@ -201,9 +206,10 @@ export function queueJob(state: CloudState, uuid: string, input: QueueJobInput, 
     job_id: input.jobId ?? randomUUID(),
     device_uuid: uuid,
     job_name: input.name,
-    job_document: input.document,
+    job_document: input.jsonb ? reorderAsJsonb(input.document) : input.document,
     timeout_seconds: input.timeoutSeconds ?? null,
     document_as_string: input.documentAsString ?? false,
+    jsonb: input.jsonb ?? false,
     status: 'QUEUED',
     exit_code: null,
     stdout: null,

@@ -4,6 +4,7 @@ import type { JobStatus } from '../../src/contract/types.js';
 import { answerJson, mayAnswer, type CloudCore, type RouteContext } from './cloud-core.js';
 import { hashApiKey, takeNextJob, type DeviceRecord, type JobRow } from './cloud-state.js';
 import { asRecord, parseJsonBody, readBody } from './http-io.js';
+import { jsonbText } from './jsonb.js';
 
 const STATUSES: ReadonlySet<string> = new Set(['QUEUED', 'IN_PROGRESS', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED']);
 const FINAL: ReadonlySet<string> = new Set(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'REJECTED', 'CANCELED']);
@@ -107,7 +108,7 @@ export function handleNextJob(core: CloudCore, ctx: RouteContext, uuid: string):
   if (core.generation === 'agents') offer.timeout_seconds = row.timeout_seconds ?? 3600;
   else if (row.timeout_seconds !== null) offer.timeout_seconds = row.timeout_seconds;
   offer.created_at = row.created_at;
-  offer.job_document = row.document_as_string ? JSON.stringify(row.job_document) : row.job_document;
+  offer.job_document = row.document_as_string ? (row.jsonb ? jsonbText(row.job_document) : JSON.stringify(row.job_document)) : row.job_document;
   answerJson(ctx, 200, offer);
 }
 
@@ -229,6 +230,6 @@ function applyPatch(row: JobRow, fields: Record<string, unknown>, at: number, ke
 
 // The updated row as the server answers it: the table's columns, not our bookkeeping.
 function rowAnswer(row: JobRow): Record<string, unknown> {
-  const { document_as_string: _s, canceled_by_server: _c, patch_count: _p, ...columns } = row;
+  const { document_as_string: _s, canceled_by_server: _c, patch_count: _p, jsonb: _j, ...columns } = row;
   return columns;
 }

@@ -75,10 +75,10 @@ describe('parseArgs: commands', () => {
 describe('parseArgs: usage errors', () => {
   it('refuses no command and an unknown command', () => {
     expect(usageErrorOf([])).toBe(
-      'no command given; commands: run, check-config, status, history, exec, register, help, version (see cloudjobs --help)',
+      'no command given; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
     expect(usageErrorOf(['start'])).toBe(
-      'unknown command "start"; commands: run, check-config, status, history, exec, register, help, version (see cloudjobs --help)',
+      'unknown command "start"; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
   });
 
@@ -178,5 +178,30 @@ describe('HELP_TEXT', () => {
       expect(HELP_TEXT).toContain(seed);
     }
     expect(Math.max(...HELP_TEXT.split('\n').map((line) => line.length))).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('parseArgs: signing commands', () => {
+  it('parses keygen, sign with repeated --device, and verify', () => {
+    expect(parseArgs(['keygen', '--out', 'keys'])).toEqual({ ...DEFAULTS, name: 'keygen', out: 'keys' });
+    expect(parseArgs(['sign', '--key', 'k.pem', '--expires', '7d', '--device', 'a', '--device=b', '--nonce', 'job.json'])).toEqual({
+      ...DEFAULTS,
+      name: 'sign',
+      key: 'k.pem',
+      expires: '7d',
+      devices: ['a', 'b'],
+      nonce: true,
+      file: 'job.json',
+    });
+    expect(parseArgs(['sign', '--key', 'k.pem', 'job.json'])).toEqual({ ...DEFAULTS, name: 'sign', key: 'k.pem', devices: [], nonce: false, file: 'job.json' });
+    expect(parseArgs(['verify', 'job.json'])).toEqual({ ...DEFAULTS, name: 'verify', file: 'job.json' });
+  });
+
+  it('refuses what is missing or given twice where it may not be', () => {
+    expect(usageErrorOf(['keygen'])).toBe('keygen needs --out DIR');
+    expect(usageErrorOf(['sign', 'job.json'])).toBe('sign needs --key PRIVATE.pem');
+    expect(usageErrorOf(['sign', '--key', 'a', '--key', 'b', 'job.json'])).toBe('--key given twice');
+    expect(usageErrorOf(['sign', '--key', 'a'])).toBe('sign needs FILE');
+    expect(usageErrorOf(['verify'])).toBe('verify needs FILE');
   });
 });

@@ -21,3 +21,15 @@ describe('formatStatus', () => {
     expect(text).toContain('current job:    evil\\nstate:          idle (j\\u001b[2J), step 1/2: st\\u009bep');
   });
 });
+
+describe('formatStatus: signatures', () => {
+  it('shows whether signatures are required and which key ids are trusted', () => {
+    const base = { state: 'idle', updatedAt: 1 };
+    expect(formatStatus({ ...base, signatures: { required: true, trustedKeyIds: ['0a1b2c3d4e5f6071', '1111111111111111'], trustedKeysDir: '/k' } }, 1)).toContain(
+      'signatures:     required; trusted keys 0a1b2c3d4e5f6071, 1111111111111111\n',
+    );
+    expect(formatStatus({ ...base, signatures: { required: false, trustedKeyIds: [], trustedKeysDir: '/k' } }, 1)).toContain(
+      'signatures:     not required (a signed document is still checked); no trusted key in /k\n',
+    );
+  });
+});

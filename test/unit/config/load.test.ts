@@ -96,6 +96,7 @@ describe('defaults and types', () => {
         client_cert: '',
         client_key: '',
       },
+      security: { trusted_keys_dir: '/etc/cloudjobs/trusted-keys.d', require_signed_jobs: false },
       logging: { level: 'info' },
     });
     expect(sources['cloud.api_url']).toBe(FILE);
@@ -185,13 +186,13 @@ describe('bad input: every problem at once', () => {
     expect(problemsOf(`${BASE}[pollng]\ninterval = 5s\n[frobnicate]\nx = 1\n`)).toEqual([
       {
         key: '[pollng]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
         seen: '[pollng]',
         hint: 'did you mean [polling]?',
       },
       {
         key: '[frobnicate]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
         seen: '[frobnicate]',
       },
     ]);
@@ -224,7 +225,7 @@ describe('bad input: every problem at once', () => {
       },
       {
         key: '[cloud.tls]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
         seen: '[cloud.tls]',
         hint: 'sections do not nest',
       },
