@@ -71,6 +71,8 @@ describe('defaults and types', () => {
         max_reboots: 3,
         reboot_timeout: 600_000,
         reboot_command: 'systemctl reboot',
+        maintenance_windows: [],
+        hold_dir: '/run/cloudjobs-holds',
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',
@@ -96,6 +98,7 @@ describe('defaults and types', () => {
         client_cert: '',
         client_key: '',
       },
+      metrics: { listen: '', allow_remote: false, textfile: '' },
       logging: { level: 'info' },
     });
     expect(sources['cloud.api_url']).toBe(FILE);
@@ -185,13 +188,13 @@ describe('bad input: every problem at once', () => {
     expect(problemsOf(`${BASE}[pollng]\ninterval = 5s\n[frobnicate]\nx = 1\n`)).toEqual([
       {
         key: '[pollng]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [metrics], [logging]',
         seen: '[pollng]',
         hint: 'did you mean [polling]?',
       },
       {
         key: '[frobnicate]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [metrics], [logging]',
         seen: '[frobnicate]',
       },
     ]);
@@ -224,7 +227,7 @@ describe('bad input: every problem at once', () => {
       },
       {
         key: '[cloud.tls]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [metrics], [logging]',
         seen: '[cloud.tls]',
         hint: 'sections do not nest',
       },

@@ -20,7 +20,7 @@ describe('Config derived from SCHEMA', () => {
     expectTypeOf<Config['logging']['level']>().toEqualTypeOf<'error' | 'warn' | 'info' | 'debug'>();
     expectTypeOf<Config['agent']['state_dir']>().toEqualTypeOf<string>();
     expectTypeOf<Config['mqtt']['poll_interval_when_connected']>().toEqualTypeOf<number | null>();
-    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'mqtt' | 'logging'>();
+    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'mqtt' | 'metrics' | 'logging'>();
   });
 
   it('the loaded configuration holds every schema key, of the type the Config type promises, and nothing else', () => {
