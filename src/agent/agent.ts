@@ -951,7 +951,7 @@ export class Agent {
   }
 
   private async storeHeld(held: HeldFinal): Promise<void> {
-    const { journal, history, outbox, clock } = this.deps;
+    const { journal, history, outbox } = this.deps;
     const { offer, receivedAt, report } = held;
     const jobId = offer.jobId;
     try {
@@ -959,7 +959,7 @@ export class Agent {
       if (!held.delivered && !history.has(jobId) && !outbox.hasPendingFinal(jobId)) await this.enqueue(jobId, report);
       // from here the outbox delivers it: a retry after a later failure must not queue it twice
       held.delivered = true;
-      if (!history.has(jobId)) await history.add(finished(offer, receivedAt, clock.now(), report));
+      if (!history.has(jobId)) await this.addToHistory(offer, receivedAt, report);
       if (held.journaled) await journal.remove(jobId);
       this.held.delete(jobId);
     } catch (error) {
@@ -1003,14 +1003,20 @@ export class Agent {
 
   // Hands a final report to the outbox and history, then forgets the journal entry.
   private async settle(offer: JobOffer, receivedAt: number, report: StatusReport): Promise<void> {
-    const { history, journal, outbox, clock } = this.deps;
+    const { history, journal, outbox } = this.deps;
     if (!history.has(offer.jobId)) {
       if (!outbox.hasPendingFinal(offer.jobId)) await this.enqueue(offer.jobId, report);
-      await history.add(finished(offer, receivedAt, clock.now(), report));
-      this.deps.observer?.jobFinished(report.status, Math.max(0, clock.now() - receivedAt));
+      await this.addToHistory(offer, receivedAt, report);
     }
     await journal.remove(offer.jobId);
     this.writeStatus();
+  }
+
+  // A finished job enters history once: that is also when it is counted (AgentObserver).
+  private async addToHistory(offer: JobOffer, receivedAt: number, report: StatusReport): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.history.add(finished(offer, receivedAt, now, report));
+    this.deps.observer?.jobFinished(report.status, Math.max(0, now - receivedAt));
   }
 
   private async enqueue(jobId: string, report: StatusReport): Promise<void> {

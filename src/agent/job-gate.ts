@@ -183,18 +183,19 @@ export function createJobGate(options: JobGateOptions): JobGate {
 
   const readApps = async (): Promise<AppHoldScan> => {
     if (holdDir === '') return { holds: [], stale: [], skipped: 0 };
-    let locked: ReadonlySet<string> | null;
-    try {
-      locked = await options.readLocks();
-      if (locksFault !== null) log.info('the kernel lock list reads again; application hold files count only while locked');
-      locksFault = null;
-    } catch (error) {
-      if (!(error instanceof AgentError)) throw error;
-      if (locksFault === null) log.warn(`${describeError(error)}; every file in ${holdDir} counts as a hold until it reads again`);
-      locksFault = describeError(error);
-      locked = null;
-    }
-    return scanAppHolds(holdDir, locked);
+    return scanAppHolds(holdDir, async () => {
+      try {
+        const locked = await options.readLocks();
+        if (locksFault !== null) log.info('the kernel lock list reads again; application hold files count only while locked');
+        locksFault = null;
+        return locked;
+      } catch (error) {
+        if (!(error instanceof AgentError)) throw error;
+        if (locksFault === null) log.warn(`${describeError(error)}; every file in ${holdDir} counts as a hold until it reads again`);
+        locksFault = describeError(error);
+        return null;
+      }
+    });
   };
 
   const decide = async (): Promise<JobGateStatus> => {

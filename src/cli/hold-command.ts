@@ -58,8 +58,7 @@ export async function runRelease(ctx: CliContext, command: ReleaseCommand): Prom
     ctx.stdout.write(read.kind === 'hold' ? `${escapeText(`released the hold set ${read.hold.setAt}${read.hold.reason ? ` (${read.hold.reason})` : ''}`)}\n` : 'released (the unreadable hold file was moved aside)\n');
   }
   if (config.jobs.hold_dir !== '') {
-    const locked = await readLockedFiles().catch(() => null);
-    const apps = await scanAppHolds(config.jobs.hold_dir, locked);
+    const apps = await scanAppHolds(config.jobs.hold_dir, () => readLockedFiles().catch(() => null));
     if (apps.holds.length > 0) {
       ctx.stdout.write(`jobs stay held by application${apps.holds.length === 1 ? '' : 's'}: ${apps.holds.map((h) => showText(h.name, 64)).join(', ')}\n`);
     }

@@ -37,11 +37,13 @@ export interface AppHoldScan {
 }
 
 /**
- * Lists the live holds in `dir`. `locked` is the set of locked files
+ * Lists the live holds in `dir`. `readLocks` gives the set of locked files
  * (readLockedFiles), or null when the kernel's list could not be read: then
- * every file counts (holding when in doubt). A missing directory holds nothing.
+ * every file counts (holding when in doubt). It is called only when the
+ * directory holds a file (an idle agent with no holds reads no /proc/locks).
+ * A missing directory holds nothing.
  */
-export async function scanAppHolds(dir: string, locked: ReadonlySet<string> | null): Promise<AppHoldScan> {
+export async function scanAppHolds(dir: string, readLocks: () => Promise<ReadonlySet<string> | null>): Promise<AppHoldScan> {
   const scan: AppHoldScan = { holds: [], stale: [], skipped: 0 };
   let handle;
   try {
@@ -50,21 +52,22 @@ export async function scanAppHolds(dir: string, locked: ReadonlySet<string> | nu
     if (isErrnoCode(error, 'ENOENT')) return scan;
     throw describeIoError('list the application holds in', dir, error);
   }
-  let seen = 0;
+  const names: string[] = [];
   for await (const entry of handle) {
     // hidden files (an application's temporary file) are not holds
     if (entry.name.startsWith('.')) continue;
-    seen += 1;
-    if (seen > MAX_HOLD_FILES || !entry.isFile()) {
-      scan.skipped += 1;
-      continue;
-    }
-    const file = await readHoldFile(join(dir, entry.name));
+    if (names.length >= MAX_HOLD_FILES || !entry.isFile()) scan.skipped += 1;
+    else names.push(entry.name);
+  }
+  if (names.length === 0) return scan;
+  const locked = await readLocks();
+  for (const entryName of names) {
+    const file = await readHoldFile(join(dir, entryName));
     if (file === null) {
       scan.skipped += 1;
       continue;
     }
-    const name = truncateText(entry.name, MAX_HOLDER_NAME_CHARS);
+    const name = truncateText(entryName, MAX_HOLDER_NAME_CHARS);
     if (locked === null || locked.has(file.key)) scan.holds.push({ name, reason: file.reason });
     else scan.stale.push(name);
   }

@@ -8,6 +8,7 @@ import { describeIoError } from './atomic-file.js';
 
 /** Read at most this much of /proc/locks (a busy system has a few hundred lines). */
 export const MAX_PROC_LOCKS_BYTES = 1024 * 1024;
+const READ_CHUNK_BYTES = 16 * 1024;
 
 // "12: FLOCK  ADVISORY  WRITE 4711 00:1a:1234 0 EOF" (device major:minor in hex, inode in decimal)
 const LOCK_LINE = /^\d+:\s+(FLOCK|POSIX|OFDLCK)\s+\S+\s+\S+\s+\S+\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s/;
@@ -42,15 +43,17 @@ export async function readLockedFiles(path = '/proc/locks'): Promise<Set<string>
   let handle;
   try {
     handle = await open(path, 'r');
-    const buffer = Buffer.alloc(MAX_PROC_LOCKS_BYTES);
+    // procfs hands out a page or so per read: read in small chunks until EOF or the bound
+    const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
+    const parts: Buffer[] = [];
     let length = 0;
-    // procfs hands out a page or so per read: read until EOF or the bound
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    while (length < MAX_PROC_LOCKS_BYTES) {
+      const { bytesRead } = await handle.read(chunk, 0, Math.min(chunk.length, MAX_PROC_LOCKS_BYTES - length), null);
+      if (bytesRead === 0) break;
+      parts.push(Buffer.from(chunk.subarray(0, bytesRead)));
       length += bytesRead;
-      if (bytesRead === 0 || length >= buffer.length) break;
     }
-    return parseProcLocks(buffer.subarray(0, length).toString('utf8'));
+    return parseProcLocks(Buffer.concat(parts, length).toString('utf8'));
   } catch (error) {
     throw describeIoError('read the kernel lock list', path, error);
   } finally {

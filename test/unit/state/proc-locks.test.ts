@@ -74,7 +74,7 @@ describe('scanAppHolds', () => {
     const holder = await lockWith(join(dir, 'kiosk-app'));
     await symlink(join(dir, 'kiosk-app'), join(dir, 'link-to-kiosk'));
 
-    let scan = await scanAppHolds(dir, await readLockedFiles());
+    let scan = await scanAppHolds(dir, readLockedFiles);
     expect(scan.holds).toEqual([{ name: 'kiosk-app', reason: 'customer session' }]);
     expect(scan.stale).toEqual(['left-over']);
     expect(scan.skipped).toBe(3); // fifo, subdir, symlink
@@ -85,23 +85,37 @@ describe('scanAppHolds', () => {
     // the group's last member may close the file a moment after flock's exit
     for (let i = 0; i < 100 && scan.holds.length > 0; i += 1) {
       await new Promise((r) => setTimeout(r, 20));
-      scan = await scanAppHolds(dir, await readLockedFiles());
+      scan = await scanAppHolds(dir, readLockedFiles);
     }
     expect(scan.holds).toEqual([]);
     expect(scan.stale.sort()).toEqual(['kiosk-app', 'left-over']);
   });
 
+  it('reads the kernel list only when the directory holds a file', async () => {
+    const dir = await makeTempDir();
+    let reads = 0;
+    const count = async (): Promise<Set<string>> => {
+      reads += 1;
+      return new Set();
+    };
+    await scanAppHolds(dir, count);
+    expect(reads).toBe(0);
+    await writeFile(join(dir, 'robot'), '');
+    await scanAppHolds(dir, count);
+    expect(reads).toBe(1);
+  });
+
   it('without the kernel list every file holds; a missing directory holds nothing', async () => {
     const dir = await makeTempDir();
     await writeFile(join(dir, 'robot'), '');
-    expect((await scanAppHolds(dir, null)).holds).toEqual([{ name: 'robot', reason: '' }]);
-    expect(await scanAppHolds(join(dir, 'missing'), new Set())).toEqual({ holds: [], stale: [], skipped: 0 });
+    expect((await scanAppHolds(dir, async () => null)).holds).toEqual([{ name: 'robot', reason: '' }]);
+    expect(await scanAppHolds(join(dir, 'missing'), async () => new Set())).toEqual({ holds: [], stale: [], skipped: 0 });
   });
 
   it('bounds the files looked at and the reason read', async () => {
     const dir = await makeTempDir();
     for (let i = 0; i < 70; i += 1) await writeFile(join(dir, `f${String(i).padStart(2, '0')}`), 'y'.repeat(5000));
-    const scan = await scanAppHolds(dir, null);
+    const scan = await scanAppHolds(dir, async () => null);
     expect(scan.holds).toHaveLength(64);
     expect(scan.skipped).toBe(6);
     expect(scan.holds[0]?.reason.length).toBeLessThan(260);
