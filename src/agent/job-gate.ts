@@ -94,7 +94,7 @@ function describeOperator(read: OperatorHoldRead, remainingMs: number | null, no
 }
 
 function holdReason(view: JobGateStatus['operator'], read: OperatorHoldRead, apps: readonly AppHold[]): string | null {
-  if (read.kind === 'corrupt') return `held: the hold file is unreadable (${read.reason}); run cloudjobs release`;
+  if (read.kind === 'corrupt') return `held by operator: the hold file is unusable (${showText(read.reason, 200)}); run cloudjobs release`;
   if (view && read.kind === 'hold') {
     // stable text (no countdown): a change of reason is logged and rewrites the status file
     const { expiry } = read.hold;
@@ -156,6 +156,7 @@ export function createJobGate(options: JobGateOptions): JobGate {
   let loggedReason: string | null = null;
   let loggedStale = '';
   let locksFault: string | null = null;
+  let removeFault: string | null = null;
   let interrupt: (() => void) | null = null;
   let eventPending = false;
   let onChange: () => void = () => undefined;
@@ -169,10 +170,23 @@ export function createJobGate(options: JobGateOptions): JobGate {
       return { read: { kind: 'corrupt', reason: describeError(error) }, remainingMs: null };
     }
     if (read.kind !== 'hold') return { read, remainingMs: null };
-    const remainingMs = holdRemainingMs(read.hold.expiry, clock.now(), await currentBoot());
+    let remainingMs: number | null;
+    try {
+      remainingMs = holdRemainingMs(read.hold.expiry, clock.now(), await currentBoot());
+    } catch (error) {
+      if (!(error instanceof AgentError)) throw error;
+      // in doubt: held
+      return { read: { kind: 'corrupt', reason: `cannot tell when it ends: ${describeError(error)}` }, remainingMs: null };
+    }
     if (remainingMs !== 0) return { read, remainingMs };
-    await removeOperatorHold(stateDir, null);
-    log.info(`the operator's hold expired${read.hold.reason ? ` (${showText(read.hold.reason, 200)})` : ''}; removed it`);
+    await removeOperatorHold(stateDir, null).then(
+      () => log.info(`the operator's hold expired${read.hold.reason ? ` (${showText(read.hold.reason, 200)})` : ''}; removed it`),
+      (error: unknown) => {
+        if (!(error instanceof AgentError)) throw error;
+        if (removeFault === null) log.warn(`the operator's hold expired but its file cannot be removed (${describeError(error)}); jobs are taken all the same`);
+        removeFault = describeError(error);
+      },
+    );
     return { read: { kind: 'none' }, remainingMs: null };
   };
 

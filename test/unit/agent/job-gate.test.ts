@@ -46,7 +46,7 @@ describe('decideGate', () => {
     const apps = { holds: [{ name: 'evil\u001b[2J', reason: 'line\rback' }], stale: [], skipped: 0 };
     expect(decideGate({ now: 0, operator: { kind: 'none' }, operatorRemainingMs: null, apps, windows: [] }).reason).toBe('held by evil\\u001b[2J: line\\rback');
     const corrupt = decideGate({ now: 0, operator: { kind: 'corrupt', reason: 'not JSON' }, operatorRemainingMs: null, apps: NO_APPS, windows: [] });
-    expect(corrupt).toMatchObject({ held: true, reason: 'held: the hold file is unreadable (not JSON); run cloudjobs release', operator: { expiry: 'unreadable' } });
+    expect(corrupt).toMatchObject({ held: true, reason: 'held by operator: the hold file is unusable (not JSON); run cloudjobs release', operator: { expiry: 'unreadable' } });
   });
 });
 
@@ -143,6 +143,23 @@ describe('createJobGate', () => {
     fire('hold.json');
     await second;
     expect(clock.now()).toBe(MONDAY_NOON + 601_000);
+  });
+});
+
+describe('createJobGate faults', () => {
+  it('a hold file that cannot be read (here: a directory) holds, saying why', async () => {
+    const { gate, stateDir } = await gateFixture();
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(stateDir, 'hold.json'));
+    const status = await gate.check();
+    expect(status).toMatchObject({ held: true, operator: { expiry: 'unreadable' } });
+    expect(status.reason).toMatch(/^held by operator: the hold file is unusable \(could not read .*hold\.json \(EISDIR.*\); run cloudjobs release$/);
+  });
+
+  it('a boot clock that cannot be read holds a --for hold', async () => {
+    const { gate, stateDir } = await gateFixture({ bootClock: { bootId: async () => Promise.reject(new (await import('../../../src/errors/errors.js')).StateIoError('/proc/sys/kernel/random/boot_id', 'cannot read the boot id: EIO', { errno: 'EIO' })), sinceBootMs: async () => 0 } });
+    await writeOperatorHold(stateDir, { reason: '', setAt: '2026-01-05T11:00:00.000Z', expiry: { kind: 'for', durationMs: 1000, anchor: { bootId: 'b', bootMs: 0, remainingMs: 1000 } } });
+    expect((await gate.check()).reason).toBe('held by operator: the hold file is unusable (cannot tell when it ends: cannot read the boot id: EIO); run cloudjobs release');
   });
 });
 
