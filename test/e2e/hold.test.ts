@@ -122,6 +122,19 @@ describe('operator hold', () => {
     expect((await cli(dirs, 'release')).stdout).toBe('no operator hold was set\n');
   });
 
+  it('a release is noticed at once (inotify), not at the next poll interval (30 s)', async () => {
+    const { cloud, device } = await scope.cloud();
+    const dirs = await scope.dirs(cloud, device, { polling: { interval: '30s' } });
+    expect((await cli(dirs, 'hold')).code).toBe(0);
+    const job = cloud.queueJob(device.uuid, { name: 'prompt', document: commandJob(['true']) });
+    const agent = scope.agent(dirs);
+    await agent.waitForOutput(/INFO taking no new job: held by operator/);
+    expect((await cli(dirs, 'release')).code).toBe(0);
+    // well inside one 30 s interval: only a file event can have ended the wait
+    await cloud.waitForJobStatus(job.job_id, 'SUCCEEDED', 15_000);
+    await expectCleanStop(agent);
+  });
+
   it('a hold taken while a job runs lets it finish and report; the next job waits', async () => {
     const { cloud, device } = await scope.cloud();
     const dirs = await scope.dirs(cloud, device, { jobs: { hold_dir: '' } });

@@ -26,3 +26,15 @@ describe('parseUntil', () => {
     expect(() => parseUntil(text, NOW)).toThrow(message);
   });
 });
+
+describe('hold and release need root', () => {
+  it('refuse a non-root user, pointing applications to hold_dir', async () => {
+    const { runHold, runRelease } = await import('../../../src/cli/hold-command.js');
+    const ctx = { isRoot: false } as unknown as import('../../../src/cli/context.js').CliContext;
+    const base = { configFile: '/nonexistent/agent.ini', configGiven: true };
+    await expect(runHold(ctx, { ...base, name: 'hold', reason: '', forMs: null, until: null })).rejects.toThrow(
+      /^must run as root \(sudo cloudjobs hold\); an application holds jobs without root by keeping a lock on a file in \[jobs\] hold_dir/,
+    );
+    await expect(runRelease(ctx, { ...base, name: 'release' })).rejects.toThrow(/^must run as root \(sudo cloudjobs release\)/);
+  });
+});
