@@ -17,7 +17,8 @@ Commands:
                           source, or list every problem and exit 78.
   status [--json]         Show what the running agent is doing: polling or not,
                           API generation, current job and step, last poll and
-                          its outcome, queued reports, version.
+                          its outcome, queued reports, version, and whether
+                          and why jobs are held (--json: one stable object).
   history [--limit N] [--json]
                           Show the most recent finished jobs (N, a positive
                           whole number, default ${DEFAULT_HISTORY_LIMIT}).

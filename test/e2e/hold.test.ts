@@ -3,10 +3,11 @@
 // application holds with a live and a stale lock, maintenance windows on the
 // real clock, and `status --json` against its schema.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { lockKey, readLockedFiles, splitDevice } from '../../src/state/proc-locks.js';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
 import { checkStatusJson } from '../status-schema.js';
 import { commandJob, runCommand, waitFor, type AgentDirs } from './harness.js';
@@ -53,13 +54,19 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
+// Whether the kernel lists a lock on `file`.
+async function isLocked(file: string): Promise<boolean> {
+  const s = await stat(file, { bigint: true });
+  const { major, minor } = splitDevice(s.dev);
+  return (await readLockedFiles()).has(lockKey(major, minor, s.ino));
+}
+
 // An application holding jobs: `flock FILE sleep 300` in its own process group, once the kernel lists the lock.
 async function holdAsApplication(file: string, reason: string): Promise<ChildProcess> {
   await writeFile(file, `${reason}\n`);
   const child = spawn('flock', [file, 'sleep', '300'], { stdio: 'ignore', detached: true });
   holders.push(child);
-  await waitFor(async () => (await readFile('/proc/locks', 'utf8')).includes(' FLOCK '), 10_000, 'the flock lock');
-  await sleep(100);
+  await waitFor(() => isLocked(file), 10_000, `the kernel's lock on ${file}`);
   return child;
 }
 
@@ -163,6 +170,7 @@ describe('application holds', () => {
     const dirs = await scope.dirs(cloud, device, { jobs: { hold_dir: holdDir } });
     const dead = await holdAsApplication(path.join(holdDir, 'dead-app'), 'crashed');
     killGroup(dead);
+    await waitFor(async () => !(await isLocked(path.join(holdDir, 'dead-app'))), 10_000, 'the dead holder\'s lock gone');
     const kiosk = await holdAsApplication(path.join(holdDir, 'kiosk-app'), 'customer session');
     const job = cloud.queueJob(device.uuid, { name: 'after app hold', document: commandJob(['true']) });
 
