@@ -45,6 +45,8 @@ APT_PACKAGES := qemu-user-static lintian systemd-container debootstrap \
   libatomic1-armhf-cross libstdc++6-armhf-cross libstdc++6-arm64-cross \
   binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf dpkg-dev fakeroot openssl iproute2 \
   python3 util-linux procps jq curl xz-utils
+# promtool checks /metrics, node_exporter reads the textfile (issue 23, test/e2e/metrics.test.ts)
+APT_PACKAGES += prometheus prometheus-node-exporter
 # the broker the push tests and the demo publish job notifications through (issue 13)
 APT_PACKAGES += mosquitto
 apt-deps:

@@ -21,6 +21,8 @@ import type { Outbox, OutboxEntry } from '../state/outbox.js';
 import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
 import { createReportCutter, type ReportCutter, type TooLargeVerdict } from './report-cut.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
+import type { JobGate, JobGateStatus } from './job-gate.js';
+import type { JobLimits } from './job-limits.js';
 import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
 
 /** A failure the cloud client raised, as far as the agent needs to know it. */
@@ -93,7 +95,7 @@ export interface NotifierPort {
 export interface AgentStatus {
   agentVersion: string;
   pid: number;
-  state: 'starting' | 'idle' | 'running' | 'rebooting' | 'backoff' | 'degraded' | 'disabled' | 'stopping';
+  state: 'starting' | 'idle' | 'running' | 'rebooting' | 'backoff' | 'degraded' | 'disabled' | 'stopping' | 'held';
   /** "<path>: <errno>: <what>" while the state directory cannot be written, else null. */
   degraded: string | null;
   polling: boolean;
@@ -120,6 +122,18 @@ export interface AgentStatus {
   push: PushStatus | null;
   /** The same sentence systemd gets as STATUS=. */
   describe?: string;
+  /** Holds and maintenance windows (job-gate.ts), or null when the agent has no gate. */
+  hold: JobGateStatus | null;
+  /** The limits a job runs under (job-limits.ts), or null when not given. */
+  limits: JobLimits | null;
+}
+
+/** Facts the agent reports as they happen (the metrics, metrics/agent-metrics.ts). */
+export interface AgentObserver {
+  /** A poll ended: `outcome` as in AgentStatus.lastPoll ('job', 'no job' or the failure kind). */
+  polled(poll: { at: number; outcome: string }): void;
+  /** A job ended with a final report (once per job). */
+  jobFinished(status: StatusReport['status'], durationMs: number): void;
 }
 
 /** What the delivery loop did since the agent started. */
@@ -178,6 +192,12 @@ export interface AgentDeps {
   pushStatus?: () => PushStatus;
   /** A full garbage collection, run once the agent is quiet after a job (service/memory.ts); none when absent. */
   reclaimMemory?: () => void;
+  /** Asked before each poll: while it holds, the cloud is not asked for a job (job-gate.ts). */
+  jobGate?: JobGate;
+  /** Told of polls and finished jobs (metrics). */
+  observer?: AgentObserver;
+  /** Shown in status. */
+  limits?: JobLimits;
 }
 
 // How long after the last job or final report the memory a job left is collected.
@@ -315,12 +335,19 @@ export class Agent {
       reports: { delivered: 0, refused: 0, retried: 0, cut: 0 },
       updatedAt: deps.clock.now(),
       push: null,
+      hold: null,
+      limits: deps.limits ?? null,
     };
   }
 
   /** A push notification arrived (or the channel connected): poll now, or right after the running job. */
   wake(): void {
     this.wakes.wake();
+  }
+
+  /** A hold changed (job-gate.ts noticed a file change): refresh status and STATUS=. */
+  holdChanged(): void {
+    if (this.status.state !== 'starting') this.setState(this.status.state);
   }
 
   /** The push channel changed state: refresh status and STATUS=. */
@@ -335,6 +362,7 @@ export class Agent {
       outbox: this.outboxStats(),
       reports: { ...this.status.reports },
       push: this.deps.pushStatus?.() ?? null,
+      hold: this.deps.jobGate?.status() ?? null,
       describe: this.describe(),
     };
   }
@@ -372,7 +400,8 @@ export class Agent {
     const queued = this.outboxStats().count;
     const refused = s.reports.refused;
     const push = this.deps.pushStatus?.();
-    const tail = `${push ? `; push ${push.state}` : ''}${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}${
+    const held = s.state !== 'held' ? this.deps.jobGate?.status().reason : null;
+    const tail = `${held ? `; next job ${held}` : ''}${push ? `; push ${push.state}` : ''}${queued > 0 ? `; ${queued} report${queued === 1 ? '' : 's'} waiting for the cloud` : ''}${
       refused > 0 ? `; ${refused} report${refused === 1 ? '' : 's'} refused by the cloud` : ''
     }`;
     switch (s.state) {
@@ -380,6 +409,8 @@ export class Agent {
         return 'starting';
       case 'degraded':
         return `degraded: ${this.degraded?.message ?? 'state directory not writable'}; taking no new job, checking again every ${formatDelay(this.deps.pollIntervalMs)}${tail}`;
+      case 'held':
+        return `${this.deps.jobGate?.status().reason ?? 'held'}; taking no new job${tail}`;
       case 'disabled':
         return `idle: jobs disabled (${s.disabledReason ?? 'disabled'})${tail}`;
       case 'running': {
@@ -523,6 +554,7 @@ export class Agent {
     // a job that asked for a reboot goes on (or ends) before any new job is taken
     for (const entry of this.rebootingAtStart.splice(0)) await this.awaitReboot(entry);
     while (!signal.aborted) {
+      if (await this.waitWhileHeld(signal)) continue;
       let delay: number;
       let state: 'idle' | 'backoff' | 'degraded';
       let offer: JobOffer | null = null;
@@ -535,6 +567,7 @@ export class Agent {
         state = 'degraded';
       } else {
         ({ delay, state, offer, refused } = await this.pollCloud(signal));
+        if (!signal.aborted && this.status.lastPoll) this.deps.observer?.polled(this.status.lastPoll);
       }
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
@@ -560,6 +593,20 @@ export class Agent {
       }
     }
     log.debug('poll loop stopped');
+  }
+
+  // The job gate (job-gate.ts): while it holds, no poll; the loop waits (at most a poll interval) and asks again.
+  private async waitWhileHeld(signal: AbortSignal): Promise<boolean> {
+    const gate = this.deps.jobGate;
+    if (!gate || !(await gate.check()).held) return false;
+    this.lastProgressAt = this.deps.clock.now();
+    this.backoffUntil = null;
+    this.status.nextPollAt = null;
+    this.setState('held');
+    await gate.wait(this.deps.pollIntervalMs, signal).catch((error: unknown) => {
+      if (!(error instanceof AbortedError)) throw error;
+    });
+    return true;
   }
 
   // One poll: the cloud's answer, or its failure turned into a backoff. Only the cloud call is inside the try.
@@ -904,7 +951,7 @@ export class Agent {
   }
 
   private async storeHeld(held: HeldFinal): Promise<void> {
-    const { journal, history, outbox, clock } = this.deps;
+    const { journal, history, outbox } = this.deps;
     const { offer, receivedAt, report } = held;
     const jobId = offer.jobId;
     try {
@@ -912,7 +959,7 @@ export class Agent {
       if (!held.delivered && !history.has(jobId) && !outbox.hasPendingFinal(jobId)) await this.enqueue(jobId, report);
       // from here the outbox delivers it: a retry after a later failure must not queue it twice
       held.delivered = true;
-      if (!history.has(jobId)) await history.add(finished(offer, receivedAt, clock.now(), report));
+      if (!history.has(jobId)) await this.addToHistory(offer, receivedAt, report);
       if (held.journaled) await journal.remove(jobId);
       this.held.delete(jobId);
     } catch (error) {
@@ -956,13 +1003,20 @@ export class Agent {
 
   // Hands a final report to the outbox and history, then forgets the journal entry.
   private async settle(offer: JobOffer, receivedAt: number, report: StatusReport): Promise<void> {
-    const { history, journal, outbox, clock } = this.deps;
+    const { history, journal, outbox } = this.deps;
     if (!history.has(offer.jobId)) {
       if (!outbox.hasPendingFinal(offer.jobId)) await this.enqueue(offer.jobId, report);
-      await history.add(finished(offer, receivedAt, clock.now(), report));
+      await this.addToHistory(offer, receivedAt, report);
     }
     await journal.remove(offer.jobId);
     this.writeStatus();
+  }
+
+  // A finished job enters history once: that is also when it is counted (AgentObserver).
+  private async addToHistory(offer: JobOffer, receivedAt: number, report: StatusReport): Promise<void> {
+    const now = this.deps.clock.now();
+    await this.deps.history.add(finished(offer, receivedAt, now, report));
+    this.deps.observer?.jobFinished(report.status, Math.max(0, now - receivedAt));
   }
 
   private async enqueue(jobId: string, report: StatusReport): Promise<void> {
@@ -1483,7 +1537,7 @@ export class Agent {
     const s = this.status;
     const job = s.currentJob;
     const r = s.reports;
-    const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.retried}|${r.cut}|${s.disabledReason}|${
+    const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.retried}|${r.cut}|${s.disabledReason}|${this.deps.jobGate?.status().reason ?? ''}|${
       job ? JSON.stringify(job) : ''
     }`;
     const now = this.deps.clock.now();

@@ -139,6 +139,7 @@ else
   file 0755 "$EXE" usr/bin/cloudjobs
 fi
 file 0644 "$ROOT/systemd/cloudjobs.service" lib/systemd/system/cloudjobs.service
+file 0644 "$ROOT/systemd/cloudjobs-holds.conf" usr/lib/tmpfiles.d/cloudjobs.conf
 dir etc/cloudjobs/handlers
 # the public keys trusted to sign job documents (README, Signed jobs): empty until the owner adds one
 dir etc/cloudjobs/trusted-keys.d

@@ -1,7 +1,9 @@
 // Parses the command line into one Command. Wrong input raises UsageError with
 // a message naming the bad argument; the caller turns that into exit code 2.
 // Values of secret options are never echoed back.
+import { parseDuration } from '../config/parse-value.js';
 import { UsageError } from '../errors/errors.js';
+import { MAX_HOLD_REASON_CHARS } from '../state/hold-store.js';
 
 /** Where the agent reads its configuration unless --config says otherwise. */
 export const DEFAULT_CONFIG_FILE = '/etc/cloudjobs/agent.ini';
@@ -24,6 +26,16 @@ export type Command = GlobalOptions &
     | { name: 'check-config' }
     | { name: 'status'; json: boolean }
     | { name: 'history'; limit: number; json: boolean }
+    | {
+        name: 'hold';
+        /** --reason TEXT ('' when not given). */
+        reason: string;
+        /** --for DURATION in ms, or null. */
+        forMs: number | null;
+        /** --until TIME as written (parsed against the clock by the command), or null. */
+        until: string | null;
+      }
+    | { name: 'release' }
     | { name: 'exec'; file: string }
     | { name: 'keygen'; out: string }
     | {
@@ -49,7 +61,7 @@ export type Command = GlobalOptions &
   );
 
 /** The commands, in the order help lists them. */
-export const COMMANDS = ['run', 'check-config', 'status', 'history', 'exec', 'register', 'keygen', 'sign', 'verify', 'help', 'version'] as const;
+export const COMMANDS = ['run', 'check-config', 'status', 'history', 'hold', 'release', 'exec', 'register', 'keygen', 'sign', 'verify', 'help', 'version'] as const;
 
 type CommandName = (typeof COMMANDS)[number];
 
@@ -67,6 +79,8 @@ const OPTIONS: Readonly<Record<CommandName, Readonly<Record<string, OptionSpec>>
   'check-config': {},
   status: { '--json': { value: false } },
   history: { '--json': { value: false }, '--limit': { value: true } },
+  hold: { '--reason': { value: true }, '--for': { value: true }, '--until': { value: true } },
+  release: {},
   exec: {},
   register: {
     // known only to be refused with a pointer to the safe ways (buildRegister)
@@ -88,6 +102,8 @@ const POSITIONALS: Readonly<Record<CommandName, readonly string[]>> = {
   'check-config': [],
   status: [],
   history: [],
+  hold: [],
+  release: [],
   exec: ['JOB.json'],
   register: [],
   keygen: [],
@@ -188,7 +204,10 @@ export function parseArgs(argv: readonly string[]): Command {
   switch (name) {
     case 'run':
     case 'check-config':
+    case 'release':
       return { ...global, name };
+    case 'hold':
+      return { ...global, name, ...parseHoldOptions(text) };
     case 'status':
       return { ...global, name, json: options.has('--json') };
     case 'history':
@@ -243,6 +262,20 @@ function requireText(value: string | undefined, option: string, command: string)
   if (value === undefined) throw new UsageError(`${command} needs ${option}`);
   if (value.trim() === '') throw new UsageError(`${option.split(' ')[0]} is empty`);
   return value;
+}
+
+function parseHoldOptions(text: (flag: string) => string | undefined): { reason: string; forMs: number | null; until: string | null } {
+  const reason = text('--reason') ?? '';
+  const forText = text('--for');
+  const until = text('--until') ?? null;
+  if (reason.length > MAX_HOLD_REASON_CHARS) throw new UsageError(`--reason is longer than ${MAX_HOLD_REASON_CHARS} characters`);
+  if (forText !== undefined && until !== null) throw new UsageError('give --for DURATION or --until TIME, not both');
+  if (forText === undefined) return { reason, forMs: null, until };
+  const parsed = parseDuration(forText);
+  if (!parsed.ok || parsed.value < 1000) {
+    throw new UsageError(`--for must be a duration of at least 1s such as 30m, 2h or 1h30m, got ${JSON.stringify(forText)}`);
+  }
+  return { reason, forMs: parsed.value, until: null };
 }
 
 function parseLimit(text: string | undefined): number {

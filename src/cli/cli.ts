@@ -34,6 +34,10 @@ export async function runCli(ctx: CliContext): Promise<number> {
         return await (await import('./status-command.js')).runStatus(ctx, command);
       case 'history':
         return await (await import('./status-command.js')).runHistory(ctx, command);
+      case 'hold':
+        return await (await import('./hold-command.js')).runHold(ctx, command);
+      case 'release':
+        return await (await import('./hold-command.js')).runRelease(ctx, command);
       case 'exec':
         return await (await import('./exec-command.js')).runExec(ctx, command);
       case 'register':

@@ -17,10 +17,21 @@ Commands:
                           source, or list every problem and exit 78.
   status [--json]         Show what the running agent is doing: polling or not,
                           API generation, current job and step, last poll and
-                          its outcome, queued reports, version.
+                          its outcome, queued reports, version, and whether
+                          and why jobs are held (--json: one stable object).
   history [--limit N] [--json]
                           Show the most recent finished jobs (N, a positive
                           whole number, default ${DEFAULT_HISTORY_LIMIT}).
+  hold [--reason TEXT] [--for DURATION | --until TIME]
+                          (root) Hold jobs: the agent asks the cloud for no
+                          new job until \`cloudjobs release\` or the end given
+                          (--for 2h: counted while the device is up; --until
+                          18:00 or 2026-12-24T18:00: local time). A running
+                          job finishes, reports are still sent. Survives
+                          restarts and reboots. Applications hold jobs without
+                          root with a locked file in [jobs] hold_dir.
+  release                 (root) Remove the hold set by \`cloudjobs hold\`; says
+                          which application holds remain.
   exec JOB.json           Run a job document locally through the same job
                           engine, without the cloud; print each step's result.
                           Exits 0 only if the job SUCCEEDED.
@@ -55,10 +66,10 @@ Global options (before or after the command):
 
 Configuration:
   ${DEFAULT_CONFIG_FILE} is an INI file with sections [cloud], [device],
-  [polling], [jobs], [agent], [mqtt], [security] and [logging]; the
-  installed file lists every key, commented out, with its default. Durations
-  take units (250ms, 30s, 5m, 1h), sizes too (64KiB, 32MiB), lists are
-  comma-separated.
+  [polling], [jobs], [agent], [mqtt], [security], [metrics] and [logging];
+  the installed file lists every key, commented out, with its default.
+  Durations take units (250ms, 30s, 5m, 1h), sizes too (64KiB, 32MiB), lists
+  are comma-separated.
   Every key can be overridden by the environment variable
   CLOUDJOBS_<SECTION>_<KEY>, e.g. CLOUDJOBS_POLLING_INTERVAL=10s or
   CLOUDJOBS_CLOUD_API_URL=https://cloud.example.com/api/v1.

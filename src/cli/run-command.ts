@@ -2,6 +2,12 @@
 // SIGTERM/SIGINT (what systemd starts). Exit 0 after a clean drain, 78 on a
 // configuration error so systemd does not restart into the same error.
 import { Agent, EXIT_LOOP_DIED, type LoopName } from '../agent/agent.js';
+import { createJobGate, watchDirectory, type JobGate } from '../agent/job-gate.js';
+import { limitsFromConfig } from '../agent/job-limits.js';
+import { parseMaintenanceWindows } from '../config/maintenance-windows.js';
+import type { Config } from '../config/schema.js';
+import { createBootClock } from '../state/hold-store.js';
+import { readLockedFiles } from '../state/proc-locks.js';
 import { createEngine } from '../agent/engine-adapter.js';
 import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
@@ -109,6 +115,19 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     maxBackoffMs: config.polling.max_backoff,
     random,
   });
+  // loaded only when configured: an agent without metrics carries none of their code
+  const metrics =
+    config.metrics.listen || config.metrics.textfile
+      ? await (await import('../metrics/start-metrics.js')).startMetrics({
+          config: config.metrics,
+          version: ctx.version,
+          runtime: ctx.runtime,
+          clock,
+          log,
+          status: () => agent?.getStatus() ?? null,
+        })
+      : null;
+  const jobGate = createGate(config, clock, log);
   agent = new Agent({
     clock,
     log,
@@ -129,7 +148,13 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
       commandText: rebootArgv.join(' '),
     },
     notifier,
-    writeStatus: (status) => writeRuntimeStatus(config.agent.runtime_dir, { ...status, signatures }),
+    writeStatus: (status) => {
+      metrics?.statusChanged(status);
+      return writeRuntimeStatus(config.agent.runtime_dir, { ...status, signatures });
+    },
+    jobGate,
+    limits: limitsFromConfig(config),
+    ...(metrics ? { observer: metrics.observer } : {}),
     version: ctx.version,
     identitySource: identity.description,
     pid: ctx.pid,
@@ -179,6 +204,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     `cloudjobs ${ctx.version} started: polling ${config.cloud.api_url} every ${Math.round(config.polling.interval / 100) / 10}s as device ${identity.uuid} (${identity.description})`,
   );
   const pushAgent = agent;
+  await jobGate.start(() => pushAgent.holdChanged());
   await push?.start({ wake: () => pushAgent.wake(), onChange: () => pushAgent.pushChanged() }).catch((error: unknown) => {
     log.error(`push notifications could not start: ${describeError(error)}; polling continues`, { pushState: 'off' });
   });
@@ -188,6 +214,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     if (!(error instanceof LoopDiedError)) throw error;
     return EXIT_LOOP_DIED;
   } finally {
+    await jobGate.close();
+    await metrics?.close();
     await push?.close();
     watchdogStop.abort();
     await watchdog?.done;
@@ -198,6 +226,22 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   }
   log.info('cloudjobs stopped');
   return EXIT.ok;
+}
+
+// The gate before each poll: the operator's hold, application holds, maintenance windows (validated at load).
+function createGate(config: Config, clock: Clock, log: Log): JobGate {
+  const windows = parseMaintenanceWindows(config.jobs.maintenance_windows);
+  if (!windows.ok) throw new Error(`jobs.maintenance_windows passed the config check but does not parse: ${windows.entry}: ${windows.problem}`);
+  return createJobGate({
+    clock,
+    log,
+    stateDir: config.agent.state_dir,
+    holdDir: config.jobs.hold_dir,
+    windows: windows.windows,
+    bootClock: createBootClock(config.agent.boot_id_file),
+    readLocks: () => readLockedFiles(),
+    watchDir: watchDirectory(log),
+  });
 }
 
 // After a job: a full collection, then the C heap's free pages back to the system (the native helper).

@@ -45,8 +45,15 @@ export async function readDeviceUuid(config: Config): Promise<string | null> {
   }
 }
 
+/** The signature policy as `cloudjobs run` keeps it in the status file, next to the agent's own status. */
+export interface SignatureStatus {
+  required: boolean;
+  trustedKeyIds: readonly string[];
+  trustedKeysDir: string;
+}
+
 /** What `cloudjobs status` shows of the policy (kept in the status file by `cloudjobs run`). */
-export function signatureStatus(verifier: JobVerifier): { required: boolean; trustedKeyIds: readonly string[]; trustedKeysDir: string } {
+export function signatureStatus(verifier: JobVerifier): SignatureStatus {
   return { required: verifier.policy.required, trustedKeyIds: verifier.policy.keyIds, trustedKeysDir: verifier.policy.keysDir };
 }
 

@@ -1,11 +1,13 @@
 // `cloudjobs status` and `cloudjobs history`: read what the running agent
 // keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
+import type { AgentStatus } from '../agent/agent.js';
 import { createSystemClock } from '../clock/clock.js';
 import { escapeJsonText, escapeText } from '../log/escape.js';
 import { createNullLog } from '../log/log.js';
 import { openHistory } from '../state/history.js';
-import { readRuntimeStatus } from '../state/runtime-status.js';
+import { readRuntimeStatus, STATUS_VERSION } from '../state/runtime-status.js';
 import type { Command } from './args.js';
+import type { SignatureStatus } from './signing-setup.js';
 import { EXIT, type CliContext } from './context.js';
 import { loadCliConfig } from './setup.js';
 
@@ -22,27 +24,25 @@ export async function runStatus(ctx: CliContext, command: StatusCommand): Promis
     );
     return EXIT.failure;
   }
-  const status = file.status;
+  // what the agent wrote: AgentStatus plus the file's version (the JSON schema in test/ checks the shape)
+  const status = file.status as StatusFile;
   if (command.json) {
-    ctx.stdout.write(`${escapeJsonText(JSON.stringify(status, null, 2))}\n`);
+    ctx.stdout.write(`${escapeJsonText(JSON.stringify({ version: STATUS_VERSION, ...status }, null, 2))}\n`);
     return EXIT.ok;
   }
   ctx.stdout.write(formatStatus(status, Date.now()));
   return EXIT.ok;
 }
 
+/**
+ * What `cloudjobs status --json` prints: the agent's own status type and the
+ * signature policy `cloudjobs run` adds to it, plus the file's version. Fields
+ * may be missing when an older agent wrote the file.
+ */
+export type StatusFile = Partial<AgentStatus & { signatures: SignatureStatus }>;
+
 /** Formats the status file for a terminal; server text in it (job names, ids, steps) is escaped, one line each. */
-export function formatStatus(status: Record<string, unknown>, now: number): string {
-  const s = status as {
-    agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null; degraded?: string | null;
-    identitySource?: string; generation?: string | null; describe?: string;
-    currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
-    lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
-    outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
-    reports?: { delivered: number; refused: number; retried: number; cut: number };
-    push?: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null;
-    signatures?: { required: boolean; trustedKeyIds: readonly string[]; trustedKeysDir: string };
-  };
+export function formatStatus(s: StatusFile, now: number): string {
   const ago = (at: number | undefined | null): string => (at ? `${Math.max(0, Math.round((now - at) / 1000))}s ago` : 'never');
   const lines = [
     `state:          ${s.state ?? 'unknown'}${s.describe ? ` (${s.describe})` : ''}`,
@@ -55,6 +55,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
     `push (MQTT):    ${formatPush(s.push, ago)}`,
+    ...formatHold(s.hold),
     `queued reports: ${s.outbox ? `${s.outbox.count}${s.outbox.oldestAgeSeconds !== null ? `, oldest ${s.outbox.oldestAgeSeconds}s old` : ''}` : 'unknown'}`,
     `reports:        ${s.reports ? formatReportCounts(s.reports) : 'unknown'}`,
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
@@ -63,14 +64,29 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
 }
 
 /** The signature policy in one line: "required; trusted keys 0a1b2c3d4e5f6071, ..." or "not required (...); no trusted key in DIR". */
-export function formatSignatures(s: { required: boolean; trustedKeyIds: readonly string[]; trustedKeysDir: string } | undefined): string {
+export function formatSignatures(s: SignatureStatus | undefined): string {
   if (!s) return 'unknown (an agent older than signed jobs)';
   const keys = s.trustedKeyIds.length === 0 ? `no trusted key in ${s.trustedKeysDir}` : `trusted keys ${s.trustedKeyIds.join(', ')}`;
   return `${s.required ? 'required' : 'not required (a signed document is still checked)'}; ${keys}`;
 }
 
+// "held:  held by kiosk-app: customer session" and the windows, when there is a gate.
+function formatHold(hold: AgentStatus['hold'] | undefined): string[] {
+  if (!hold) return [];
+  const lines = [`jobs held:      ${hold.held ? hold.reason : 'no'}`];
+  if (hold.operator?.expiry === 'for' || hold.operator?.expiry === 'until') {
+    lines.push(`hold ends:      ${hold.operator.expiresAt ? new Date(hold.operator.expiresAt).toISOString() : '-'}`);
+  }
+  if (hold.applications.length > 0) lines.push(`app holds:      ${hold.applications.map((a) => `${a.name}${a.reason ? ` (${a.reason})` : ''}`).join(', ')}`);
+  if (hold.maintenanceWindows.length > 0) {
+    const next = hold.nextWindowAt ? `, next opens ${new Date(hold.nextWindowAt).toISOString()}` : '';
+    lines.push(`windows:        ${hold.maintenanceWindows.join(', ')} (${hold.inMaintenanceWindow ? 'inside one now' : 'outside'}${next})`);
+  }
+  return lines;
+}
+
 // e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"
-function formatReportCounts(r: { delivered: number; refused: number; retried: number; cut: number }): string {
+function formatReportCounts(r: AgentStatus['reports']): string {
   const parts = [`${r.delivered} delivered`, `${r.refused} refused by the cloud (dropped)`, `${r.retried} retried`];
   if (r.cut > 0) parts.push(`${r.cut} cut to fit (413)`);
   return parts.join(', ');
@@ -78,7 +94,7 @@ function formatReportCounts(r: { delivered: number; refused: number; retried: nu
 
 // "connected to mqtts://broker:8883 since 2m ago, 3 notifications, last 10s ago", or "off (no broker configured)".
 function formatPush(
-  push: { state: string; broker: string; since: number; lastNotificationAt: number | null; notifications: number; lastError: string | null } | null | undefined,
+  push: AgentStatus['push'] | undefined,
   ago: (at: number | null | undefined) => string,
 ): string {
   if (!push) return 'off (no broker configured; polling only)';

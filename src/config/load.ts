@@ -6,6 +6,8 @@ import path from 'node:path';
 import ini from 'ini';
 import { ConfigError, type ConfigProblem } from '../errors/errors.js';
 import { SCHEMA, envNameOf, type Config, type KeySpec } from './schema.js';
+import { parseListenAddress } from './listen-address.js';
+import { parseMaintenanceWindows, WINDOW_FORM } from './maintenance-windows.js';
 import {
   EXPECTED,
   formatDuration,
@@ -410,6 +412,10 @@ function parseListKey(spec: KeySpec, text: string): Parsed<unknown> {
     const bad = entries.find((entry) => !USER_NAME.test(entry));
     if (bad !== undefined) return { ok: false, expected: 'comma-separated user names', hint: `${bad} is not a user name` };
   }
+  if (id === 'jobs.maintenance_windows') {
+    const windows = parseMaintenanceWindows(entries);
+    if (!windows.ok) return { ok: false, expected: WINDOW_FORM, hint: `"${windows.entry}" is ${windows.problem}` };
+  }
   if (id === 'jobs.handler_dirs') {
     const bad = entries.find((entry) => !path.isAbsolute(entry));
     if (bad !== undefined) return { ok: false, expected: 'comma-separated absolute paths', hint: `${bad} is not absolute` };
@@ -426,6 +432,11 @@ function parseStringKey(spec: KeySpec, value: string): Parsed<unknown> {
     return { ok: false, expected: 'a device uuid made of letters, digits, - and _', hint: 'it becomes part of every request path' };
   }
   if (id === 'mqtt.broker') return parseBrokerUrl(value);
+  if (id === 'metrics.listen') {
+    const address = parseListenAddress(value);
+    return address.ok ? { ok: true, value } : address;
+  }
+
   if (MQTT_NAMES.has(id) && !/^[\x21-\x7e]{0,200}$/.test(value)) {
     return { ok: false, expected: 'up to 200 printable ASCII characters without spaces' };
   }
@@ -481,6 +492,7 @@ function checkCombinations(raw: Map<string, RawValue>, values: Map<string, unkno
     });
   }
   checkBroker(raw, values, problems);
+  checkMetrics(raw, values, problems);
   const cert = values.get('cloud.client_cert');
   const key = values.get('cloud.client_key');
   if (typeof cert === 'string' && typeof key === 'string' && (cert === '') !== (key === '')) {
@@ -492,6 +504,29 @@ function checkCombinations(raw: Map<string, RawValue>, values: Map<string, unkno
       hint: `mutual TLS needs both; set ${missing} or remove ${given}`,
     });
   }
+}
+
+// A textfile node_exporter would not read is a mistake; a metrics endpoint off loopback shows the device's job counts to its whole network: only when asked for.
+function checkMetrics(raw: Map<string, RawValue>, values: Map<string, unknown>, problems: ConfigProblem[]): void {
+  const textfile = values.get('metrics.textfile');
+  if (typeof textfile === 'string' && textfile !== '' && !/[^/]\.prom$/.test(textfile)) {
+    problems.push({
+      key: keyOf('metrics.textfile', raw),
+      expected: 'a path ending in .prom (node_exporter\'s textfile collector reads only *.prom)',
+      seen: textfile,
+      hint: 'e.g. /var/lib/prometheus/node-exporter/cloudjobs.prom',
+    });
+  }
+  const listen = values.get('metrics.listen');
+  if (typeof listen !== 'string' || listen === '' || values.get('metrics.allow_remote') !== false) return;
+  const address = parseListenAddress(listen);
+  if (!address.ok || address.value === null || isLoopbackHost(address.value.host)) return;
+  problems.push({
+    key: keyOf('metrics.listen', raw),
+    expected: 'a loopback address such as 127.0.0.1:9464 or [::1]:9464',
+    seen: listen,
+    hint: 'anyone who reaches the port reads the metrics; set allow_remote = true in [metrics] to listen on another address',
+  });
 }
 
 function checkBroker(raw: Map<string, RawValue>, values: Map<string, unknown>, problems: ConfigProblem[]): void {

@@ -112,6 +112,10 @@ const ENTRIES = [
     doc: 'How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen"' },
   { section: 'jobs', key: 'reboot_command', kind: 'string', default: 'systemctl reboot',
     doc: 'Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd' },
+  { section: 'jobs', key: 'maintenance_windows', kind: 'list', default: '',
+    doc: 'When a new job may start: comma-separated [DAYS ]HH:MM-HH:MM in local time (Mon-Fri 22:00-02:00, Sat-Sun 00:00-24:00); empty: always' },
+  { section: 'jobs', key: 'hold_dir', kind: 'path', default: '/run/cloudjobs-holds',
+    doc: 'Applications hold jobs by keeping a lock on a file here (group cloudjobs-hold); empty: no application holds' },
   // [agent]
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },
@@ -159,6 +163,13 @@ const ENTRIES = [
     doc: 'Ed25519 public keys (*.pem, root-owned, not group/other-writable) whose signatures on job documents are trusted' },
   { section: 'security', key: 'require_signed_jobs', kind: 'bool', default: 'false',
     doc: 'Refuse (REJECTED) every job document without a valid signature; a signed one is always checked' },
+  // [metrics]
+  { section: 'metrics', key: 'listen', kind: 'string', default: '',
+    doc: 'Serve /metrics (Prometheus text format) on HOST:PORT, e.g. 127.0.0.1:9464; empty: no HTTP endpoint' },
+  { section: 'metrics', key: 'allow_remote', kind: 'bool', default: 'false',
+    doc: 'Allow listen on an address other than loopback (anyone who reaches it reads the metrics)' },
+  { section: 'metrics', key: 'textfile', kind: 'path', default: '',
+    doc: "File (*.prom) rewritten for node_exporter's textfile collector when a value changes; empty: none" },
   // [logging]
   { section: 'logging', key: 'level', kind: 'level', default: 'info', values: ['error', 'warn', 'info', 'debug'],
     doc: 'Least severe level logged: error, warn, info or debug' },

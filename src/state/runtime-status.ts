@@ -8,7 +8,8 @@ import { describeIoError, ensureDir, isErrnoCode, removeFileDurable, writeFileAt
 import { checkJson } from './json-file.js';
 import { expectRecord, expectVersion } from './validate.js';
 
-const STATUS_VERSION = 1;
+/** The version field of the status file (and of `cloudjobs status --json`). */
+export const STATUS_VERSION = 1;
 const STATUS_MODE = 0o644;
 const RUNTIME_DIR_MODE = 0o755;
 

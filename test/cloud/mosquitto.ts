@@ -125,7 +125,8 @@ async function writePasswords(file: string, users: Map<string, string>): Promise
   for (const [name, password] of users) execFileSync(PASSWD_BIN, ['-b', file, name, password], { stdio: 'ignore' });
 }
 
-function findFreePort(): Promise<number> {
+/** A free TCP port on loopback (bound and released: the caller binds it next). */
+export function findFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

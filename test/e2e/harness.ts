@@ -67,7 +67,8 @@ export async function createAgentDirs(cloud: ReferenceCloud | null, device: Test
     cloud: cloud ? { api_url: cloud.url } : {},
     device: device ? { uuid: device.uuid, supervisor_url: '' } : { supervisor_url: '' },
     polling: { interval: '200ms', max_backoff: '2s' },
-    jobs: { run_as_user: RUN_USER, work_dir: dirs.workDir, kill_grace: '500ms', progress_interval: '1s' },
+    // hold_dir: this agent's own (absent) directory, never the host's /run/cloudjobs-holds
+    jobs: { run_as_user: RUN_USER, work_dir: dirs.workDir, kill_grace: '500ms', progress_interval: '1s', hold_dir: path.join(root, 'holds') },
     agent: { state_dir: dirs.stateDir, runtime_dir: dirs.runtimeDir, drain_timeout: '10s' },
     logging: { level: 'debug' },
   };

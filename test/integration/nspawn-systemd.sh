@@ -83,6 +83,9 @@ check_eq "unit enabled" enabled "$(ct systemctl is-enabled cloudjobs.service || 
 check_eq "unit not started" inactive "$(ct systemctl is-active cloudjobs.service || true)"
 check_eq "user cloudjobs" "cloudjobs:/nonexistent:/usr/sbin/nologin" "$(ct getent passwd cloudjobs | cut -d: -f1,6,7)"
 check_match "group cloudjobs" '^cloudjobs:' "$(ct getent group cloudjobs)"
+# application holds (README, Holding jobs): the group and the tmpfiles.d directory
+check_match "group cloudjobs-hold" '^cloudjobs-hold:' "$(ct getent group cloudjobs-hold)"
+check_eq "hold dir made by tmpfiles.d" "3770 root:cloudjobs-hold" "$(ct stat -c '%a %U:%G' /run/cloudjobs-holds)"
 check_eq "agent.ini mode" "640 root:root" "$(ct stat -c '%a %U:%G' /etc/cloudjobs/agent.ini)"
 check_eq "state dir mode" "700 root:root" "$(ct stat -c '%a %U:%G' /var/lib/cloudjobs)"
 check_match "cloudjobs --version" "^cloudjobs $(node -p "require('$ROOT/package.json').version") \\(node v24\\.[0-9]+\\.[0-9]+, linux-x64, single executable\\)\$" "$(ct cloudjobs --version)"

@@ -141,6 +141,8 @@ describe('Agent', () => {
           max_reboots: 3,
           reboot_timeout: 600_000,
           reboot_command: 'systemctl reboot',
+          maintenance_windows: [],
+          hold_dir: '',
         },
         agentVersion: '9.9.9-test',
         clock,

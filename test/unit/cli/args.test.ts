@@ -75,10 +75,10 @@ describe('parseArgs: commands', () => {
 describe('parseArgs: usage errors', () => {
   it('refuses no command and an unknown command', () => {
     expect(usageErrorOf([])).toBe(
-      'no command given; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
+      'no command given; commands: run, check-config, status, history, hold, release, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
     expect(usageErrorOf(['start'])).toBe(
-      'unknown command "start"; commands: run, check-config, status, history, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
+      'unknown command "start"; commands: run, check-config, status, history, hold, release, exec, register, keygen, sign, verify, help, version (see cloudjobs --help)',
     );
   });
 
@@ -150,6 +150,24 @@ describe('parseArgs: usage errors', () => {
       'register takes no arguments; unexpected 1 argument(s); give the key with --provisioning-key-file FILE or --provisioning-key-stdin',
     );
     for (const message of messages) expect(message).not.toContain(key);
+  });
+});
+
+describe('hold and release', () => {
+  it('parses the reason and one end', () => {
+    expect(parseArgs(['hold'])).toEqual({ ...DEFAULTS, name: 'hold', reason: '', forMs: null, until: null });
+    expect(parseArgs(['hold', '--reason', 'kiosk in use', '--for', '1h30m'])).toEqual({ ...DEFAULTS, name: 'hold', reason: 'kiosk in use', forMs: 5_400_000, until: null });
+    expect(parseArgs(['hold', '--until=18:00'])).toEqual({ ...DEFAULTS, name: 'hold', reason: '', forMs: null, until: '18:00' });
+    expect(parseArgs(['release'])).toEqual({ ...DEFAULTS, name: 'release' });
+  });
+
+  it('refuses both ends, a bad duration, a long reason and arguments', () => {
+    expect(usageErrorOf(['hold', '--for', '1h', '--until', '18:00'])).toBe('give --for DURATION or --until TIME, not both');
+    expect(usageErrorOf(['hold', '--for', '90'])).toBe('--for must be a duration of at least 1s such as 30m, 2h or 1h30m, got "90"');
+    expect(usageErrorOf(['hold', '--for', '500ms'])).toMatch(/^--for must be a duration of at least 1s/);
+    expect(usageErrorOf(['hold', '--reason', 'x'.repeat(201)])).toBe('--reason is longer than 200 characters');
+    expect(usageErrorOf(['release', 'now'])).toBe('release takes no arguments; unexpected "now"');
+    expect(usageErrorOf(['release', '--reason', 'x'])).toBe('--reason is not an option of release (it belongs to hold)');
   });
 });
 

@@ -24,7 +24,7 @@ describe('formatStatus', () => {
 
 describe('formatStatus: signatures', () => {
   it('shows whether signatures are required and which key ids are trusted', () => {
-    const base = { state: 'idle', updatedAt: 1 };
+    const base = { state: 'idle' as const, updatedAt: 1 };
     expect(formatStatus({ ...base, signatures: { required: true, trustedKeyIds: ['0a1b2c3d4e5f6071', '1111111111111111'], trustedKeysDir: '/k' } }, 1)).toContain(
       'signatures:     required; trusted keys 0a1b2c3d4e5f6071, 1111111111111111\n',
     );

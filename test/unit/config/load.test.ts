@@ -71,6 +71,8 @@ describe('defaults and types', () => {
         max_reboots: 3,
         reboot_timeout: 600_000,
         reboot_command: 'systemctl reboot',
+        maintenance_windows: [],
+        hold_dir: '/run/cloudjobs-holds',
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',
@@ -97,6 +99,7 @@ describe('defaults and types', () => {
         client_key: '',
       },
       security: { trusted_keys_dir: '/etc/cloudjobs/trusted-keys.d', require_signed_jobs: false },
+      metrics: { listen: '', allow_remote: false, textfile: '' },
       logging: { level: 'info' },
     });
     expect(sources['cloud.api_url']).toBe(FILE);
@@ -186,13 +189,13 @@ describe('bad input: every problem at once', () => {
     expect(problemsOf(`${BASE}[pollng]\ninterval = 5s\n[frobnicate]\nx = 1\n`)).toEqual([
       {
         key: '[pollng]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [metrics], [logging]',
         seen: '[pollng]',
         hint: 'did you mean [polling]?',
       },
       {
         key: '[frobnicate]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [metrics], [logging]',
         seen: '[frobnicate]',
       },
     ]);
@@ -225,7 +228,7 @@ describe('bad input: every problem at once', () => {
       },
       {
         key: '[cloud.tls]',
-        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [logging]',
+        expected: 'a known section: [cloud], [device], [polling], [jobs], [agent], [mqtt], [security], [metrics], [logging]',
         seen: '[cloud.tls]',
         hint: 'sections do not nest',
       },

@@ -21,7 +21,7 @@ describe('Config derived from SCHEMA', () => {
     expectTypeOf<Config['agent']['state_dir']>().toEqualTypeOf<string>();
     expectTypeOf<Config['security']['require_signed_jobs']>().toEqualTypeOf<boolean>();
     expectTypeOf<Config['mqtt']['poll_interval_when_connected']>().toEqualTypeOf<number | null>();
-    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'mqtt' | 'security' | 'logging'>();
+    expectTypeOf<keyof Config>().toEqualTypeOf<'cloud' | 'device' | 'polling' | 'jobs' | 'agent' | 'mqtt' | 'security' | 'metrics' | 'logging'>();
   });
 
   it('the loaded configuration holds every schema key, of the type the Config type promises, and nothing else', () => {
