@@ -113,7 +113,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     journal,
     outbox,
     history,
-    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid }),
+    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid, ownsJobUnits: true }),
     reboot: {
       currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
       requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),

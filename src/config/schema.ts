@@ -112,6 +112,12 @@ const ENTRIES = [
     doc: 'How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen"' },
   { section: 'jobs', key: 'reboot_command', kind: 'string', default: 'systemctl reboot',
     doc: 'Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd' },
+  { section: 'jobs', key: 'memory_max', kind: 'size', default: '256MiB', min: 0, max: 1_099_511_627_776,
+    doc: 'Memory (RAM, no swap) one job may use, all its processes together; over it the kernel kills inside the job and the job ends FAILED "out of memory"; 0B: no limit (enforced under systemd with cgroup v2)' },
+  { section: 'jobs', key: 'tasks_max', kind: 'int', default: '512', min: 0, max: 4_194_304,
+    doc: 'Processes and threads one job may have at once; a job that reaches it is stopped, FAILED; 0: no limit (enforced under systemd)' },
+  { section: 'jobs', key: 'cpu_quota', kind: 'percent', default: '80%', min: 0, max: 6400,
+    doc: 'CPU time one job may use, in percent of one CPU as systemd\'s CPUQuota= (200% is two CPUs); 0%: no quota (enforced under systemd)' },
   // [agent]
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },

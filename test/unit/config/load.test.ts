@@ -71,6 +71,9 @@ describe('defaults and types', () => {
         max_reboots: 3,
         reboot_timeout: 600_000,
         reboot_command: 'systemctl reboot',
+        memory_max: 268_435_456,
+        tasks_max: 512,
+        cpu_quota: 0.8,
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',
