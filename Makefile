@@ -28,7 +28,7 @@ CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
 
-.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration demo bench clean
+.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration vm demo bench clean
 
 all: build
 
@@ -47,6 +47,8 @@ APT_PACKAGES := qemu-user-static lintian systemd-container debootstrap \
   python3 util-linux procps jq curl xz-utils
 # the broker the push tests and the demo publish job notifications through (issue 13)
 APT_PACKAGES += mosquitto
+# the VM tests (test/vm): Debian booted in qemu, the guest reaching the cloud through socat (issue 19)
+APT_PACKAGES += qemu-system-x86 socat e2fsprogs
 apt-deps:
 	@src/build/apt-deps.sh $(APT_PACKAGES)
 
@@ -102,7 +104,12 @@ qemu-test: binaries build/bundle/armhf/cloudjobs.cjs
 integration: apt-deps deb build/reference-cloud.cjs
 	test/integration/run.sh
 
-test: typecheck unit e2e qemu-test integration
+# The amd64 package in Debian VMs (qemu, TCG; Debian's kernel and initramfs):
+# real boots, power cuts, reboots, a clock without RTC (test/vm/run.sh).
+vm: apt-deps deb build/reference-cloud.cjs
+	test/vm/run.sh
+
+test: typecheck unit e2e qemu-test integration vm
 	@echo "make test: every suite passed"
 
 # --- demo and benchmarks -----------------------------------------------------

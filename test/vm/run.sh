@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every VM test (test/vm/*.sh): Debian booted in qemu (TCG) with its own
+# kernel and initramfs, the amd64 .deb installed with apt, the reference cloud
+# on the host's loopback. What only a real boot shows: a noexec /run, cgroup
+# v2 under the distribution's systemd, power cuts, a clock without RTC.
+# Each test prints PASS, FAIL or SKIP; CLOUDJOBS_REQUIRE_INTEGRATION=1 (CI)
+# turns a SKIP into a failure. As in test/integration/run.sh, every process a
+# test starts must end with it (marker CLOUDJOBS_IT_RUN). Exit 1 when any
+# test failed or left a process behind.
+# Usage: test/vm/run.sh [TEST...]   (default: all, e.g. "boot.sh --suite trixie")
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export CLOUDJOBS_IT_RUN="vm-$$-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+status=0
+TESTS=(
+  "boot.sh --suite bookworm"
+  "boot.sh --suite trixie"
+  "power-cut.sh --suite bookworm"
+)
+[ $# -eq 0 ] || TESTS=("$@")
+
+# Both suites' VM root file systems, side by side (cached; a failed build is
+# retried, and reported, by the test that needs it).
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  # shellcheck source=/dev/null
+  . "$HERE/lib/rootfs-vm.sh"
+  for suite in bookworm trixie; do
+    [ -s "$(vm_rootfs_tarball "$suite")" ] || (vm_ensure_rootfs "$suite" || echo "vm: building the $suite VM rootfs failed" >&2) &
+  done
+  wait
+fi
+
+run_started=$(date +%s)
+for test in "${TESTS[@]}"; do
+  started=$(date +%s)
+  # shellcheck disable=SC2086 # a test and its arguments
+  "$HERE"/$test || status=1
+  echo "   ($test: $(($(date +%s) - started))s)" >&2
+done
+echo "   (VM tests: $(($(date +%s) - run_started))s)" >&2
+
+leftover_pids() {
+  grep -lsz -F "CLOUDJOBS_IT_RUN=$CLOUDJOBS_IT_RUN" /proc/[0-9]*/environ | cut -d/ -f3 | grep -vx "$$" || true
+}
+export -n CLOUDJOBS_IT_RUN
+sleep 1
+left=$(leftover_pids)
+if [ -n "$left" ]; then
+  echo "FAIL vm: processes started by the tests are still running:" >&2
+  # shellcheck disable=SC2086
+  ps -o pid,ppid,etimes,args -p "$(echo $left | tr ' ' ,)" >&2 || true
+  # shellcheck disable=SC2086
+  kill -KILL $left 2>/dev/null || true
+  status=1
+else
+  echo "PASS vm: no process of the tests outlived them" >&2
+fi
+exit "$status"
