@@ -1,6 +1,7 @@
 // `cloudjobs status` and `cloudjobs history`: read what the running agent
 // keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
 import { createSystemClock } from '../clock/clock.js';
+import { describeLimits, formatBytes } from '../jobs/limits.js';
 import { escapeJsonText, escapeText } from '../log/escape.js';
 import { createNullLog } from '../log/log.js';
 import { openHistory } from '../state/history.js';
@@ -36,7 +37,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
   const s = status as {
     agentVersion?: string; pid?: number; state?: string; polling?: boolean; disabledReason?: string | null; degraded?: string | null;
     identitySource?: string; generation?: string | null; describe?: string;
-    currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number } | null;
+    currentJob?: { jobId: string; jobName: string; step: string | null; stepIndex: number; stepCount: number; startedAt: number; limits?: unknown } | null;
     lastPoll?: { at: number; outcome: string } | null; nextPollAt?: number | null;
     outbox?: { count: number; bytes: number; oldestAgeSeconds: number | null }; updatedAt?: number;
     reports?: { delivered: number; refused: number; retried: number; cut: number };
@@ -50,6 +51,7 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `api generation: ${s.generation ?? 'not detected yet'}`,
     `identity:       ${s.identitySource ?? 'unknown'}`,
     `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
+    ...(s.currentJob?.limits ? [`job limits:     ${formatJobLimits(s.currentJob.limits)}`] : []),
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
     `push (MQTT):    ${formatPush(s.push, ago)}`,
@@ -58,6 +60,14 @@ export function formatStatus(status: Record<string, unknown>, now: number): stri
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
   return `${lines.map(escapeText).join('\n')}\n`;
+}
+
+/** status_details.limits as one line: "memory 64 MiB, 64 tasks, CPU 80% (enforced), peak memory 12.5 MiB". */
+export function formatJobLimits(raw: unknown): string {
+  const l = (raw ?? {}) as { enforced?: boolean; why?: string; memory_max?: number | null; tasks_max?: number | null; cpu_quota_percent?: number | null; memory_peak?: number | null };
+  const limits = describeLimits({ memoryMax: l.memory_max ?? null, tasksMax: l.tasks_max ?? null, cpuQuota: l.cpu_quota_percent ?? null });
+  if (!l.enforced) return `${limits} (not enforced: ${l.why ?? 'unknown'})`;
+  return `${limits} (enforced)${typeof l.memory_peak === 'number' ? `, peak memory ${formatBytes(l.memory_peak)}` : ''}`;
 }
 
 // e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"

@@ -233,6 +233,9 @@ function describeMissing(controller: string, layout: CgroupLayout): string {
   if (controller === 'memory' && layout.unified !== null && layout.legacy !== null) {
     return 'this system mounts cgroup v1 (hybrid), where systemd applies MemoryMax= only on cgroup v2; boot with systemd.unified_cgroup_hierarchy=1';
   }
+  if (layout.legacy === null) {
+    return `this cgroup v2 tree has no ${controller} controller (a container on a cgroup v1 host, or a kernel without it${controller === 'memory' ? '; on a Raspberry Pi add cgroup_enable=memory to cmdline.txt' : ''})`;
+  }
   if (controller === 'memory') return 'the kernel has no memory controller (on a Raspberry Pi add cgroup_enable=memory to /boot/firmware/cmdline.txt)';
   return `the kernel has no ${controller} controller`;
 }

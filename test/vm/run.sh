@@ -16,6 +16,8 @@ TESTS=(
   "boot.sh --suite bookworm"
   "boot.sh --suite trixie"
   "power-cut.sh --suite bookworm"
+  "limits.sh --suite bookworm"
+  "limits.sh --suite trixie"
 )
 [ $# -eq 0 ] || TESTS=("$@")
 
