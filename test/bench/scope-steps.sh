@@ -5,8 +5,8 @@
 # with systemd-nspawn (as test/integration/nspawn-systemd.sh does) and installs
 # the .deb. In it, the same 100-step job of /bin/true (as the unprivileged
 # cloudjobs user) runs through `cloudjobs exec` ROUNDS times each way, side by
-# side: with limits (systemd present) and without (a private tmpfs over
-# /run/systemd/system, so the agent sees no systemd and spawns directly).
+# side: with limits (systemd present) and without (a private empty tmpfs over
+# /run/systemd, so the agent sees no systemd and spawns directly).
 # Prints one JSON line: {"steps":N,"scoped":[ms per step...],"direct":[...]}
 # (the sum of the steps' own durations, divided by the steps).
 # Usage: test/bench/scope-steps.sh DEB [ROUNDS]
@@ -41,7 +41,7 @@ for _ in $(seq 1 "$ROUNDS"); do
   out=$(ct cloudjobs exec /mnt/host/job.json 2>&1) || { echo "$out" >&2; fail "the scoped run failed"; }
   grep -q 'jobs run in their own systemd slice' <<<"$out" || fail "the scoped run did not use systemd units"
   scoped+=("$(per_step <<<"$out")")
-  out=$(ct unshare -m sh -c 'mount -t tmpfs none /run/systemd/system && cloudjobs exec /mnt/host/job.json' 2>&1) \
+  out=$(ct unshare -m sh -c 'mount -t tmpfs none /run/systemd && cloudjobs exec /mnt/host/job.json' 2>&1) \
     || { echo "$out" >&2; fail "the direct run failed"; }
   grep -q 'resource limits are not enforced: systemd is not running' <<<"$out" || fail "the direct run still saw systemd"
   direct+=("$(per_step <<<"$out")")
