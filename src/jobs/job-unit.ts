@@ -131,10 +131,7 @@ export async function openJobUnit(
       return wrapInScope(launch, { slice, unit: `cloudjobs-step-${key}-${steps}`, tools: support.tools, agentUnit: support.agentUnit });
     },
     counters: () => readCounters(support.layout, cgroupPath),
-    release: async () => {
-      const stopped = await run(support.tools.systemctl, ['stop', '--no-block', slice]);
-      if (stopped.exitCode !== 0) throw new Error(`systemctl stop ${slice} failed: ${firstLine(stopped.stderr)}`);
-    },
+    release: () => releaseSlice(support, slice, run),
   };
 }
 

@@ -72,7 +72,9 @@ export function createJobTarget(jobId: string, agentPid: number): KillTarget {
  * Every process in the control group tree at `dir` (a job's slice): what the
  * kernel says is the job's, whatever the processes did to their group,
  * session or environment. Only root or a delegated manager can move a process
- * out, and the steps have neither.
+ * out, and the steps have neither. A pid listed may exit and be reused
+ * before the signal (as in systemd's own cgroup kill without pidfds): the
+ * window is between one read of cgroup.procs and the kill right after it.
  */
 export function createCgroupTarget(dir: string): KillTarget {
   return {
