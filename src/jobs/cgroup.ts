@@ -65,7 +65,8 @@ export async function readCounters(layout: CgroupLayout, cgroupPath: string): Pr
     layout.legacy === null ? null : path.join(joinCgroup(path.join(layout.legacy, controller), cgroupPath), file);
   const [oomKills, pidsMaxHits, memoryPeak, cpuUsageUsec] = await Promise.all([
     firstOf([readKeyed(v2('memory.events'), 'oom_kill'), readKeyed(v1('memory', 'memory.oom_control'), 'oom_kill')]),
-    firstOf([readKeyed(v2('pids.events'), 'max'), readKeyed(v1('pids', 'pids.events'), 'max')]),
+    // before Linux 6.10 a refused fork counts only in the forking task's own cgroup (the step's scope)
+    firstOf([readTreeMax(v2('pids.events'), 'max'), readTreeMax(v1('pids', 'pids.events'), 'max')]),
     firstOf([readNumber(v2('memory.peak')), readNumber(v1('memory', 'memory.max_usage_in_bytes'))]),
     firstOf([readKeyed(v2('cpu.stat'), 'usage_usec'), readNumber(v1('cpuacct', 'cpuacct.usage')).then((ns) => (ns === null ? null : Math.round(ns / 1000)))]),
   ]);
@@ -75,11 +76,19 @@ export async function readCounters(layout: CgroupLayout, cgroupPath: string): Pr
 /** Pids of every process in the tree at `dir` (the cgroup and its children), bounded. */
 export async function listCgroupPids(dir: string): Promise<number[]> {
   const pids: number[] = [];
-  const walk = async (at: string, depth: number): Promise<void> => {
+  await walkTree(dir, async (at) => {
     const procs = await readSmall(path.join(at, 'cgroup.procs'));
     for (const line of (procs ?? '').split('\n')) {
       if (/^\d+$/.test(line) && pids.length < MAX_PIDS) pids.push(Number(line));
     }
+  });
+  return pids;
+}
+
+// Visits `dir` and the cgroups below it, MAX_DEPTH levels at most.
+async function walkTree(dir: string, visit: (at: string) => Promise<void>): Promise<void> {
+  const walk = async (at: string, depth: number): Promise<void> => {
+    await visit(at);
     if (depth >= MAX_DEPTH) return;
     const entries = await readdir(at, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
@@ -87,7 +96,17 @@ export async function listCgroupPids(dir: string): Promise<number[]> {
     }
   };
   await walk(dir, 0);
-  return pids;
+}
+
+// The largest `key` of the file `file` names in its cgroup and every cgroup below; null when none has it.
+async function readTreeMax(file: string | null, key: string): Promise<number | null> {
+  if (file === null) return null;
+  let most: number | null = null;
+  await walkTree(path.dirname(file), async (at) => {
+    const value = await readKeyed(path.join(at, path.basename(file)), key);
+    if (value !== null) most = Math.max(most ?? 0, value);
+  });
+  return most;
 }
 
 /** Whether any process is left in the tree at `dir` (v2's cgroup.events says so at once; else the pids are listed). */

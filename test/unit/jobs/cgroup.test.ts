@@ -59,6 +59,17 @@ describe('readCounters', () => {
     });
   });
 
+  it('finds a refused fork counted in a step\'s scope only (Linux before 6.10 counts it where the fork failed)', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'cg-'));
+    await files(root, {
+      'cgroup.controllers': 'memory pids cpu',
+      [`${SLICE}/pids.events`]: 'max 0\n',
+      [`${SLICE}/cloudjobs-step-1.scope/pids.events`]: 'max 0\n',
+      [`${SLICE}/cloudjobs-step-2.scope/pids.events`]: 'max 4\n',
+    });
+    expect((await readCounters(await readCgroupLayout(root), SLICE)).pidsMaxHits).toBe(4);
+  });
+
   it('falls back to the v1 controllers, and says null where nothing counts', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'cg-'));
     await files(root, {
