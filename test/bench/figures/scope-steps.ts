@@ -2,7 +2,7 @@
 // systemd scope vs the direct spawn, measured side by side in one container
 // by test/bench/scope-steps.sh (systemd must be PID 1, which it is not here).
 import { execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { formatMs, median, type ResultRow } from '../lib/results.js';
 
@@ -10,7 +10,10 @@ const ROUNDS = 3;
 
 /** Measures figure 16 with the amd64 .deb in `buildDir`. */
 export function measureScopeSteps(benchDir: string, buildDir: string): ResultRow {
-  const deb = readdirSync(buildDir).find((name) => /^cloudjobs_.*_amd64\.deb$/.test(name));
+  // the newest, as the integration tests pick it (self-update.sh leaves other versions in build/)
+  const deb = readdirSync(buildDir)
+    .filter((name) => /^cloudjobs_.*_amd64\.deb$/.test(name))
+    .sort((a, b) => statSync(path.join(buildDir, b)).mtimeMs - statSync(path.join(buildDir, a)).mtimeMs)[0];
   if (deb === undefined) throw new Error(`no amd64 .deb in ${buildDir} (make deb ARCH=amd64)`);
   const out = execFileSync(path.join(benchDir, 'scope-steps.sh'), [path.join(buildDir, deb), String(ROUNDS)], {
     encoding: 'utf8',
