@@ -30,6 +30,10 @@ if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
   wait
 fi
 
+# the disks with the .deb installed, shared by the tests of this run
+export VM_RUN_CACHE
+VM_RUN_CACHE=$(mktemp -d /tmp/cloudjobs-vm-run.XXXXXX)
+trap 'rm -rf "$VM_RUN_CACHE"' EXIT
 run_started=$(date +%s)
 for test in "${TESTS[@]}"; do
   started=$(date +%s)

@@ -6,8 +6,9 @@
 #                       base image, fresh disk, the .deb ($DEB), api key and
 #                       agent.ini (polls every second; the test's own lines
 #                       appended) in the share, reference cloud, first boot,
-#                       apt-get install of the .deb, config installed. The
-#                       agent is installed and enabled, not started.
+#                       apt-get install of the .deb (or the disk another
+#                       test of the run installed it on), config installed.
+#                       The agent is installed and enabled, not started.
 #   vm_agent_config [INI_LINE...]   rewrites /etc/cloudjobs/agent.ini in the guest
 #   vm_unit PROP         a property of cloudjobs.service in the guest
 #   vm_ready_seconds     seconds from the unit leaving "inactive" to "active"
@@ -25,12 +26,20 @@ vm_agent_ini() {
 }
 
 vm_agent_setup() {
-  local suite=$1 work=$2 key
+  local suite=$1 work=$2 key installed='' started
   shift 2
   [ -n "${DEB:-}" ] && [ -f "$DEB" ] || fail "no amd64 .deb (run make deb ARCH=amd64 first)"
   vm_image "$suite"
   vm_init "$work"
-  vm_new_disk
+  # the first test of a run (test/vm/run.sh sets VM_RUN_CACHE) keeps a copy of
+  # its disk right after apt-get install; later tests of the run (same suite,
+  # same .deb) start from it
+  [ -z "${VM_RUN_CACHE:-}" ] || installed="$VM_RUN_CACHE/installed-$suite-$(sha256sum "$DEB" | cut -c1-16).img"
+  if [ -n "$installed" ] && [ -s "$installed" ]; then
+    cp --sparse=always "$installed" "$VM_DISK"
+  else
+    vm_new_disk
+  fi
   mkdir -p "$work/share"
   cp "$DEB" "$work/share/cloudjobs_amd64.deb"
   key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
@@ -40,14 +49,22 @@ vm_agent_setup() {
   "$VM_REPO/node_modules/.bin/esbuild" "$VM_REPO/test/cloud/main.ts" --bundle --platform=node --format=cjs \
     --log-level=warning --outfile="$work/reference-cloud.cjs" || fail "bundling the reference cloud failed"
   vm_start_cloud "$VM_UUID" "$key"
-  local started
   started=$(date +%s)
   vm_boot
   vm_wait_running || fail "the first boot did not finish"
   ok "$suite booted in $(($(date +%s) - started))s (kernel $(vm_sh uname -r))"
-  started=$(date +%s)
-  vm_install_deb cloudjobs_amd64.deb
-  ok "the .deb installed with apt in $(($(date +%s) - started))s"
+  if [ -n "$installed" ] && [ -s "$installed" ]; then
+    ok "the .deb was installed with apt on this disk by an earlier test of this run"
+  else
+    started=$(date +%s)
+    vm_install_deb cloudjobs_amd64.deb
+    ok "the .deb installed with apt in $(($(date +%s) - started))s"
+    if [ -n "$installed" ]; then
+      vm_sh 'sync && fsfreeze --freeze /' || fail "fsfreeze in the guest failed"
+      cp --sparse=always "$VM_DISK" "$installed.part" && mv "$installed.part" "$installed"
+      vm_sh 'fsfreeze --unfreeze /' || fail "fsfreeze --unfreeze in the guest failed"
+    fi
+  fi
   vm_sh 'install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key && install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini' \
     || fail "installing the config in the guest failed"
 }

@@ -19,7 +19,8 @@
 #                                 on an ephemeral host loopback port; sets
 #                                 CLOUD_PORT, CLOUD_PID; vm_admin METHOD PATH [JSON]
 #   vm_boot [--rtc BASE]          boots $VM_DISK (qemu's RTC at BASE, e.g.
-#                                 2024-12-06T10:00:00, else the host's time);
+#                                 2024-12-06T10:00:00, else $VM_RTC_BASE, else
+#                                 the host's time; the guest has no NTP);
 #                                 returns once the guest runs commands (bounded)
 #   vm_sh [--timeout S] CMD...    runs CMD (a bash script: its words joined)
 #                                 in the guest as root; stdout, stderr, status
@@ -150,7 +151,7 @@ vm_admin() {
 
 # vm_boot [--rtc BASE]: see the API.
 vm_boot() {
-  local rtc=base=utc net shares=()
+  local rtc="base=${VM_RTC_BASE:-utc}" net shares=()
   [ "${1:-}" = --rtc ] && { rtc="base=$2"; shift 2; }
   [ -z "$VM_PID" ] || fail "vm_boot: a VM is already running (pid $VM_PID)"
   rm -f "$VM_WORK/shell.sock" "$VM_WORK/qmp.sock"
