@@ -57,8 +57,8 @@ queue_cut_job() {
   echo "$tag"
 }
 
-# cut MOMENT: records the moment and cuts the power.
-cut() {
+# cut_power MOMENT: records the moment and cuts the power.
+cut_power() {
   vm_power_cut
   MOMENTS+=("$1")
   printf '  cut %2d: %s\n' "${#MOMENTS[@]}" "$1" >&2
@@ -103,30 +103,30 @@ for i in $(seq 1 "$CUTS"); do
       tag=$(queue_cut_job); s=$((1 + RANDOM % 3))
       wait_until 60 "$tag step $s started" has_line "^S $tag $s " || true
       pause=$(random_tenths 15); sleep "$pause"
-      cut "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
+      cut_power "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
     between-steps)
       tag=$(queue_cut_job); s=$((1 + RANDOM % 2))
       wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || true
-      cut "$kind: $tag after step $s ended" ;;
+      cut_power "$kind: $tag after step $s ended" ;;
     after-hand-out)
       tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
       wait_until 60 "$tag handed out" vm_job_is "$id" IN_PROGRESS || true
       pause=$(random_tenths 10); sleep "$pause"
-      cut "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
+      cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
     report-in-flight)
       tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
       # the cloud holds the answers to this job's PATCHes for 20 s
       vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$id" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
       wait_until 60 "$tag's first report received" sh -c "[ \"\$(curl -fsS http://127.0.0.1:$CLOUD_PORT/admin/patches?jobId=$id | jq '.patches | length')\" -gt 0 ]" || true
       pause=$(random_tenths 10); sleep "$pause"
-      cut "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
+      cut_power "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
       vm_admin DELETE /faults >/dev/null ;;
     during-recovery)
       boot_after_cut
       wait_until 60 "the agent's start" agent_started || true
       pause=$(random_tenths 30)
       sleep "$pause"
-      cut "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
+      cut_power "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
   esac
   boot_after_cut
   check_after_boot

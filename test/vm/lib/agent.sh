@@ -9,6 +9,7 @@
 #                       apt-get install of the .deb (or the disk another
 #                       test of the run installed it on), config installed.
 #                       The agent is installed and enabled, not started.
+#   (VM_POLL_INTERVAL: the polling interval of that agent.ini, default 1s)
 #   vm_agent_config [INI_LINE...]   rewrites /etc/cloudjobs/agent.ini in the guest
 #   vm_unit PROP         a property of cloudjobs.service in the guest
 #   vm_ready_seconds     seconds from the unit leaving "inactive" to "active"
@@ -21,7 +22,7 @@ VM_UUID=3c9e0d1a-7b2f-4e5d-9a6c-1f2e3d4c5b6a
 
 vm_agent_ini() {
   printf '%s\n' '[cloud]' 'api_url = http://10.0.2.100/api/v1' 'allow_insecure_http = true' 'api_key_file = /etc/cloudjobs/api-key' \
-    '[device]' "uuid = $VM_UUID" 'supervisor_url =' '[polling]' 'interval = 1s' 'max_backoff = 2s' \
+    '[device]' "uuid = $VM_UUID" 'supervisor_url =' '[polling]' "interval = ${VM_POLL_INTERVAL:-1s}" 'max_backoff = 2s' \
     '[jobs]' 'allowed_users = root' "$@"
 }
 
