@@ -72,7 +72,7 @@ ok "written without the agent: $idle_without bytes"
 
 step "$SUITE: idle with the agent (${WINDOW}s after ${SETTLE}s to settle)"
 vm_sh systemctl start cloudjobs.service
-wait_until 90 "agent active" test "$(vm_unit ActiveState)" = active || fail "the agent did not start"
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 sleep "$SETTLE"
 idle_with=$(written_during sleep "$WINDOW")
 ok "written with the agent: $idle_with bytes"

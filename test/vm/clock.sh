@@ -4,7 +4,9 @@
 # jobs run. Elapsed time is what counts: a 30 s job timeout fires after about
 # 30 s of elapsed time (not at once when the clock jumps ahead, not never when
 # it jumps back), a 20 s step reports about 20 s (never hours), and the agent
-# stays up (its watchdog allowance is elapsed time too).
+# stays up (its watchdog allowance is elapsed time too). Last, the agent is
+# pointed at a cloud over TLS whose certificate starts today: the error it
+# logs says the device's clock is probably wrong.
 #
 # Usage: test/vm/clock.sh [--suite bookworm|trixie] [DEB]
 set -euo pipefail
@@ -21,12 +23,36 @@ why=$(vm_unusable)
 [ -z "$why" ] || skip "$why"
 
 WORK=$(mktemp -d /tmp/cloudjobs-vm-clock.XXXXXX)
-cleanup() { vm_cleanup; rm -rf "$WORK"; }
+TLS_PID=''
+cleanup() {
+  vm_cleanup
+  if [ -n "$TLS_PID" ]; then kill -TERM "$TLS_PID" 2>/dev/null || true; wait "$TLS_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 # durations_ok REPORT: every duration_ms in the report is a number from 0 to 1 h.
 durations_sane() { jq -e '[.. | objects | .duration_ms? | select(. != null)] | length > 0 and all(type == "number" and . >= 0 and . < 3600000)' <<<"$1" >/dev/null; }
 step_started() { vm_sh 'test -e /var/lib/vm-clock-step'; }
+
+step "$SUITE: a reference cloud over TLS, its certificate valid from now on"
+mkdir -p "$WORK/tls" "$WORK/share"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 -subj /CN=cloudjobs-vm-test-ca \
+  -keyout "$WORK/tls/ca.key" -out "$WORK/share/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=10.0.2.100 \
+  -keyout "$WORK/tls/server.key" -out "$WORK/tls/server.csr" 2>/dev/null
+openssl x509 -req -in "$WORK/tls/server.csr" -CA "$WORK/share/ca.pem" -CAkey "$WORK/tls/ca.key" -CAcreateserial -days 30 \
+  -extfile <(printf 'subjectAltName=IP:10.0.2.100\n') -out "$WORK/tls/server.pem" 2>/dev/null
+export VM_API_KEY VM_TLS_CLOUD_PORT
+VM_API_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+"$VM_REPO/node_modules/.bin/esbuild" "$VM_REPO/test/cloud/main.ts" --bundle --platform=node --format=cjs \
+  --log-level=warning --outfile="$WORK/tls-cloud.cjs"
+setpriv --pdeathsig KILL node "$WORK/tls-cloud.cjs" --port 0 --device "$VM_UUID:$VM_API_KEY" \
+  --tls-cert "$WORK/tls/server.pem" --tls-key "$WORK/tls/server.key" > "$WORK/tls-cloud.out" 2> "$WORK/tls-cloud.err" &
+TLS_PID=$!
+wait_until 20 "the TLS cloud" grep -q adminUrl "$WORK/tls-cloud.out" || { cat "$WORK/tls-cloud.err" >&2; fail "the TLS cloud did not start"; }
+VM_TLS_CLOUD_PORT=$(head -n1 "$WORK/tls-cloud.out" | jq -r .port)
+ok "TLS cloud on port $VM_TLS_CLOUD_PORT (the guest's 10.0.2.100:443)"
 
 step "$SUITE: boot with the RTC two years behind"
 export VM_RTC_BASE
@@ -34,7 +60,7 @@ VM_RTC_BASE=$(date -u -d '-2 years' +%Y-%m-%dT%H:%M:%S)
 vm_agent_setup "$SUITE" "$WORK"
 check_eq "the guest's year" "$(date -u -d '-2 years' +%Y)" "$(vm_sh date -u +%Y)"
 vm_sh systemctl start --no-block cloudjobs.service
-wait_until 90 "agent active" test "$(vm_unit ActiveState)" = active || fail "the agent did not start"
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 
 step "$SUITE: a 30 s job timeout while the clock jumps 3 h ahead, then 2 days back"
 vm_sh rm -f /var/lib/vm-clock-step
@@ -69,6 +95,18 @@ durations_sane "$final" && ok "every duration_ms in the report is under an hour"
 step "$SUITE: the agent stayed up through the jumps"
 check_eq "ActiveState" active "$(vm_unit ActiveState)"
 check_eq "NRestarts" 0 "$(vm_unit NRestarts)"
+
+step "$SUITE: the cloud over TLS with the clock two years behind"
+vm_sh 'install -m 0644 /mnt/host/ca.pem /etc/cloudjobs/cloud-ca.pem'
+vm_agent_config '[cloud]' 'api_url = https://10.0.2.100/api/v1' 'ca_file = /etc/cloudjobs/cloud-ca.pem' \
+  'api_key_file = /etc/cloudjobs/api-key' '[device]' "uuid = $VM_UUID" 'supervisor_url =' \
+  '[polling]' 'interval = 1s' 'max_backoff = 2s' '[jobs]' 'allowed_users = root'
+since=$(vm_sh date '+%Y-%m-%d\ %H:%M:%S')
+vm_sh systemctl restart --no-block cloudjobs.service
+tls_error_logged() { vm_sh "journalctl -u cloudjobs.service --since '$since' --no-pager -o cat" | grep -q 'TLS certificate not yet valid'; }
+wait_until 90 "the TLS error in the journal" tls_error_logged || true
+tls_line=$(vm_sh "journalctl -u cloudjobs.service --since '$since' --no-pager -o cat" | grep -m1 'TLS certificate not yet valid' || true)
+check_match "the TLS error names the clock" "clock is probably wrong" "$tls_line"
 
 step "$SUITE: power off"
 vm_poweroff

@@ -67,7 +67,7 @@ cut_power() {
 # check_after_boot: the checks after each boot.
 check_after_boot() {
   local n=${#MOMENTS[@]}
-  wait_until 90 "boot after cut $n: agent active" test "$(vm_unit ActiveState)" = active || {
+  wait_until 90 "boot after cut $n: agent active" vm_unit_is active || {
     vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 15' >&2 || true; return 0; }
   local corrupt
   corrupt=$(vm_sh 'find /var/lib/cloudjobs -name "*.corrupt-*"' || true)
@@ -92,7 +92,7 @@ agent_started() { [ "$(vm_unit ExecMainPID)" != 0 ]; }
 step "$SUITE: install the agent; start it"
 vm_agent_setup "$SUITE" "$WORK"
 vm_sh systemctl start --no-block cloudjobs.service
-wait_until 90 "agent active" test "$(vm_unit ActiveState)" = active || fail "the agent did not start"
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 
 step "$SUITE: $CUTS power cuts"
 kinds=(during-step between-steps after-hand-out report-in-flight during-recovery)

@@ -50,7 +50,7 @@ check_resumed() {
 step "$SUITE: install the agent; start it"
 vm_agent_setup "$SUITE" "$WORK"
 vm_sh systemctl start --no-block cloudjobs.service
-wait_until 90 "agent active" test "$(vm_unit ActiveState)" = active || fail "the agent did not start"
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 
 step "$SUITE: a job reboots the VM (shipped handler, exit 194)"
 boot1=$(vm_boot_id)

@@ -9,9 +9,11 @@
 #                       apt-get install of the .deb (or the disk another
 #                       test of the run installed it on), config installed.
 #                       The agent is installed and enabled, not started.
+#                       (VM_API_KEY: the device's key, default a random one)
 #   (VM_POLL_INTERVAL: the polling interval of that agent.ini, default 1s)
-#   vm_agent_config [INI_LINE...]   rewrites /etc/cloudjobs/agent.ini in the guest
+#   vm_agent_config INI_LINE...     /etc/cloudjobs/agent.ini in the guest becomes these lines
 #   vm_unit PROP         a property of cloudjobs.service in the guest
+#   vm_unit_is STATE     its ActiveState is STATE (for wait_until)
 #   vm_ready_seconds     seconds from the unit leaving "inactive" to "active"
 #                        in this boot (empty while not active)
 #   vm_queue_job NAME DOCUMENT_JSON [TIMEOUT_S]   prints the job id
@@ -43,7 +45,7 @@ vm_agent_setup() {
   fi
   mkdir -p "$work/share"
   cp "$DEB" "$work/share/cloudjobs_amd64.deb"
-  key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+  key=${VM_API_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}
   printf '%s\n' "$key" > "$work/share/api-key"
   vm_agent_ini "$@" > "$work/share/agent.ini"
   vm_share "$work/share"
@@ -71,11 +73,12 @@ vm_agent_setup() {
 }
 
 vm_agent_config() {
-  vm_agent_ini "$@" | base64 -w0 > "$VM_WORK/agent.ini.b64"
+  printf '%s\n' "$@" | base64 -w0 > "$VM_WORK/agent.ini.b64"
   vm_sh "echo $(cat "$VM_WORK/agent.ini.b64") | base64 -d > /etc/cloudjobs/agent.ini.new && chmod 0640 /etc/cloudjobs/agent.ini.new && mv /etc/cloudjobs/agent.ini.new /etc/cloudjobs/agent.ini"
 }
 
 vm_unit() { vm_sh systemctl show -p "$1" --value cloudjobs.service; }
+vm_unit_is() { [ "$(vm_unit ActiveState)" = "$1" ]; }
 
 vm_ready_seconds() {
   vm_sh 'eval "$(systemctl show -p ActiveState -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic cloudjobs.service)"

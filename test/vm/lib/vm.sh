@@ -36,7 +36,8 @@
 #   vm_wait_exit S                waits until qemu ends by itself (a guest poweroff)
 #   vm_cleanup                    kills qemu and the cloud; always safe to call
 # The guest reaches the cloud at http://10.0.2.100 (qemu's user network,
-# restrict=on: that address and nothing else). A guest reboot is a real reboot
+# restrict=on: that address and nothing else), and 10.0.2.100:443 reaches
+# host port $VM_TLS_CLOUD_PORT when set. A guest reboot is a real reboot
 # (qemu resets, boots the same kernel and disk again).
 
 VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -157,6 +158,7 @@ vm_boot() {
   rm -f "$VM_WORK/shell.sock" "$VM_WORK/qmp.sock"
   net="user,id=n0,restrict=on"
   [ -n "$CLOUD_PORT" ] && net+=",guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$CLOUD_PORT"
+  [ -n "${VM_TLS_CLOUD_PORT:-}" ] && net+=",guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:$VM_TLS_CLOUD_PORT"
   [ -n "$VM_SHARE_IMG" ] && shares=(-drive "file=$VM_SHARE_IMG,if=virtio,format=raw,readonly=on,id=share")
   VM_BOOTS=$((VM_BOOTS + 1))
   # --pdeathsig: qemu dies with this shell, even when the test is killed
