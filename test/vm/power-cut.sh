@@ -50,11 +50,12 @@ cut_job_doc() {
 steps_log() { vm_sh "cat $STEPS_LOG 2>/dev/null || true"; }
 has_line() { steps_log | grep -q -- "$1"; }
 
-# new_job: queues a job; prints its tag (the job id is appended to JOBS by the caller).
+# queue_cut_job: queues a job; sets TAG and ID, appends ID:TAG to JOBS (not in a subshell).
 queue_cut_job() {
-  local tag="j$((${#JOBS[@]} + 1))"
-  JOBS+=("$(vm_queue_job "cut-$tag" "$(cut_job_doc "$tag")"):$tag")
-  echo "$tag"
+  TAG="j$((${#JOBS[@]} + 1))"
+  ID=$(vm_queue_job "cut-$TAG" "$(cut_job_doc "$TAG")")
+  [ -n "$ID" ] && [ "$ID" != null ] || fail "queuing job $TAG failed"
+  JOBS+=("$ID:$TAG")
 }
 
 # cut_power MOMENT: records the moment and cuts the power.
@@ -100,21 +101,21 @@ for i in $(seq 1 "$CUTS"); do
   kind=${kinds[$(( (i - 1) % ${#kinds[@]} ))]}
   case "$kind" in
     during-step)
-      tag=$(queue_cut_job); s=$((1 + RANDOM % 3))
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 3))
       wait_until 60 "$tag step $s started" has_line "^S $tag $s " || true
       pause=$(random_tenths 15); sleep "$pause"
       cut_power "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
     between-steps)
-      tag=$(queue_cut_job); s=$((1 + RANDOM % 2))
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 2))
       wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || true
       cut_power "$kind: $tag after step $s ended" ;;
     after-hand-out)
-      tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
+      queue_cut_job; tag=$TAG id=$ID
       wait_until 60 "$tag handed out" vm_job_is "$id" IN_PROGRESS || true
       pause=$(random_tenths 10); sleep "$pause"
       cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
     report-in-flight)
-      tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
+      queue_cut_job; tag=$TAG id=$ID
       # the cloud holds the answers to this job's PATCHes for 20 s
       vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$id" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
       wait_until 60 "$tag's first report received" sh -c "[ \"\$(curl -fsS http://127.0.0.1:$CLOUD_PORT/admin/patches?jobId=$id | jq '.patches | length')\" -gt 0 ]" || true
