@@ -68,7 +68,7 @@ cut_power() {
 # check_after_boot: the checks after each boot.
 check_after_boot() {
   local n=${#MOMENTS[@]}
-  wait_until 90 "boot after cut $n: agent active" vm_unit_is active || {
+  wait_until 180 "boot after cut $n: agent active" vm_unit_is active || {
     vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 15' >&2 || true; return 0; }
   local corrupt
   corrupt=$(vm_sh 'find /var/lib/cloudjobs -name "*.corrupt-*"' || true)

@@ -55,7 +55,7 @@ vm_agent_setup() {
   started=$(date +%s)
   vm_boot
   vm_wait_running || fail "the first boot did not finish"
-  ok "$suite booted in $(($(date +%s) - started))s (kernel $(vm_sh uname -r))"
+  ok "$suite booted in $(($(date +%s) - started))s (kernel $(vm_sh uname -r); $(vm_sh systemd-analyze time 2>/dev/null | head -n1 || true))"
   if [ -n "$installed" ] && [ -s "$installed" ]; then
     ok "the .deb was installed with apt on this disk by an earlier test of this run"
   else

@@ -172,7 +172,7 @@ vm_boot() {
     -serial "file:$VM_WORK/console.$VM_BOOTS.log" -display none -monitor none -nodefaults \
     </dev/null >>"$VM_WORK/qemu.log" 2>&1 &
   VM_PID=$!
-  vm_wait_shell 180 || { vm_show_console; fail "the VM did not answer within 180s of its start"; }
+  vm_wait_shell 300 || { vm_show_console; fail "the VM did not answer within 300s of its start"; }
   vm_mount_share
 }
 
