@@ -55,7 +55,11 @@ wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 step "$SUITE: a job reboots the VM (shipped handler, exit 194)"
 boot1=$(vm_boot_id)
 job1=$(vm_queue_job "reboot-vm" "$(reboot_job /run/cloudjobs-vm-mark)")
-vm_wait_new_boot "$boot1" 240 || fail "the VM did not reboot within 240s"
+vm_wait_new_boot "$boot1" 300 || {
+  vm_reports "$job1" >&2 || true
+  vm_sh 'journalctl -b --no-pager | tail -n 40' >&2 || vm_show_console
+  fail "the VM did not reboot within 300s"
+}
 boot2=$(vm_boot_id)
 ok "boot_id changed: $boot1 -> $boot2"
 check_resumed "$job1" "$boot1" "$boot2"
