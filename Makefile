@@ -76,9 +76,9 @@ binaries: $(addprefix build/cloudjobs-linux-,$(ARCHES)) build/cloudjobs
 DEB_INPUTS := $(shell find debian systemd -type f) src/build/deb.sh src/config/schema.ts src/config/render.ts package.json
 DEB_FILE = build/cloudjobs_$(VERSION)-1_$(1).deb
 
-$(call DEB_FILE,amd64): build/cloudjobs-linux-x64 $(DEB_INPUTS) | deps apt-deps
+$(call DEB_FILE,amd64): build/cloudjobs-linux-x64 build/native/x64/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh amd64
-$(call DEB_FILE,arm64): build/cloudjobs-linux-arm64 $(DEB_INPUTS) | deps apt-deps
+$(call DEB_FILE,arm64): build/cloudjobs-linux-arm64 build/native/arm64/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh arm64
 $(call DEB_FILE,armhf): build/bundle/armhf/cloudjobs.cjs build/native/armhf/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh armhf

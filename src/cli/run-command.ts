@@ -9,7 +9,7 @@ import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
 import { readCommandsWithEnv } from '../jobs/proc-scan.js';
-import { createConsoleTransport, createLog, type Log } from '../log/log.js';
+import type { Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createFullCollector } from '../service/memory.js';
 import type { DatagramSender } from '../service/native.js';
@@ -27,6 +27,7 @@ import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
 import { preparePush, withPushInterval } from './push-setup.js';
 import { parseRebootCommand } from './reboot-command-config.js';
+import { checkNativeHelper } from './native-preflight.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
@@ -46,10 +47,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   if (config.cloud.api_key) secrets.push(config.cloud.api_key);
 
   const rebootArgv = await parseRebootCommand(config.jobs);
-  const bootLog = createLog({ level: config.logging.level, transports: [createConsoleTransport(ctx.stderr)] });
-  const sender = loadNative(ctx, config.agent.runtime_dir, bootLog);
+  const native = loadNative(ctx, config.agent.runtime_dir);
+  const sender = native?.sender ?? null;
   const { log } = createCliLog(ctx, { level: config.logging.level, sender, secrets: () => secrets });
   for (const warning of loaded.warnings) log.warn(warning);
+  const noReady = checkNativeHelper(native, ctx.env.NOTIFY_SOCKET, log);
+  if (noReady !== null) return noReady;
   const notifier = createNotifier({ socketPath: ctx.env.NOTIFY_SOCKET, sender, log });
 
   const stop = new AbortController();

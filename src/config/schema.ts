@@ -122,7 +122,7 @@ const ENTRIES = [
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },
   { section: 'agent', key: 'runtime_dir', kind: 'path', default: '/run/cloudjobs',
-    doc: 'Runtime files: the status that `cloudjobs status` reads, the native helper, the boot marker' },
+    doc: 'Runtime files: the status that `cloudjobs status` reads, the boot marker, and the native helper of an executable run outside the package (must allow exec)' },
   { section: 'agent', key: 'boot_id_file', kind: 'path', default: '/proc/sys/kernel/random/boot_id',
     doc: 'File holding the kernel boot id, which tells a reboot from an agent restart (for tests)' },
   { section: 'agent', key: 'drain_timeout', kind: 'duration', default: '5m', min: 0, max: 3_600_000,

@@ -26,7 +26,7 @@ trap cleanup EXIT
 # check_ready BOOT: the unit is active within 30 s of its start, with a STATUS, and a job runs.
 check_ready() {
   local boot=$1 ready job
-  wait_until 60 "cloudjobs.service active ($boot)" test "$(vm_unit ActiveState)" = active || {
+  wait_until 60 "cloudjobs.service active ($boot)" vm_unit_is active || {
     vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 20' >&2 || true
     bad "$boot: the unit is '$(vm_unit ActiveState)/$(vm_unit SubState)', never READY"
     return 0

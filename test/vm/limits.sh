@@ -52,22 +52,10 @@ check_eq "cgroup v2" cgroup2fs "$(vm_sh stat -fc %T /sys/fs/cgroup)"
 out=$(vm_sh cloudjobs check-config 2>&1 || true)
 check_match "check-config: limits enforced" 'resource limits: enforced \(memory 64 MiB, 64 tasks, CPU 80%\)' "$out"
 vm_sh systemctl start --no-block cloudjobs.service
-# Until the addon loads from a noexec /run (issue 19 item 1, branch native19),
-# the agent cannot send READY there: this test then runs the unit as
-# Type=exec without a watchdog (a drop-in), which changes nothing it checks.
-unit_up() {
-  [ "$(vm_unit ActiveState)" = active ] && return 0
-  vm_sh 'journalctl -u cloudjobs.service -b --no-pager | grep -q "the native helper is not loaded"' || return 1
-  vm_sh 'mkdir -p /etc/systemd/system/cloudjobs.service.d && printf "[Service]\nType=exec\nWatchdogSec=0\n" > /etc/systemd/system/cloudjobs.service.d/test-no-notify.conf && systemctl daemon-reload && systemctl restart --no-block cloudjobs.service'
-  return 1
-}
-wait_until 300 "cloudjobs.service active" unit_up || {
+wait_until 300 "cloudjobs.service active" vm_unit_is active || {
   vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 20' >&2 || true
   fail "the agent never became active"
 }
-if vm_sh test -f /etc/systemd/system/cloudjobs.service.d/test-no-notify.conf; then
-  ok "workaround: the native helper does not load here (issue 19 item 1); the unit runs as Type=exec without a watchdog for this test"
-fi
 pid=$(vm_unit MainPID)
 check_eq "the agent's oom_score_adj" -500 "$(vm_sh cat /proc/"$pid"/oom_score_adj)"
 

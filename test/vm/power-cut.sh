@@ -50,15 +50,16 @@ cut_job_doc() {
 steps_log() { vm_sh "cat $STEPS_LOG 2>/dev/null || true"; }
 has_line() { steps_log | grep -q -- "$1"; }
 
-# new_job: queues a job; prints its tag (the job id is appended to JOBS by the caller).
+# queue_cut_job: queues a job; sets TAG and ID, appends ID:TAG to JOBS (not in a subshell).
 queue_cut_job() {
-  local tag="j$((${#JOBS[@]} + 1))"
-  JOBS+=("$(vm_queue_job "cut-$tag" "$(cut_job_doc "$tag")"):$tag")
-  echo "$tag"
+  TAG="j$((${#JOBS[@]} + 1))"
+  ID=$(vm_queue_job "cut-$TAG" "$(cut_job_doc "$TAG")")
+  [ -n "$ID" ] && [ "$ID" != null ] || fail "queuing job $TAG failed"
+  JOBS+=("$ID:$TAG")
 }
 
-# cut MOMENT: records the moment and cuts the power.
-cut() {
+# cut_power MOMENT: records the moment and cuts the power.
+cut_power() {
   vm_power_cut
   MOMENTS+=("$1")
   printf '  cut %2d: %s\n' "${#MOMENTS[@]}" "$1" >&2
@@ -67,7 +68,7 @@ cut() {
 # check_after_boot: the checks after each boot.
 check_after_boot() {
   local n=${#MOMENTS[@]}
-  wait_until 90 "boot after cut $n: agent active" test "$(vm_unit ActiveState)" = active || {
+  wait_until 180 "boot after cut $n: agent active" vm_unit_is active || {
     vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 15' >&2 || true; return 0; }
   local corrupt
   corrupt=$(vm_sh 'find /var/lib/cloudjobs -name "*.corrupt-*"' || true)
@@ -92,7 +93,7 @@ agent_started() { [ "$(vm_unit ExecMainPID)" != 0 ]; }
 step "$SUITE: install the agent; start it"
 vm_agent_setup "$SUITE" "$WORK"
 vm_sh systemctl start --no-block cloudjobs.service
-wait_until 90 "agent active" test "$(vm_unit ActiveState)" = active || fail "the agent did not start"
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 
 step "$SUITE: $CUTS power cuts"
 kinds=(during-step between-steps after-hand-out report-in-flight during-recovery)
@@ -100,33 +101,33 @@ for i in $(seq 1 "$CUTS"); do
   kind=${kinds[$(( (i - 1) % ${#kinds[@]} ))]}
   case "$kind" in
     during-step)
-      tag=$(queue_cut_job); s=$((1 + RANDOM % 3))
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 3))
       wait_until 60 "$tag step $s started" has_line "^S $tag $s " || true
       pause=$(random_tenths 15); sleep "$pause"
-      cut "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
+      cut_power "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
     between-steps)
-      tag=$(queue_cut_job); s=$((1 + RANDOM % 2))
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 2))
       wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || true
-      cut "$kind: $tag after step $s ended" ;;
+      cut_power "$kind: $tag after step $s ended" ;;
     after-hand-out)
-      tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
+      queue_cut_job; tag=$TAG id=$ID
       wait_until 60 "$tag handed out" vm_job_is "$id" IN_PROGRESS || true
       pause=$(random_tenths 10); sleep "$pause"
-      cut "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
+      cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
     report-in-flight)
-      tag=$(queue_cut_job); id=${JOBS[-1]%%:*}
+      queue_cut_job; tag=$TAG id=$ID
       # the cloud holds the answers to this job's PATCHes for 20 s
       vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$id" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
       wait_until 60 "$tag's first report received" sh -c "[ \"\$(curl -fsS http://127.0.0.1:$CLOUD_PORT/admin/patches?jobId=$id | jq '.patches | length')\" -gt 0 ]" || true
       pause=$(random_tenths 10); sleep "$pause"
-      cut "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
+      cut_power "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
       vm_admin DELETE /faults >/dev/null ;;
     during-recovery)
       boot_after_cut
       wait_until 60 "the agent's start" agent_started || true
       pause=$(random_tenths 30)
       sleep "$pause"
-      cut "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
+      cut_power "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
   esac
   boot_after_cut
   check_after_boot

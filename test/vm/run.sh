@@ -7,19 +7,20 @@
 # turns a SKIP into a failure. As in test/integration/run.sh, every process a
 # test starts must end with it (marker CLOUDJOBS_IT_RUN). Exit 1 when any
 # test failed or left a process behind.
-# Usage: test/vm/run.sh [TEST...]   (default: all, e.g. "boot.sh --suite trixie")
+# Usage: test/vm/run.sh [LANE...]   (default: all; a lane is ";"-separated
+#        tests, e.g. "boot.sh --suite trixie;clock.sh --suite trixie")
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CLOUDJOBS_IT_RUN="vm-$$-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 status=0
-TESTS=(
-  "boot.sh --suite bookworm"
-  "boot.sh --suite trixie"
-  "power-cut.sh --suite bookworm"
-  "limits.sh --suite bookworm"
-  "limits.sh --suite trixie"
+# Two lanes side by side (one VM each; a VM waits on its guest much of the
+# time): the tests of a lane run one after another and share the disk on
+# which the lane's first test installed the .deb.
+LANES=(
+  "boot.sh --suite bookworm;reboot.sh --suite bookworm;clock.sh --suite bookworm;limits.sh --suite bookworm"
+  "boot.sh --suite trixie;power-cut.sh --suite trixie;limits.sh --suite trixie"
 )
-[ $# -eq 0 ] || TESTS=("$@")
+[ $# -eq 0 ] || LANES=("$@")
 
 # Both suites' VM root file systems, side by side (cached; a failed build is
 # retried, and reported, by the test that needs it).
@@ -32,12 +33,32 @@ if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
   wait
 fi
 
+# the disks with the .deb installed, shared by the tests of this run
+export VM_RUN_CACHE
+VM_RUN_CACHE=$(mktemp -d /tmp/cloudjobs-vm-run.XXXXXX)
+trap 'rm -rf "$VM_RUN_CACHE"' EXIT
 run_started=$(date +%s)
-for test in "${TESTS[@]}"; do
-  started=$(date +%s)
-  # shellcheck disable=SC2086 # a test and its arguments
-  "$HERE"/$test || status=1
-  echo "   ($test: $(($(date +%s) - started))s)" >&2
+# run_lane LANE: its tests (";"-separated) in order; 1 when any failed.
+run_lane() {
+  local test started rc=0
+  IFS=';' read -r -a tests <<<"$1"
+  for test in "${tests[@]}"; do
+    started=$(date +%s)
+    # shellcheck disable=SC2086 # a test and its arguments
+    "$HERE"/$test || rc=1
+    echo "   ($test: $(($(date +%s) - started))s)" >&2
+  done
+  return "$rc"
+}
+lane_pids=()
+for i in "${!LANES[@]}"; do
+  run_lane "${LANES[$i]}" > "$VM_RUN_CACHE/lane-$i.log" 2>&1 &
+  lane_pids+=("$!")
+done
+for i in "${!LANES[@]}"; do
+  wait "${lane_pids[$i]}" || status=1
+  echo "----- lane $((i + 1)): ${LANES[$i]}" >&2
+  cat "$VM_RUN_CACHE/lane-$i.log" >&2
 done
 echo "   (VM tests: $(($(date +%s) - run_started))s)" >&2
 

@@ -19,7 +19,8 @@
 #                                 on an ephemeral host loopback port; sets
 #                                 CLOUD_PORT, CLOUD_PID; vm_admin METHOD PATH [JSON]
 #   vm_boot [--rtc BASE]          boots $VM_DISK (qemu's RTC at BASE, e.g.
-#                                 2024-12-06T10:00:00, else the host's time);
+#                                 2024-12-06T10:00:00, else $VM_RTC_BASE, else
+#                                 the host's time; the guest has no NTP);
 #                                 returns once the guest runs commands (bounded)
 #   vm_sh [--timeout S] CMD...    runs CMD (a bash script: its words joined)
 #                                 in the guest as root; stdout, stderr, status
@@ -35,7 +36,8 @@
 #   vm_wait_exit S                waits until qemu ends by itself (a guest poweroff)
 #   vm_cleanup                    kills qemu and the cloud; always safe to call
 # The guest reaches the cloud at http://10.0.2.100 (qemu's user network,
-# restrict=on: that address and nothing else). A guest reboot is a real reboot
+# restrict=on: that address and nothing else), and 10.0.2.100:443 reaches
+# host port $VM_TLS_CLOUD_PORT when set. A guest reboot is a real reboot
 # (qemu resets, boots the same kernel and disk again).
 
 VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,9 +52,10 @@ CLOUD_PORT=''
 CLOUD_PID=''
 VM_MEMORY=${VM_MEMORY:-1024}
 VM_CPUS=${VM_CPUS:-2}
-# Short: quiet consoles and no mitigations boot faster under TCG. No cgroup
+# Short: quiet consoles and no mitigations boot faster under TCG; no_timer_check:
+# a slow TCG vCPU on a loaded host fails the IO-APIC timer check (a panic). No cgroup
 # or /run options: the guest boots as Debian does.
-VM_CMDLINE="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 fsck.mode=skip quiet loglevel=4 mitigations=off systemd.show_status=false"
+VM_CMDLINE="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 fsck.mode=skip quiet loglevel=4 mitigations=off no_timer_check"
 # What the base image adds to the rootfs; a change rebuilds the cached image.
 VM_IMAGE_REV=2
 VM_MASKED_UNITS="apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer getty@tty1.service systemd-networkd-wait-online.service"
@@ -150,12 +153,13 @@ vm_admin() {
 
 # vm_boot [--rtc BASE]: see the API.
 vm_boot() {
-  local rtc=base=utc net shares=()
+  local rtc="base=${VM_RTC_BASE:-utc}" net shares=()
   [ "${1:-}" = --rtc ] && { rtc="base=$2"; shift 2; }
   [ -z "$VM_PID" ] || fail "vm_boot: a VM is already running (pid $VM_PID)"
   rm -f "$VM_WORK/shell.sock" "$VM_WORK/qmp.sock"
   net="user,id=n0,restrict=on"
   [ -n "$CLOUD_PORT" ] && net+=",guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$CLOUD_PORT"
+  [ -n "${VM_TLS_CLOUD_PORT:-}" ] && net+=",guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:$VM_TLS_CLOUD_PORT"
   [ -n "$VM_SHARE_IMG" ] && shares=(-drive "file=$VM_SHARE_IMG,if=virtio,format=raw,readonly=on,id=share")
   VM_BOOTS=$((VM_BOOTS + 1))
   # --pdeathsig: qemu dies with this shell, even when the test is killed
@@ -169,7 +173,7 @@ vm_boot() {
     -serial "file:$VM_WORK/console.$VM_BOOTS.log" -display none -monitor none -nodefaults \
     </dev/null >>"$VM_WORK/qemu.log" 2>&1 &
   VM_PID=$!
-  vm_wait_shell 180 || { vm_show_console; fail "the VM did not answer within 180s of its start"; }
+  vm_wait_shell 300 || { vm_show_console; fail "the VM did not answer within 300s of its start"; }
   vm_mount_share
 }
 
