@@ -100,10 +100,12 @@ describe('the cgroup as a kill target', () => {
     });
     expect((await listCgroupPids(root)).sort()).toEqual([a.pid, b.pid].sort());
     expect(await isPopulated(root)).toBe(true);
-    const target = createCgroupTarget(root);
-    // the fake tree keeps listing the pids after they die; the ladder ends by its own bound
-    await runKillLadder(target, 100, createSystemClock());
+    // as the kernel does, a process leaves the tree when it dies (a dead pid listed on could be reused by another process)
+    a.once('exit', () => void writeFile(path.join(root, 'cloudjobs-step-1.scope/cgroup.procs'), ''));
+    b.once('exit', () => void writeFile(path.join(root, 'cloudjobs-step-2.scope/cgroup.procs'), ''));
+    expect(await runKillLadder(createCgroupTarget(root), 300, createSystemClock())).toBe('killed');
     expect(await Promise.all(exits)).toEqual(['SIGTERM', 'SIGKILL']);
+    expect(await isPopulated(root)).toBe(false);
   });
 
   it('reads populated from cgroup.events when the kernel has it', async () => {
