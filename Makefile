@@ -28,7 +28,7 @@ CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
 
-.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration demo bench clean
+.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration vm demo bench clean
 
 all: build
 
@@ -49,6 +49,8 @@ APT_PACKAGES := qemu-user-static lintian systemd-container debootstrap \
 APT_PACKAGES += prometheus prometheus-node-exporter
 # the broker the push tests and the demo publish job notifications through (issue 13)
 APT_PACKAGES += mosquitto
+# the VM tests (test/vm): Debian booted in qemu, the guest reaching the cloud through socat (issue 19)
+APT_PACKAGES += qemu-system-x86 socat e2fsprogs
 apt-deps:
 	@src/build/apt-deps.sh $(APT_PACKAGES)
 
@@ -76,9 +78,9 @@ binaries: $(addprefix build/cloudjobs-linux-,$(ARCHES)) build/cloudjobs
 DEB_INPUTS := $(shell find debian systemd -type f) src/build/deb.sh src/config/schema.ts src/config/render.ts package.json
 DEB_FILE = build/cloudjobs_$(VERSION)-1_$(1).deb
 
-$(call DEB_FILE,amd64): build/cloudjobs-linux-x64 $(DEB_INPUTS) | deps apt-deps
+$(call DEB_FILE,amd64): build/cloudjobs-linux-x64 build/native/x64/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh amd64
-$(call DEB_FILE,arm64): build/cloudjobs-linux-arm64 $(DEB_INPUTS) | deps apt-deps
+$(call DEB_FILE,arm64): build/cloudjobs-linux-arm64 build/native/arm64/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh arm64
 $(call DEB_FILE,armhf): build/bundle/armhf/cloudjobs.cjs build/native/armhf/datagram.node $(DEB_INPUTS) | deps apt-deps
 	src/build/deb.sh armhf
@@ -104,7 +106,12 @@ qemu-test: binaries build/bundle/armhf/cloudjobs.cjs
 integration: apt-deps deb build/reference-cloud.cjs
 	test/integration/run.sh
 
-test: typecheck unit e2e qemu-test integration
+# The amd64 package in Debian VMs (qemu, TCG; Debian's kernel and initramfs):
+# real boots, power cuts, reboots, a clock without RTC (test/vm/run.sh).
+vm: apt-deps deb build/reference-cloud.cjs
+	test/vm/run.sh
+
+test: typecheck unit e2e qemu-test integration vm
 	@echo "make test: every suite passed"
 
 # --- demo and benchmarks -----------------------------------------------------

@@ -48,6 +48,7 @@ runCli({
   runtime: describeRuntime({ nodeVersion: process.version, platform: process.platform, arch: process.arch, singleExecutable: isSingleExecutable() }),
   addon,
   installedAddon,
+  executable: process.execPath,
   pid: process.pid,
   isRoot: typeof process.getuid === 'function' && process.getuid() === 0,
   uid: typeof process.getuid === 'function' ? process.getuid() : -1,

@@ -111,6 +111,8 @@ export interface AgentStatus {
     startedAt: number;
     /** Reboots the job went through so far (it runs on after them). */
     reboots?: number;
+    /** status_details.limits of the last progress report: the limits in force and the peak memory so far. */
+    limits?: unknown;
   } | null;
   lastPoll: { at: number; outcome: string } | null;
   nextPollAt: number | null;
@@ -805,6 +807,7 @@ export class Agent {
     if (current.canceled || current.gone || current.handover || this.degraded) return;
     try {
       const snapshot = run.snapshot();
+      if (this.status.currentJob) this.status.currentJob.limits = snapshot.status_details.limits;
       await this.enqueue(current.offer.jobId, resume === undefined ? snapshot : markResumed(snapshot, resume));
     } catch (error) {
       this.enterDegraded(this.asLocalFault(error), `queueing a progress report of job ${current.offer.jobName}`);

@@ -6,6 +6,8 @@ import type { Config } from '../config/schema.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
 import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../contract/fit-report.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
+import { ceilingFromConfig } from '../jobs/limits.js';
+import type { LimitSupport } from '../jobs/job-unit.js';
 import type { UserInfo } from '../jobs/users.js';
 import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
@@ -28,6 +30,11 @@ export interface EngineDeps {
   agentUid: number;
   /** Signed job documents (security/job-verifier.ts): checked before anything of a job runs; absent only in tests of other things. */
   verifier?: JobVerifier;
+  /**
+   * The agent (`cloudjobs run`), not `cloudjobs exec`: it owns every job slice,
+   * so it sweeps those an earlier agent process left before its first job.
+   */
+  ownsJobUnits?: boolean;
 }
 
 /** Creates the engine the agent and `cloudjobs exec` use. */
@@ -49,13 +56,22 @@ export function createEngine(deps: EngineDeps): EnginePort {
   // agent on a 512 MB Pi does not carry them.
   let engine: typeof import('../jobs/engine.js') | null = null;
   let reclaimMemory: (() => void) | null | undefined;
+  const limitCeiling = ceilingFromConfig(jobs);
+  let limits: Promise<LimitSupport> | null = null;
+  const prepareLimits = (): Promise<LimitSupport> => {
+    limits ??= import('../jobs/limit-setup.js').then((m) => m.prepareJobLimits({ ceiling: limitCeiling, agentUid, clock, log, killGraceMs: jobs.kill_grace, sweep: deps.ownsJobUnits === true }));
+    return limits;
+  };
+  let limitSupport: LimitSupport | undefined;
   return {
     validate: async (offer: JobOffer, options?: { resumed?: boolean }) => {
       // the signature first: an offer refused for it looks up no user and resolves no handler
       if (deps.verifier && !(offer.problems && offer.problems.length > 0)) await deps.verifier.verify(offer, options);
-      const [{ validateJob }, loaded] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js')]);
+      const [{ validateJob }, loaded, support] = await Promise.all([import('../jobs/document.js'), import('../jobs/engine.js'), prepareLimits()]);
       engine = loaded;
+      limitSupport = support;
       return validateJob(offer, {
+        limitCeiling,
         runAsUser: jobs.run_as_user,
         allowedUsers: jobs.allowed_users,
         handlerDirs: jobs.handler_dirs,
@@ -80,6 +96,8 @@ export function createEngine(deps: EngineDeps): EnginePort {
           lookupUser,
           agentUid,
           reclaimMemory: reclaimMemory ?? undefined,
+          limitCeiling,
+          limitSupport,
         },
         hooks,
         start,
@@ -88,6 +106,8 @@ export function createEngine(deps: EngineDeps): EnginePort {
     },
     removeLeftovers: async (jobId) => {
       const fields = { jobId };
+      // the interrupted job's processes (its slice) go before its directories
+      await prepareLimits();
       try {
         const [{ removeLeftoverJobDirs }, { readAgentPrivileges }] = await Promise.all([
           import('../jobs/work-dir.js'),

@@ -42,7 +42,8 @@ for arch in "$@"; do
   mkdir -p "$(dirname "$out")"
   # shellcheck disable=SC2046 # the arch flags are words
   "$cc" "${CFLAGS[@]}" $(arch_flags "$arch") -o "$out.tmp" "$SRC"
-  "$strip" --strip-unneeded "$out.tmp"
+  # .comment: the toolchain's crt files name their GCC (lintian binary-has-unneeded-section)
+  "$strip" --strip-unneeded --remove-section=.comment "$out.tmp"
   [ "$arch" != armhf ] || check_armv6 "$out.tmp"
   mv "$out.tmp" "$out"
   echo "addon: $out ($(stat -c %s "$out") bytes)" >&2

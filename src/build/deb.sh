@@ -2,7 +2,11 @@
 # Builds build/cloudjobs_<version>_<arch>.deb from the files in debian/ and
 # systemd/ and, per arch:
 #   amd64, arm64  the single executable build/cloudjobs-linux-{x64,arm64}
-#                 (Node 24 embedded) as /usr/bin/cloudjobs
+#                 (Node 24 embedded) as /usr/bin/cloudjobs, and the addon it
+#                 embeds, build/native/{x64,arm64}/datagram.node, as
+#                 /usr/lib/cloudjobs/datagram.node: the packaged executable
+#                 loads that file in place (writing nothing; /run is noexec
+#                 on a real boot) and never its embedded copy
 #   armhf         the bundle build/bundle/armhf/cloudjobs.cjs and the ARMv6
 #                 addon build/native/armhf/datagram.node in /usr/lib/cloudjobs,
 #                 run by Debian's nodejs through the launcher /usr/bin/cloudjobs
@@ -46,6 +50,11 @@ else
   EXE=${2:-$BUILD/cloudjobs-linux-$NODE_ARCH}
   [ -x "$EXE" ] || die "no executable at $EXE: build it first (make binaries)"
   ELF=$EXE
+  ADDON=$BUILD/native/$NODE_ARCH/datagram.node
+  [ -f "$ADDON" ] || die "no addon at $ADDON: build it first (src/build/addon.sh $NODE_ARCH)"
+  # the executable accepts only the addon whose bytes it embeds (base64 in its bundle)
+  grep -qF "$(base64 -w0 "$ADDON")" "$EXE" \
+    || die "$EXE does not embed $ADDON: rebuild it (make build/cloudjobs-linux-$NODE_ARCH)"
   if [ -n "${CLOUDJOBS_VERSION:-}" ] && [ "$ARCH-$(uname -m)" = amd64-x86_64 ]; then
     "$EXE" --version | grep -q "^cloudjobs $CLOUDJOBS_VERSION " \
       || die "$EXE says '$("$EXE" --version)', not version $CLOUDJOBS_VERSION: rebuild it (make deb VERSION=$CLOUDJOBS_VERSION)"
@@ -137,6 +146,7 @@ if [ "$ARCH" = armhf ]; then
   file 0644 "$ADDON" usr/lib/cloudjobs/datagram.node
 else
   file 0755 "$EXE" usr/bin/cloudjobs
+  file 0644 "$ADDON" usr/lib/cloudjobs/datagram.node
 fi
 file 0644 "$ROOT/systemd/cloudjobs.service" lib/systemd/system/cloudjobs.service
 file 0644 "$ROOT/systemd/cloudjobs-holds.conf" usr/lib/tmpfiles.d/cloudjobs.conf

@@ -2,6 +2,8 @@
 // and the identity source, or every problem (exit 78 via ConfigError).
 import { createSystemClock } from '../clock/clock.js';
 import { describeIdentitySource } from './obtain-identity.js';
+import { detectLimitSupport } from '../jobs/job-unit.js';
+import { ceilingFromConfig, describeLimits } from '../jobs/limits.js';
 import { formatCheckConfig } from '../config/check.js';
 import type { Command } from './args.js';
 import { EXIT, type CliContext } from './context.js';
@@ -27,5 +29,15 @@ export async function runCheckConfig(ctx: CliContext, command: CheckCommand): Pr
       disabledReason: loaded.disabledReason,
     }),
   );
+  ctx.stdout.write(await describeLimitSupport(loaded.config.jobs, ctx.uid));
   return EXIT.ok;
+}
+
+/** Whether this system enforces [jobs] memory_max, tasks_max and cpu_quota, one line each (warnings, not errors). */
+export async function describeLimitSupport(jobs: Parameters<typeof ceilingFromConfig>[0], uid: number): Promise<string> {
+  const ceiling = ceilingFromConfig(jobs);
+  const support = await detectLimitSupport(uid, ceiling);
+  if (!support.enforced) return `resource limits: NOT enforced (${support.why}); jobs run without ${describeLimits(ceiling)}\n`;
+  const gaps = support.gaps.map((gap) => `resource limits: ${gap}\n`).join('');
+  return `resource limits: enforced (${describeLimits(ceiling)}) through systemd units under cloudjobs-jobs.slice\n${gaps}`;
 }

@@ -13,6 +13,8 @@ export interface CliContext {
   addon: Uint8Array | null;
   /** The addon installed next to the bundle (armhf package on the system's nodejs), or null. */
   installedAddon: InstalledAddon | null;
+  /** The running executable's path (process.execPath): a single executable in <prefix>/bin finds its package's addon in <prefix>/lib/cloudjobs. */
+  executable?: string;
   pid: number;
   isRoot: boolean;
   uid: number;
@@ -30,8 +32,12 @@ export interface CliContext {
   testLoopDeath?: { loop: string; afterMs: number } | null;
 }
 
-/** Exit codes of every command (documented in --help). */
-export const EXIT = { ok: 0, failure: 1, usage: 2, internal: 70, config: 78 } as const;
+/**
+ * Exit codes of every command (documented in --help). `unavailable` (EX_UNAVAILABLE):
+ * `cloudjobs run` under systemd without the native helper, which READY=1 needs; the
+ * unit's RestartPreventExitStatus lists it with `config`, as restarting cannot help.
+ */
+export const EXIT = { ok: 0, failure: 1, usage: 2, unavailable: 69, internal: 70, config: 78 } as const;
 
 /** Facts about the running Node, as main.ts reads them from process. */
 export interface RuntimeFacts {

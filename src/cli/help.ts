@@ -83,6 +83,8 @@ Exit codes:
   0   success
   1   failure (for exec: the job did not succeed)
   2   usage error (unknown command or option, missing or bad value)
+  69  run under systemd: the native helper that sends READY=1 could not be
+      loaded (the log says why); systemd does not restart it
   70  run: one of the agent's loops died or a bug escaped; systemd restarts it
   78  configuration error (every problem is listed)
 `;

@@ -15,7 +15,7 @@ import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
 import { readCommandsWithEnv } from '../jobs/proc-scan.js';
-import { createConsoleTransport, createLog, type Log } from '../log/log.js';
+import type { Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createFullCollector } from '../service/memory.js';
 import type { DatagramSender } from '../service/native.js';
@@ -33,6 +33,7 @@ import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
 import { preparePush, withPushInterval } from './push-setup.js';
 import { parseRebootCommand } from './reboot-command-config.js';
+import { checkNativeHelper } from './native-preflight.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 import { createVerifierFromConfig, loadConfiguredKeys, signatureStatus } from './signing-setup.js';
 import { formatSignatures } from './status-command.js';
@@ -56,10 +57,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
   const rebootArgv = await parseRebootCommand(config.jobs);
   // an unsafe trusted key fails the start (78) before anything else happens
   const trustedKeys = await loadConfiguredKeys(config);
-  const bootLog = createLog({ level: config.logging.level, transports: [createConsoleTransport(ctx.stderr)] });
-  const sender = loadNative(ctx, config.agent.runtime_dir, bootLog);
+  const native = loadNative(ctx, config.agent.runtime_dir);
+  const sender = native?.sender ?? null;
   const { log } = createCliLog(ctx, { level: config.logging.level, sender, secrets: () => secrets });
   for (const warning of loaded.warnings) log.warn(warning);
+  const noReady = checkNativeHelper(native, ctx.env.NOTIFY_SOCKET, log);
+  if (noReady !== null) return noReady;
   const notifier = createNotifier({ socketPath: ctx.env.NOTIFY_SOCKET, sender, log });
 
   const stop = new AbortController();
@@ -139,7 +142,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     journal,
     outbox,
     history,
-    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid, verifier }),
+    engine: createEngine({ jobs: config.jobs, agentVersion: ctx.version, clock, log, lookupUser: lookupUserLazily, agentUid: ctx.uid, verifier, ownsJobUnits: true }),
     reboot: {
       currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
       requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),

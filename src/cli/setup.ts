@@ -8,7 +8,7 @@ import { loadConfig, type LoadedConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { createConsoleTransport, createLog, type Log, type LogLevel } from '../log/log.js';
 import { createJournaldTransport, shouldUseJournal } from '../service/journald-transport.js';
-import { loadDatagramSender, type DatagramSender } from '../service/native.js';
+import { locatePackagedAddon, tryLoadDatagramSender, type DatagramSender, type NativeLoad } from '../service/native.js';
 import type { Command } from './args.js';
 import type { CliContext } from './context.js';
 
@@ -52,13 +52,17 @@ function isStderrJournal(ctx: CliContext): boolean {
   return shouldUseJournal({ journalStream: ctx.env.JOURNAL_STREAM, stderr });
 }
 
-/** Loads the native helper: the embedded one into `dir` (root) or a private temp dir, or the installed one in place; null when unavailable. */
-export function loadNative(ctx: CliContext, dir: string, log: Log): DatagramSender | null {
-  if (!ctx.addon && !ctx.installedAddon) {
-    log.debug('no native helper is embedded or installed (running from source): systemd notify and journald are off');
-    return null;
-  }
-  return loadDatagramSender({ addonBytes: ctx.addon, installed: ctx.installedAddon, dir, log });
+/**
+ * Loads the native helper: the one a package installed, in place (the armhf bundle's
+ * neighbour, or <prefix>/lib/cloudjobs for a single executable in <prefix>/bin), else
+ * the embedded one written into `dir` (root) or a private temp dir. Logs nothing:
+ * the caller decides what a failure means (see native-preflight.ts).
+ */
+export function loadNative(ctx: CliContext, dir: string): NativeLoad | null {
+  const packaged = ctx.addon && ctx.executable ? locatePackagedAddon(ctx.executable, ctx.addon) : null;
+  const installed = ctx.installedAddon ?? packaged;
+  if (!ctx.addon && !installed) return null;
+  return tryLoadDatagramSender({ addonBytes: ctx.addon, installed, dir });
 }
 
 // Debian's CA bundle, added to Node's own roots when present.

@@ -2,6 +2,7 @@
 // keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
 import type { AgentStatus } from '../agent/agent.js';
 import { createSystemClock } from '../clock/clock.js';
+import { describeLimits, formatBytes } from '../jobs/limits.js';
 import { escapeJsonText, escapeText } from '../log/escape.js';
 import { createNullLog } from '../log/log.js';
 import { openHistory } from '../state/history.js';
@@ -52,6 +53,7 @@ export function formatStatus(s: StatusFile, now: number): string {
     `identity:       ${s.identitySource ?? 'unknown'}`,
     `signatures:     ${formatSignatures(s.signatures)}`,
     `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
+    ...(s.currentJob?.limits ? [`job limits:     ${formatJobLimits(s.currentJob.limits)}`] : []),
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
     `push (MQTT):    ${formatPush(s.push, ago)}`,
@@ -83,6 +85,14 @@ function formatHold(hold: AgentStatus['hold'] | undefined): string[] {
     lines.push(`windows:        ${hold.maintenanceWindows.join(', ')} (${hold.inMaintenanceWindow ? 'inside one now' : 'outside'}${next})`);
   }
   return lines;
+}
+
+/** status_details.limits as one line: "memory 64 MiB, 64 tasks, CPU 80% (enforced), peak memory 12.5 MiB". */
+export function formatJobLimits(raw: unknown): string {
+  const l = (raw ?? {}) as { enforced?: boolean; why?: string; memory_max?: number | null; tasks_max?: number | null; cpu_quota_percent?: number | null; memory_peak?: number | null };
+  const limits = describeLimits({ memoryMax: l.memory_max ?? null, tasksMax: l.tasks_max ?? null, cpuQuota: l.cpu_quota_percent ?? null });
+  if (!l.enforced) return `${limits} (not enforced: ${l.why ?? 'unknown'})`;
+  return `${limits} (enforced)${typeof l.memory_peak === 'number' ? `, peak memory ${formatBytes(l.memory_peak)}` : ''}`;
 }
 
 // e.g. "12 delivered, 1 refused by the cloud (dropped), 3 retries, 1 cut to fit (413)"

@@ -29,6 +29,7 @@
 import { isNestedDeeperThan, MAX_DOCUMENT_DEPTH } from '../contract/limits.js';
 import { JobValidationError } from '../errors/errors.js';
 import type { JobOffer } from '../contract/types.js';
+import { applyLimitRequest, readLimitRequest, type JobLimits } from './limits.js';
 import { checkHandlerName, resolveHandler } from './resolve-handler.js';
 import { splitCommand } from './split-command.js';
 import type { NormalizedJob, StepNode, StepSpec } from './types.js';
@@ -46,6 +47,8 @@ export interface ValidateOptions {
   defaultTimeoutMs: number;
   /** users.ts lookupUser (injected so tests and `cloudjobs exec` share it). */
   lookupUser: (name: string) => Promise<UserInfo | null>;
+  /** `[jobs] memory_max`, `tasks_max`, `cpu_quota`: the most a document's "limits" may ask for. @default no limits */
+  limitCeiling?: JobLimits;
 }
 
 /** Limits on a job document; the README documents the same numbers. */
@@ -84,6 +87,9 @@ export async function validateJob(offer: JobOffer, options: ValidateOptions): Pr
   checkVersion(document, problems);
   const includeStdOut = readBool(document.includeStdOut, 'includeStdOut', false, '', problems);
   checkConditions(document.conditions, problems);
+  const ceiling = options.limitCeiling ?? { memoryMax: null, tasksMax: null, cpuQuota: null };
+  // without "limits" the job runs with the ceiling the engine is given
+  const limits = document.limits === undefined ? null : applyLimitRequest(ceiling, readLimitRequest(document.limits, ceiling, problems));
 
   const drafts: DraftNode[] = [];
   let finalDraft: Draft | null = null;
@@ -133,6 +139,7 @@ export async function validateJob(offer: JobOffer, options: ValidateOptions): Pr
     includeStdOut,
     steps: nodes,
     finalStep,
+    ...(limits === null ? {} : { limits }),
   };
 }
 

@@ -9,8 +9,12 @@
 // - A step starts only after the previous step's onStepEnd hook settled (the
 //   journal has it on disk), and only while the job is neither stopped nor failed.
 // - When done resolves, no process of the job is left: each step's group went
-//   with its leader, and a last sweep kills anything still carrying
+//   with its leader, and a last sweep kills everything in the job's slice
+//   (limits enforced: job-unit.ts), else anything still carrying
 //   CLOUDJOBS_JOB_ID=<jobId> (daemons that called setsid). Job dirs are removed.
+// - With limits enforced, the first OOM kill or refused fork the kernel counts
+//   in the job's slice stops the whole job (FAILED, the limit named), read
+//   from the cgroup's counters after each step and every limitPollMs.
 // - Steps are numbered by their place in the plan (job-plan.ts), so a run that
 //   starts with earlier results (JobStart.finished) numbers, labels and reports
 //   exactly as the run that made them.
@@ -24,11 +28,14 @@ import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { planSteps, type PlannedStep, type PlanNode } from './job-plan.js';
 import { JobResources } from './job-resources.js';
-import { createJobTarget, runKillLadder } from './kill-ladder.js';
+import type { CgroupCounters } from './cgroup.js';
+import { openJobUnit, type JobUnit, type LimitSupport } from './job-unit.js';
+import { createCgroupTarget, createJobTarget, runKillLadder } from './kill-ladder.js';
+import { applyLimitRequest, describeOutOfMemory, describeTasksMax, type EffectiveLimits, type JobLimits } from './limits.js';
 import type { AgentPrivileges } from './launch.js';
 import { decideOutcome, findDecisive, type FinishedStep, type JobStop, type Verdict } from './outcome.js';
 import { composeReport } from './report.js';
-import { startStep, type StepRun } from './run-step.js';
+import { startStep, type StepRun, type StepUnit } from './run-step.js';
 import { composeRebootingReport, composeSnapshot } from './snapshot.js';
 import { REBOOT_EXIT_CODE, type NormalizedJob, type StepResult } from './types.js';
 import type { UserInfo } from './users.js';
@@ -53,7 +60,16 @@ export interface EngineOptions {
   agentPrivileges?: AgentPrivileges;
   /** Frees the buffers of output already consumed; called every few MiB a step writes (see run-step.ts). */
   reclaimMemory?: () => void;
+  /** The device's ceiling ([jobs] memory_max, tasks_max, cpu_quota); a job without limits of its own runs with it. */
+  limitCeiling?: JobLimits;
+  /** Whether limits can be enforced (job-unit.ts); absent or not enforced, steps are spawned directly. */
+  limitSupport?: LimitSupport;
+  /** How often the job's cgroup counters are read while it runs. @default 1000 */
+  limitPollMs?: number;
 }
+
+const NO_LIMITS: JobLimits = { memoryMax: null, tasksMax: null, cpuQuota: null };
+const LIMIT_POLL_MS = 1000;
 
 /** Called around each step; returned promises are awaited before the job goes on. */
 export interface JobHooks {
@@ -104,6 +120,10 @@ export class JobRun {
   private haltReason: string | null = null;
   private finalReport: StatusReport | null = null;
   private rebootStep: FinishedStep | null = null;
+  private readonly limits: EffectiveLimits;
+  private unit: JobUnit | null = null;
+  private limitReason: string | null = null;
+  private lastCounters: CgroupCounters | null = null;
 
   constructor(job: NormalizedJob, options: EngineOptions, hooks: JobHooks = {}, start: JobStart = {}) {
     this.job = job;
@@ -116,6 +136,7 @@ export class JobRun {
     this.startedAtMs = start.startedAtMs ?? options.clock.now();
     this.agentUid = options.agentUid ?? process.getuid?.() ?? 0;
     this.resources = new JobResources(job.jobId, { ...options, agentUid: this.agentUid });
+    this.limits = job.limits ?? applyLimitRequest(options.limitCeiling ?? NO_LIMITS, NO_LIMITS);
     for (const [at, result] of (start.finished ?? []).entries()) {
       const step = steps[at];
       if (step === undefined) throw new RangeError(`${start.finished?.length} earlier results for a job of ${this.total} steps`);
@@ -130,7 +151,7 @@ export class JobRun {
   snapshot(): StatusReport {
     if (this.finalReport !== null) return this.finalReport;
     const { clock, agentVersion } = this.options;
-    return composeSnapshot({
+    const snapshot = composeSnapshot({
       finished: this.finished.map((f) => f.result),
       active: [...this.running].map((r) => ({ spec: r.step.spec, label: r.step.label, startedAtMs: r.startedAtMs, output: r.run.partial() })),
       total: this.total,
@@ -139,6 +160,7 @@ export class JobRun {
       startedAtMs: this.startedAtMs,
       now: clock.now(),
     });
+    return { ...snapshot, status_details: { ...snapshot.status_details, limits: this.describeLimitDetails() } };
   }
 
   /** The step that asked for a reboot, once the run ended for it; else null. */
@@ -180,13 +202,83 @@ export class JobRun {
       () => this.stopAll('job-timeout'),
       () => undefined,
     );
-    const problem = await prepareWorkRoot(this.options.workDir, this.agentUid);
+    const problem = (await prepareWorkRoot(this.options.workDir, this.agentUid)) ?? (await this.openUnit());
     if (problem !== null) return this.report({ status: 'FAILED', reason: `no step ran: ${problem}`, decisive: null });
+    this.watchLimits();
     await this.runSteps();
     // a shutdown after the request does not undo it: the agent journals the reboot and leaves it to the next start
     if (this.rebootStep !== null && (this.stopKind === null || this.stopKind === 'shutdown')) return this.rebootingReport(this.rebootStep);
     const { finished, total, stopKind: stop, haltReason: halted } = this;
-    return this.report(decideOutcome({ finished, total, stop, halted, timeoutMs: this.job.timeoutMs }));
+    return this.report(decideOutcome({ finished, total, stop, halted, timeoutMs: this.job.timeoutMs, limitReason: this.limitReason }));
+  }
+
+  // The job's slice, when limits are enforced here; a problem when it cannot be made (no step runs unlimited).
+  private async openUnit(): Promise<string | null> {
+    const support = this.options.limitSupport;
+    if (support === undefined || !support.enforced) return null;
+    try {
+      this.unit = await openJobUnit(this.job.jobId, this.limits, support);
+      this.log.debug(`job runs in ${this.unit.slice}`, { jobId: this.job.jobId });
+      return null;
+    } catch (error) {
+      return `could not apply the job's resource limits: ${describeError(error)}`;
+    }
+  }
+
+  private watchLimits(): void {
+    if (this.unit === null) return;
+    const every = this.options.limitPollMs ?? LIMIT_POLL_MS;
+    const loop = async (): Promise<void> => {
+      while (!this.timer.signal.aborted && this.limitReason === null) {
+        await this.options.clock.sleep(every, this.timer.signal);
+        await this.checkLimits();
+      }
+    };
+    loop().catch(() => undefined); // the sleep rejects when the job ends
+  }
+
+  // Reads the slice's counters; the first OOM kill or refused fork stops the job.
+  private async checkLimits(): Promise<string | null> {
+    if (this.unit === null || this.limitReason !== null) return this.limitReason;
+    const counters = await this.unit.counters();
+    this.lastCounters = counters;
+    let reason: string | null = null;
+    if ((counters.oomKills ?? 0) > 0) reason = describeOutOfMemory(this.limits);
+    else if ((counters.pidsMaxHits ?? 0) > 0) reason = describeTasksMax(this.limits);
+    if (reason !== null && this.limitReason === null && this.finalReport === null) {
+      this.limitReason = reason;
+      this.log.warn(`stopping job: ${reason}`, { jobId: this.job.jobId });
+      this.stopAll('limit');
+    }
+    return this.limitReason;
+  }
+
+  private stepUnit(unit: JobUnit): StepUnit {
+    return {
+      wrap: (launch) => unit.wrap(launch),
+      checkLimits: () => this.checkLimits(),
+      limitReason: () => this.limitReason,
+    };
+  }
+
+  /** The limits as status_details.limits shows them, with the peak memory and CPU time seen. */
+  private describeLimitDetails(): Record<string, unknown> {
+    const support = this.options.limitSupport;
+    const { memoryMax, tasksMax, cpuQuota, sources } = this.limits;
+    const fromDocument = (Object.keys(sources) as (keyof JobLimits)[]).filter((key) => sources[key] === 'document');
+    const base = { memory_max: memoryMax, tasks_max: tasksMax, cpu_quota_percent: cpuQuota, from_document: fromDocument };
+    if (support === undefined) return { enforced: false, why: 'no limits configured', ...base };
+    if (!support.enforced) return { enforced: false, why: support.why, ...base };
+    const counters = this.lastCounters;
+    const usage = counters?.cpuUsageUsec ?? null;
+    return {
+      enforced: true,
+      ...base,
+      ...(support.gaps.length > 0 ? { not_enforced: support.gaps } : {}),
+      unit: this.unit?.slice ?? null,
+      memory_peak: counters?.memoryPeak ?? null,
+      cpu_usage_ms: usage === null ? null : Math.round(usage / 1000),
+    };
   }
 
   private async runSteps(): Promise<void> {
@@ -245,6 +337,7 @@ export class JobRun {
         reclaimMemory: this.options.reclaimMemory,
         killGraceMs: this.options.killGraceMs,
         jobTimeoutMs: this.job.timeoutMs,
+        ...(this.unit === null ? {} : { unit: this.stepUnit(this.unit) }),
         clock,
         log: this.log,
       }),
@@ -273,6 +366,7 @@ export class JobRun {
       includeStdOut: this.job.includeStdOut,
       agentVersion: this.options.agentVersion,
       durationMs: this.options.clock.now() - this.startedAtMs,
+      extraDetails: { limits: this.describeLimitDetails() },
     });
   }
 
@@ -298,15 +392,21 @@ export class JobRun {
   private async finish(final: StatusReport): Promise<StatusReport> {
     await this.cleanUp();
     const durationMs = this.options.clock.now() - this.startedAtMs;
-    this.finalReport = { ...final, status_details: { ...final.status_details, duration_ms: durationMs } };
+    const limits = this.describeLimitDetails();
+    this.finalReport = { ...final, status_details: { ...final.status_details, duration_ms: durationMs, limits } };
     return this.finalReport;
   }
 
   private async cleanUp(): Promise<void> {
     this.timer.abort();
+    const unit = this.unit;
     try {
-      const outcome = await runKillLadder(createJobTarget(this.job.jobId, process.pid), this.options.killGraceMs, this.options.clock);
+      // the last counters (peak memory) before the sweep empties the slice
+      if (unit !== null) this.lastCounters = await unit.counters();
+      const target = unit === null ? createJobTarget(this.job.jobId, process.pid) : createCgroupTarget(unit.cgroupDir);
+      const outcome = await runKillLadder(target, this.options.killGraceMs, this.options.clock);
       if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
+      await unit?.release();
     } catch (error) {
       this.log.error(`could not sweep the job's leftover processes: ${describeError(error)}`, { jobId: this.job.jobId });
     }

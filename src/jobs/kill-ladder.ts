@@ -1,6 +1,7 @@
 // Stops processes the way execa's terminate/kill.js does, but for a whole
 // process group or a set found by environment: SIGTERM, a grace period, SIGKILL.
 import type { Clock } from '../clock/clock.js';
+import { isPopulated, listCgroupPids } from './cgroup.js';
 import { findGroupMembers, findProcessesWithEnv } from './proc-scan.js';
 
 /** Something the ladder can signal and check: a process group, or a job's escaped processes. */
@@ -64,6 +65,23 @@ export function createJobTarget(jobId: string, agentPid: number): KillTarget {
     async alive() {
       return (await findProcessesWithEnv(entry, agentPid)).length > 0;
     },
+  };
+}
+
+/**
+ * Every process in the control group tree at `dir` (a job's slice): what the
+ * kernel says is the job's, whatever the processes did to their group,
+ * session or environment. Only root or a delegated manager can move a process
+ * out, and the steps have neither. A pid listed may exit and be reused
+ * before the signal (as in systemd's own cgroup kill without pidfds): the
+ * window is between one read of cgroup.procs and the kill right after it.
+ */
+export function createCgroupTarget(dir: string): KillTarget {
+  return {
+    async send(signal) {
+      for (const pid of await listCgroupPids(dir)) signalQuietly(pid, signal);
+    },
+    alive: () => isPopulated(dir),
   };
 }
 

@@ -59,8 +59,18 @@ export function parseProcStatus(text: string): { noNewPrivs: boolean; noInherita
   return { noNewPrivs: field('NoNewPrivs') === '1', noInheritableCaps: isZero(field('CapInh')) && isZero(field('CapAmb')) };
 }
 
-/** Plans the spawn of `file args` as `user`; a problem when the agent cannot run steps as that user. */
-export function planLaunch(file: string, args: string[], user: UserInfo, agent: AgentPrivileges): Launch | { problem: string } {
+/**
+ * Plans the spawn of `file args` as `user`; a problem when the agent cannot run
+ * steps as that user. `spawnMaySwitch` false (a step started through
+ * systemd-run, which must run as root) leaves the switch to setpriv.
+ */
+export function planLaunch(
+  file: string,
+  args: string[],
+  user: UserInfo,
+  agent: AgentPrivileges,
+  spawnMaySwitch = true,
+): Launch | { problem: string } {
   if (agent.uid !== 0) {
     if (user.uid !== agent.uid) {
       return { problem: `cannot run as "${user.name}": the agent is not root (uid ${agent.uid}) and can only run steps as itself` };
@@ -68,7 +78,7 @@ export function planLaunch(file: string, args: string[], user: UserInfo, agent: 
     return { file, args, via: 'none' };
   }
   const onlyPrimaryGroup = user.groups.every((gid) => gid === user.gid);
-  if (user.uid !== 0 && agent.noNewPrivs && agent.noInheritableCaps && onlyPrimaryGroup) {
+  if (spawnMaySwitch && user.uid !== 0 && agent.noNewPrivs && agent.noInheritableCaps && onlyPrimaryGroup) {
     return { file, args, uid: user.uid, gid: user.gid, via: 'direct' };
   }
   if (agent.setprivPath === null) return { problem: 'cannot switch user: setpriv (util-linux) was not found in /usr/bin or /bin' };

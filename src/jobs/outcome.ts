@@ -6,7 +6,7 @@ import { formatLimit } from './run-step.js';
 import type { StepResult } from './types.js';
 
 /** Why the whole job is being stopped (a step's own time limit stops only that step). */
-export type JobStop = 'job-timeout' | 'cancel' | 'shutdown';
+export type JobStop = 'job-timeout' | 'cancel' | 'shutdown' | 'limit';
 
 /** A step that ended, with the label reports name it by ("step 2", "step 3.1", "final step"). */
 export interface FinishedStep {
@@ -28,6 +28,8 @@ export interface OutcomeInput {
   timeoutMs: number;
   /** Why no further step was started (JobRun.halt), or null. */
   halted?: string | null;
+  /** With stop 'limit': the limit's sentence ("out of memory: the job's memory limit is 256 MiB (jobs.memory_max)"). */
+  limitReason?: string | null;
 }
 
 /** The job's status, the reason sentence, and the step that decided it (for exit_code and failed_step). */
@@ -50,6 +52,8 @@ export function findDecisive(finished: readonly FinishedStep[]): FinishedStep | 
  */
 export function decideOutcome(input: OutcomeInput): Verdict {
   const { finished, total, stop } = input;
+  // a resource limit ends the job whatever ignoreStepFailure says, like systemd's OOMPolicy=stop
+  if (stop === 'limit') return decideLimited(input);
   const stopped = finished.find((f) => f.result.timedOut || f.result.canceled) ?? null;
   if (stop !== null && (stopped !== null || finished.length !== total)) return decideStopped(input, stopped);
   const decisive = findDecisive(finished);
@@ -67,6 +71,13 @@ export function decideOutcome(input: OutcomeInput): Verdict {
   const ignored = finished.length - ok;
   const suffix = ignored === 0 ? '' : `, ${ignored} failed with ignoreStepFailure set`;
   return { status: 'SUCCEEDED', reason: `${ok} of ${finished.length} steps succeeded${suffix}`, decisive: null };
+}
+
+function decideLimited(input: OutcomeInput): Verdict {
+  const reason = input.limitReason ?? 'the job reached one of its resource limits';
+  const hit = input.finished.find((f) => f.result.failed && f.result.failureReason === reason) ?? null;
+  if (hit === null) return { status: 'FAILED', reason: `${reason}; after ${input.finished.length} of ${input.total} steps`, decisive: null };
+  return { status: 'FAILED', reason: describeStepOutcome(hit.label, hit.result), decisive: hit.result };
 }
 
 function decideStopped(input: OutcomeInput, stopped: FinishedStep | null): Verdict {

@@ -20,13 +20,23 @@ import type { Log } from '../log/log.js';
 import { describeError } from '../errors/errors.js';
 import { isExecutableFile } from './executable.js';
 import { createGroupTarget, runKillLadder } from './kill-ladder.js';
-import { planLaunch, type AgentPrivileges } from './launch.js';
+import { planLaunch, type AgentPrivileges, type Launch } from './launch.js';
 import { createOutputBuffer, type CapturedText, type OutputBuffer } from './output-buffer.js';
 import { REBOOT_EXIT_CODE, type StepResult, type StepSpec } from './types.js';
 import type { UserInfo } from './users.js';
 
 /** Why a running step is being stopped. */
-export type StopKind = 'job-timeout' | 'step-timeout' | 'cancel' | 'shutdown';
+export type StopKind = 'job-timeout' | 'step-timeout' | 'cancel' | 'shutdown' | 'limit';
+
+/** The job's systemd unit as a step sees it (job-unit.ts, job-run.ts). */
+export interface StepUnit {
+  /** The launch run inside a scope of the job's slice. */
+  wrap(launch: Launch): Launch;
+  /** After the step's exit: the reason when the job hit a limit meanwhile (from the cgroup's counters), else null. */
+  checkLimits(): Promise<string | null>;
+  /** Why the job stopped its steps for a limit ("out of memory: ..."), once it did. */
+  limitReason(): string | null;
+}
 
 /** What a step needs besides its spec. */
 export interface StepContext {
@@ -36,6 +46,8 @@ export interface StepContext {
   user: UserInfo;
   /** What the agent holds: decides how the step becomes its user (launch.ts). */
   agent: AgentPrivileges;
+  /** The job's unit when limits are enforced; absent, the step is spawned directly. */
+  unit?: StepUnit;
   cwd: string;
   /** PATH for the step, also where its executable is looked up. */
   path: string;
@@ -106,8 +118,9 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     const resolved = await resolveExecutable(command[0] ?? '', context.cwd, context.path, asOtherUser);
     if ('problem' in resolved) return { kind: 'not-started', reason: resolved.problem };
     if (stopKind !== null) return { kind: 'not-started', reason: null };
-    const launch = planLaunch(resolved.file, command.slice(1), context.user, context.agent);
-    if ('problem' in launch) return { kind: 'not-started', reason: launch.problem };
+    const planned = planLaunch(resolved.file, command.slice(1), context.user, context.agent, context.unit === undefined);
+    if ('problem' in planned) return { kind: 'not-started', reason: planned.problem };
+    const launch = context.unit ? context.unit.wrap(planned) : planned;
     const env = buildStepEnv(spec, context);
     let child;
     try {
@@ -160,6 +173,9 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     // whatever is left in the group (background children holding the pipes) goes with its leader
     if (ladder === null) ladder = runKillLadder(createGroupTarget(child.pid ?? -1), context.killGraceMs, clock);
     await ladder;
+    // the kernel's counters, not the signal, say whether a limit ended it (an OOM kill is a SIGKILL like any other)
+    const limit = context.unit ? await context.unit.checkLimits() : null;
+    if (limit !== null && stopKind === null) stopKind = 'limit';
     // usually both pipes closed with the exit: no timer needed then
     const drained = closed || (await raceSleep(streamsClosed, context.killGraceMs + 1000, clock));
     if (!drained) {
@@ -301,6 +317,8 @@ function describeStop(kind: StopKind, spec: StepSpec, context: StepContext): str
       return 'stopped: the job was canceled';
     case 'shutdown':
       return 'stopped by agent shutdown';
+    case 'limit':
+      return context.unit?.limitReason() ?? 'stopped: the job reached one of its resource limits';
   }
 }
 

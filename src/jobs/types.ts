@@ -1,5 +1,6 @@
 // Types shared by the job engine's parts: the validated job (what document.ts
 // produces) and the results the runner produces (what the journal stores).
+import type { EffectiveLimits } from './limits.js';
 
 /** A step's action after validation, ready to run. */
 export type StepAction =
@@ -43,6 +44,8 @@ export interface NormalizedJob {
   includeStdOut: boolean;
   steps: StepNode[];
   finalStep: StepSpec | null;
+  /** The limits it runs with: the device's ceiling, lowered by the document's "limits" (extension); absent: the ceiling. */
+  limits?: EffectiveLimits;
 }
 
 /** One run of one step, success or failure alike (execa's result shape). */

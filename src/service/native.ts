@@ -1,18 +1,24 @@
 // Loads the N-API addon that sends AF_UNIX datagrams (sd_notify and the
 // journal's native protocol). Node itself cannot send AF_UNIX datagrams, hence
-// the native code. Two sources, one per kind of build:
-// - embedded (single executables): the bundle carries the addon's bytes; they
-//   are written to a directory only this user can write, checked, and dlopen'ed.
-// - installed (the armhf package, run by Debian's nodejs): the addon is a file
-//   next to the bundle; it is dlopen'ed in place only when it and every
+// the native code. Two sources:
+// - installed (every package): the package puts the addon in /usr/lib/cloudjobs
+//   (next to the armhf bundle; <prefix>/lib/cloudjobs for the single executable
+//   <prefix>/bin/cloudjobs). It is dlopen'ed in place only when it and every
 //   directory above it are owned by root (or us) and writable by nobody else,
-//   and its sha256 is the one the bundle was built with.
+//   and its sha256 is the one the bundle was built with. Nothing is written,
+//   so /run, /tmp and the state dir may all be mounted noexec (Debian's
+//   initramfs mounts /run noexec).
+// - embedded (a single executable outside a package, e.g. build/cloudjobs): the
+//   bundle carries the addon's bytes; they are written to a directory only this
+//   user can write (root: runtime_dir; others: a fresh mkdtemp dir), checked,
+//   and dlopen'ed. A noexec mount there is named in the error with what to do.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AgentError, describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
+import { findNoexecMount } from './noexec-mount.js';
 
 /** Sends one datagram to an AF_UNIX socket path, or an abstract name starting with '@'. Throws on failure. */
 export interface DatagramSender {
@@ -21,7 +27,7 @@ export interface DatagramSender {
   trimHeap?: (() => void) | null;
 }
 
-/** The addon file a package installs next to the bundle, and the sha256 the bundle was built with. */
+/** The addon file a package installs (loaded in place), and the sha256 the bundle was built with. */
 export interface InstalledAddon {
   path: string;
   sha256: string;
@@ -31,13 +37,39 @@ export interface InstalledAddon {
 export interface LoadDatagramSenderOptions {
   /** The addon embedded in this build (see decodeEmbeddedAddon); null when none is (running from source). */
   addonBytes: Uint8Array | null;
-  /** The addon installed next to the bundle (used when addonBytes is null). @default null */
+  /** The addon a package installed; when given it is the only one tried (addonBytes is ignored). @default null */
   installed?: InstalledAddon | null;
   /** Where root writes the addon: runtime_dir (/run/cloudjobs). Must be root-owned and not group/world-writable. */
   dir: string;
   log: Log;
   /** Parent of the fresh private (0700) directory used when not running as root. @default os.tmpdir() */
   tmpDir?: string;
+  /** The text of /proc/self/mountinfo, read when a directory is checked for noexec. @default reads the file */
+  readMountinfo?: () => string;
+}
+
+/** The outcome of tryLoadDatagramSender: the sender, or why there is none. */
+export type NativeLoad = { sender: DatagramSender; failure: null } | { sender: null; failure: string };
+
+/** Where a package puts the addon for the executable at `executable`: <prefix>/lib/cloudjobs/datagram.node for <prefix>/bin/cloudjobs. */
+export function packagedAddonPath(executable: string): string {
+  return path.join(path.dirname(path.dirname(executable)), 'lib', 'cloudjobs', 'datagram.node');
+}
+
+/**
+ * The installed addon of a single executable run from a package: when the package's
+ * directory (<prefix>/lib/cloudjobs, which also holds the handlers) exists next to the
+ * executable's bin directory, its datagram.node with the embedded addon's sha256; null
+ * outside a package (build/cloudjobs), where the embedded copy is used.
+ */
+export function locatePackagedAddon(executable: string, embedded: Uint8Array): InstalledAddon | null {
+  const file = packagedAddonPath(executable);
+  try {
+    if (!fs.lstatSync(path.dirname(file)).isDirectory()) return null;
+  } catch {
+    return null;
+  }
+  return { path: file, sha256: createHash('sha256').update(embedded).digest('hex') };
 }
 
 /** Decodes the base64 addon define (__CLOUDJOBS_ADDON__) of a build; null when the build has none. */
@@ -46,16 +78,22 @@ export function decodeEmbeddedAddon(base64: string | undefined): Uint8Array | nu
   return Buffer.from(base64, 'base64');
 }
 
-/** Writes the embedded addon to a private directory, verifies and loads it; on any failure logs ONE warning and returns null. */
+/** Loads the installed addon in place, or writes the embedded one to a private directory, verifies and loads it; on any failure logs ONE warning and returns null. */
 export function loadDatagramSender(options: LoadDatagramSenderOptions): DatagramSender | null {
+  const loaded = tryLoadDatagramSender(options);
+  if (loaded.failure !== null) {
+    options.log.warn(`native datagram addon not loaded: ${loaded.failure}; running without systemd notify and journald fields`);
+  }
+  return loaded.sender;
+}
+
+/** As loadDatagramSender, but says why instead of logging: the caller decides how bad a missing sender is. */
+export function tryLoadDatagramSender(options: Omit<LoadDatagramSenderOptions, 'log'>): NativeLoad {
   try {
     const { send, trim } = loadAddon(options);
-    return { send: (socketPath, data) => void send(socketPath, data), trimHeap: trim ? () => void trim() : null };
+    return { sender: { send: (socketPath, data) => void send(socketPath, data), trimHeap: trim ? () => void trim() : null }, failure: null };
   } catch (error) {
-    options.log.warn(
-      `native datagram addon not loaded: ${describeError(error)}; running without systemd notify and journald fields`,
-    );
-    return null;
+    return { sender: null, failure: describeError(error) };
   }
 }
 
@@ -65,18 +103,20 @@ interface AddonExports {
   trim: (() => unknown) | null;
 }
 
-function loadAddon(options: LoadDatagramSenderOptions): AddonExports {
+function loadAddon(options: Omit<LoadDatagramSenderOptions, 'log'>): AddonExports {
   const bytes = options.addonBytes;
   if (process.platform !== 'linux') throw new AgentError('NATIVE', `the addon is built for Linux, not ${process.platform}`);
   const euid = process.geteuid?.() ?? -1;
-  if ((bytes === null || bytes.length === 0) && options.installed) return loadInstalled(options.installed, euid);
+  if (options.installed) return loadInstalled(options.installed, euid);
   if (bytes === null || bytes.length === 0) {
     throw new AgentError('NATIVE', 'this build embeds no addon (running from source, not the built executable)');
   }
   const hash = createHash('sha256').update(bytes).digest('hex');
+  const readMountinfo = options.readMountinfo ?? (() => fs.readFileSync('/proc/self/mountinfo', 'utf8'));
   if (euid === 0) {
     fs.mkdirSync(options.dir, { recursive: true, mode: 0o755 });
     checkTrustedDirectory(options.dir, euid, 0o022);
+    checkExecMount(options.dir, readMountinfo, 'set [agent] runtime_dir to a directory on a filesystem mounted without noexec, or install the package, which loads /usr/lib/cloudjobs/datagram.node in place');
     const file = path.join(options.dir, `datagram-${hash.slice(0, 16)}.node`);
     writeVerified(file, bytes, hash, euid);
     return dlopenSend(file);
@@ -85,6 +125,7 @@ function loadAddon(options: LoadDatagramSenderOptions): AddonExports {
   const dir = fs.mkdtempSync(path.join(options.tmpDir ?? os.tmpdir(), 'cloudjobs-native-'));
   try {
     checkTrustedDirectory(dir, euid, 0o077);
+    checkExecMount(dir, readMountinfo, 'set TMPDIR to a directory on a filesystem mounted without noexec');
     const file = path.join(dir, 'datagram.node');
     writeVerified(file, bytes, hash, euid);
     return dlopenSend(file);
@@ -138,6 +179,26 @@ function checkTrustedDirectory(dir: string, euid: number, forbidden: number, own
         `${current} (uid ${parent.uid}, mode ${formatMode(parent.mode)}) lets others replace ${dir}`,
       );
     }
+  }
+}
+
+// A shared object on a noexec mount cannot be mapped ("failed to map segment from shared
+// object"): refuse before writing it, naming the mount and what to do. An unreadable
+// mountinfo proves nothing; dlopen then says what it says.
+function checkExecMount(dir: string, readMountinfo: () => string, advice: string): void {
+  let mountinfo: string;
+  try {
+    mountinfo = readMountinfo();
+  } catch {
+    return;
+  }
+  const real = fs.realpathSync(dir);
+  const mountPoint = findNoexecMount(real, mountinfo);
+  if (mountPoint !== null) {
+    throw new AgentError(
+      'NATIVE',
+      `${dir} is on ${mountPoint}, which is mounted noexec, so the embedded addon cannot be loaded from there; ${advice}`,
+    );
   }
 }
 

@@ -15,6 +15,7 @@ import { measureParallelMemory } from './figures/parallel-memory.js';
 import { measureQueueDrain } from './figures/queue-drain.js';
 import { measureSizes } from './figures/sizes.js';
 import { measureStartTime } from './figures/start-time.js';
+import { measureScopeSteps } from './figures/scope-steps.js';
 import { measureStepOverhead } from './figures/step-overhead.js';
 import { loadBenchTargets, type BenchTarget } from './lib/bench-target.js';
 import { describeMachine } from './lib/machine.js';
@@ -95,6 +96,8 @@ async function main(): Promise<void> {
   });
   figures.push({ number: 14, row: `14 herd: ${HERD_AGENTS} push channels`, target: 'report', run: () => measurePushHerd(HERD_AGENTS, PUSH_HERD_SCALE) });
   figures.push({ number: 9, row: '9 sizes', target: 'report', run: async () => measureSizes(targets, buildDir) });
+  // issue 20: needs systemd as PID 1, so it runs in an nspawn container with the .deb
+  figures.push({ number: 16, row: '16 step in a transient scope (x64, nspawn)', target: 'report', run: async () => measureScopeSteps(benchDir, buildDir) });
   for (const target of emulated) figures.push(...emulatedFigures(target, benchDir));
 
   const rows: ResultRow[] = [];

@@ -2,7 +2,8 @@
 # `make bench`: builds the baselines next to the executables under test and
 # runs every benchmark, printing the table and writing test/bench/RESULTS.md.
 # Expects build/cloudjobs-linux-<arch> (make binaries) and, for figure 9, the
-# .debs in build/. Arches without an executable are skipped with a warning.
+# .debs in build/ (the amd64 one also for the VM figures, test/vm/bench.sh).
+# Arches without an executable are skipped with a warning.
 # Usage: test/bench/run.sh [--only N,N...] [--arches x64,arm64,armv7]
 source "$(dirname "$0")/../../src/build/lib.sh"
 BENCH_SRC="$ROOT/test/bench"
@@ -52,5 +53,12 @@ done
 "$ESBUILD" "$BENCH_SRC/main.ts" --bundle --platform=node --format=cjs --target=node20 --log-level=warning --outfile="$OUT/bench.cjs"
 "$ESBUILD" "$ROOT/test/cloud/main.ts" --bundle --platform=node --format=cjs --target=node20 --log-level=warning --outfile="$OUT/reference-cloud.cjs"
 
-exec node "$OUT/bench.cjs" --root "$ROOT" --targets "$OUT/targets.json" --cloud-bundle "$OUT/reference-cloud.cjs" \
+node "$OUT/bench.cjs" --root "$ROOT" --targets "$OUT/targets.json" --cloud-bundle "$OUT/reference-cloud.cjs" \
   --results "$BENCH_SRC/RESULTS.md" --build "$BUILD" --out "$OUT" "${args[@]}"
+
+# The figures only a real kernel gives (disk writes, RSS in a Debian VM): a
+# section of RESULTS.md of their own, after a full run (not after --only).
+case " ${args[*]} " in
+  *" --only "*) echo "bench: --only given; the VM figures (test/vm/bench.sh) are not measured" >&2 ;;
+  *) "$ROOT/test/vm/bench.sh" --results "$BENCH_SRC/RESULTS.md" ;;
+esac

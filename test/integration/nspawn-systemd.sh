@@ -2,9 +2,10 @@
 # The amd64 package under a real systemd: boots a cached Debian rootfs
 # (bookworm, or trixie: Raspberry Pi OS's current base) with systemd-nspawn, installs the .deb with apt, runs the reference
 # cloud on the container's loopback (host node in the container's network
-# namespace), and checks what the operator sees: readiness, STATUS, journal
-# fields, the watchdog, drain on stop, exit 78 without a restart loop, and a
-# purge that leaves nothing behind.
+# namespace), and checks what the operator sees: readiness with /run, /tmp and
+# /var/tmp mounted noexec as on a real boot, STATUS, journal fields, the
+# watchdog, drain on stop, exit 78 (config) and 69 (no READY sender) without a
+# restart loop, and a purge that leaves nothing behind.
 #
 # Usage: test/integration/nspawn-systemd.sh [--suite bookworm|trixie] [DEB]
 #        (default bookworm, build/cloudjobs_<v>_amd64.deb)
@@ -90,6 +91,16 @@ check_eq "agent.ini mode" "640 root:root" "$(ct stat -c '%a %U:%G' /etc/cloudjob
 check_eq "state dir mode" "700 root:root" "$(ct stat -c '%a %U:%G' /var/lib/cloudjobs)"
 check_match "cloudjobs --version" "^cloudjobs $(node -p "require('$ROOT/package.json').version") \\(node v24\\.[0-9]+\\.[0-9]+, linux-x64, single executable\\)\$" "$(ct cloudjobs --version)"
 
+step "a real boot's mounts: /run, /tmp, /var/tmp noexec"
+# Debian's initramfs mounts /run nodev,noexec,nosuid; nspawn gives the container
+# an exec-able /run, which is why no container test saw the agent fail there.
+for m in /run /tmp /var/tmp; do
+  ct mountpoint -q "$m" || ct mount --bind "$m" "$m"
+  ct mount -o remount,bind,noexec,nosuid,nodev "$m"
+  check_match "$m is noexec" '(^|,)noexec(,|$)' "$(ct findmnt -no OPTIONS -T "$m" | tail -n1)"
+done
+check_eq "the package's addon" "644 root:root /usr/lib/cloudjobs/datagram.node" "$(ct stat -c '%a %U:%G %n' /usr/lib/cloudjobs/datagram.node)"
+
 step "systemd-analyze verify and security"
 verify=$(ct systemd-analyze verify --man=no cloudjobs.service 2>&1) && rc=0 || rc=$?
 check_eq "systemd-analyze verify exit" 0 "$rc"
@@ -120,12 +131,29 @@ printf '[Service]\nTimeoutStartSec=30s\n' > "$WORK/start.conf"
 ct cp /mnt/host/start.conf /etc/systemd/system/cloudjobs.service.d/it-start.conf
 ct systemctl daemon-reload
 
+step "no READY sender: exit 69 at once, no restart loop"
+ct mv /usr/lib/cloudjobs/datagram.node /usr/lib/cloudjobs/datagram.node.away
+ct systemctl start cloudjobs.service 2>/dev/null && bad "start without the addon succeeded" || ok "start without the addon failed"
+check_eq "ExecMainStatus" 69 "$(show ExecMainStatus)"
+# exit-code, not timeout: it never sat in "activating" until TimeoutStartSec
+check_eq "Result" exit-code "$(show Result)"
+check_match "journal says what, why, what to do" \
+  'cannot start under systemd: .*/usr/lib/cloudjobs/datagram.node is missing .*reinstall the package.*exit status 69' \
+  "$(ct journalctl -u cloudjobs.service --no-pager -o cat | tr '\n' ' ')"
+sleep 7 # longer than RestartSec=5s: a restart would have happened by now
+check_eq "ActiveState after RestartSec" failed "$(show ActiveState)"
+check_eq "NRestarts" 0 "$(show NRestarts)"
+ct mv /usr/lib/cloudjobs/datagram.node.away /usr/lib/cloudjobs/datagram.node
+ct systemctl reset-failed cloudjobs.service
+
 step "start: active only after READY=1, STATUS shown"
 ct systemctl start cloudjobs.service && ok "systemctl start returned" || bad "systemctl start failed"
 # Type=notify: systemctl start returns and the unit is active only once READY=1 arrived.
 check_eq "ActiveState" active "$(show ActiveState)"
 check_eq "SubState" running "$(show SubState)"
 check_eq "Type" notify "$(show Type)"
+check_eq "/run is still noexec" noexec "$(ct findmnt -no OPTIONS /run | tr ',' '\n' | grep -x noexec)"
+check_eq "no shared object written at start" "" "$(ct find /run /tmp /var/tmp /var/lib/cloudjobs -name '*.node' 2>/dev/null)"
 check_match "journal: started after readiness" 'Started cloudjobs.service' "$(ct journalctl -u cloudjobs.service --no-pager -o cat | tail -n 50 | sed 's/Started cloudjobs.service - .*/Started cloudjobs.service/')"
 wait_until 10 "a STATUS text" sh -c "[ -n \"\$(nsenter -t $CT_LEADER -a systemctl show -p StatusText --value cloudjobs.service)\" ]" || true
 status_text=$(show StatusText)

@@ -5,6 +5,9 @@
 #
 # API: rootfs_tarball ARCH [SUITE], ensure_rootfs ARCH [SUITE]; SUITE defaults
 # to $ROOTFS_SUITE (bookworm), so scripts written for one suite keep working.
+# ROOTFS_FLAVOR (empty by default) names another tree built from the same
+# suite with more packages (ROOTFS_PACKAGES set by the caller): test/vm sets
+# it to "vm" for trees with a kernel, cached as rootfs-vm-<suite>-<arch>.tar.
 # Foreign arches need lib/binfmt.sh sourced too.
 
 CLOUDJOBS_IT_CACHE=${CLOUDJOBS_IT_CACHE:-/var/cache/cloudjobs-it}
@@ -25,7 +28,7 @@ find_debian_mirror() {
 
 # Print the tarball path for ARCH [SUITE].
 rootfs_tarball() {
-  echo "$CLOUDJOBS_IT_CACHE/rootfs-${2:-$ROOTFS_SUITE}-$1.tar"
+  echo "$CLOUDJOBS_IT_CACHE/rootfs-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}${2:-$ROOTFS_SUITE}-$1.tar"
 }
 
 # Build the tarball for ARCH [SUITE] unless it is cached; foreign arches go
@@ -44,7 +47,7 @@ ensure_rootfs() {
     [ -s "$tar" ] && exit 0
     # a build that failed before (we hold the lock: nobody else is building)
     local stale
-    for stale in "$CLOUDJOBS_IT_CACHE/build-$suite-$arch".*; do if [ -e "$stale" ]; then rootfs_discard "$stale"; fi; done
+    for stale in "$CLOUDJOBS_IT_CACHE/build-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}$suite-$arch".*; do if [ -e "$stale" ]; then rootfs_discard "$stale"; fi; done
     build_rootfs "$arch" "$suite" "$tar"
   ) 9>"$tar.lock"
 }
@@ -55,7 +58,7 @@ build_rootfs() {
   # what binfmt registrations the caller holds: only ours are undone below
   local ours_before=${#BINFMT_OURS[@]} mounted_before=${BINFMT_MOUNTED_BY_US:-0} name
   started=$(date +%s)
-  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-$suite-$arch.XXXXXX")
+  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}$suite-$arch.XXXXXX")
   mirror=$(find_debian_mirror)
   echo "rootfs: debootstrap $suite/$arch from $mirror into $work (once; cached as $tar)" >&2
   if [ "$arch" = "$(dpkg --print-architecture)" ]; then

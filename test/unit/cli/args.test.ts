@@ -187,7 +187,7 @@ describe('HELP_TEXT', () => {
     ]) {
       expect(HELP_TEXT).toContain(option);
     }
-    for (const line of ['  0   success', '  1   failure', '  2   usage error', '  78  configuration error']) {
+    for (const line of ['  0   success', '  1   failure', '  2   usage error', '  69  run under systemd', '  78  configuration error']) {
       expect(HELP_TEXT).toContain(line);
     }
     expect(HELP_TEXT).toContain(DEFAULT_CONFIG_FILE);

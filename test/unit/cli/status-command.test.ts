@@ -1,7 +1,7 @@
 // `cloudjobs status` shows server text (job names, ids, step names) inert: one
 // line each, no terminal escapes (issue 16 item 5; status.json is world-readable).
 import { describe, expect, it } from 'vitest';
-import { formatStatus } from '../../../src/cli/status-command.js';
+import { formatJobLimits, formatStatus } from '../../../src/cli/status-command.js';
 
 describe('formatStatus', () => {
   it('escapes control characters of the current job and step', () => {
@@ -31,5 +31,27 @@ describe('formatStatus: signatures', () => {
     expect(formatStatus({ ...base, signatures: { required: false, trustedKeyIds: [], trustedKeysDir: '/k' } }, 1)).toContain(
       'signatures:     not required (a signed document is still checked); no trusted key in /k\n',
     );
+  });
+});
+
+describe('formatJobLimits', () => {
+  it('shows the limits in force, whether enforced, and the peak memory', () => {
+    expect(
+      formatJobLimits({ enforced: true, memory_max: 67_108_864, tasks_max: 64, cpu_quota_percent: 80, memory_peak: 12_845_056, from_document: [] }),
+    ).toBe('memory 64 MiB, 64 tasks, CPU 80% (enforced), peak memory 12.3 MiB');
+    expect(formatJobLimits({ enforced: false, why: 'systemd is not running', memory_max: null, tasks_max: 512, cpu_quota_percent: null })).toBe(
+      'no memory limit, 512 tasks, no CPU quota (not enforced: systemd is not running)',
+    );
+  });
+
+  it('is a line of the running job in cloudjobs status', () => {
+    const text = formatStatus(
+      {
+        state: 'running',
+        currentJob: { jobId: 'j1', jobName: 'Update', step: 'Build', stepIndex: 1, stepCount: 2, startedAt: 0, limits: { enforced: true, memory_max: 1_048_576 * 256, tasks_max: 512, cpu_quota_percent: 80, memory_peak: null } },
+      },
+      0,
+    );
+    expect(text).toContain('\njob limits:     memory 256 MiB, 512 tasks, CPU 80% (enforced)\n');
   });
 });

@@ -73,6 +73,9 @@ describe('defaults and types', () => {
         reboot_command: 'systemctl reboot',
         maintenance_windows: [],
         hold_dir: '/run/cloudjobs-holds',
+        memory_max: 268_435_456,
+        tasks_max: 512,
+        cpu_quota: 0.8,
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',

@@ -650,3 +650,30 @@ describe('validateJob: bounds on server data (issue 16 items 4 and 5)', () => {
     await expect(validateJob(offer({ ...valid, extra: nested(30) }), options())).resolves.toMatchObject({ jobId: expect.any(String) });
   });
 });
+
+describe('validateJob: the document\'s own limits (extension)', () => {
+  const MiB = 1024 * 1024;
+  const ceiling = { memoryMax: 256 * MiB, tasksMax: 512, cpuQuota: 80 };
+  const withLimits = (limits: unknown): unknown => ({ version: '1.0', limits, steps: [{ name: 'S', type: 'runCommand', input: { command: 'true' } }] });
+
+  it('runs with lower limits it asks for, the ceiling for the rest', async () => {
+    const validated = await validateJob(offer(withLimits({ memoryMax: '64MiB', cpuQuota: '25%' })), options({ limitCeiling: ceiling }));
+    expect(validated.limits).toEqual({
+      memoryMax: 64 * MiB,
+      tasksMax: 512,
+      cpuQuota: 25,
+      sources: { memoryMax: 'document', tasksMax: 'config', cpuQuota: 'document' },
+    });
+  });
+
+  it('REJECTS higher limits with the reason, beside the document\'s other problems', async () => {
+    expect(await problemsOf({ ...(withLimits({ memoryMax: '512MiB' }) as object), version: '2.0' }, options({ limitCeiling: ceiling }))).toEqual([
+      'version must be "1.0", got string "2.0"',
+      "limits.memoryMax 512 MiB is above this device's jobs.memory_max of 256 MiB; a job may only lower its limits",
+    ]);
+  });
+
+  it('a document without limits leaves them to the engine', async () => {
+    expect((await validateJob(offer(flat({})), options({ limitCeiling: ceiling }))).limits).toBeUndefined();
+  });
+});

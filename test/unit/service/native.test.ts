@@ -7,7 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeEmbeddedAddon, loadDatagramSender, type DatagramSender } from '../../../src/service/native.js';
+import {
+  decodeEmbeddedAddon,
+  loadDatagramSender,
+  locatePackagedAddon,
+  packagedAddonPath,
+  tryLoadDatagramSender,
+  type DatagramSender,
+} from '../../../src/service/native.js';
 import { createCaptureLog } from '../cloud/capture-log.js';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -280,6 +287,88 @@ describe('loadDatagramSender with an installed addon', () => {
     const file = install('installed-theirs');
     fs.chownSync(file, 65534, 65534);
     expect(load(file).warnings[0]).toContain(`${file} is owned by uid 65534, not by root`);
+  });
+});
+
+// Every package's way on a real boot (/run noexec): <prefix>/bin/cloudjobs finds the
+// addon its package put in <prefix>/lib/cloudjobs and loads it in place, writing nothing.
+describe('a single executable installed by a package', () => {
+  it('looks for the addon in <prefix>/lib/cloudjobs next to <prefix>/bin', () => {
+    expect(packagedAddonPath('/usr/bin/cloudjobs')).toBe('/usr/lib/cloudjobs/datagram.node');
+    expect(packagedAddonPath('/opt/x/bin/cloudjobs')).toBe('/opt/x/lib/cloudjobs/datagram.node');
+  });
+
+  it('is packaged only when <prefix>/lib/cloudjobs is a directory; the sha256 is the embedded addon\'s', () => {
+    const prefix = path.join(work, 'prefix-packaged');
+    fs.mkdirSync(path.join(prefix, 'bin'), { recursive: true });
+    expect(locatePackagedAddon(path.join(prefix, 'bin/cloudjobs'), addon)).toBeNull();
+    fs.writeFileSync(path.join(prefix, 'lib'), '');
+    expect(locatePackagedAddon(path.join(prefix, 'bin/cloudjobs'), addon)).toBeNull();
+    fs.rmSync(path.join(prefix, 'lib'));
+    fs.mkdirSync(path.join(prefix, 'lib/cloudjobs'), { recursive: true });
+    expect(locatePackagedAddon(path.join(prefix, 'bin/cloudjobs'), addon)).toEqual({
+      path: path.join(prefix, 'lib/cloudjobs/datagram.node'),
+      sha256: createHash('sha256').update(addon).digest('hex'),
+    });
+  });
+
+  it('loads the installed file even though the addon is embedded, and writes nothing', () => {
+    const prefix = path.join(work, 'prefix-loads');
+    fs.mkdirSync(path.join(prefix, 'lib/cloudjobs'), { recursive: true, mode: 0o755 });
+    fs.writeFileSync(path.join(prefix, 'lib/cloudjobs/datagram.node'), addon, { mode: 0o644 });
+    const runtimeDir = path.join(work, 'prefix-loads-run');
+    const installed = locatePackagedAddon(path.join(prefix, 'bin/cloudjobs'), addon);
+    const loaded = tryLoadDatagramSender({ addonBytes: addon, installed, dir: runtimeDir, tmpDir: work });
+    expect(loaded.failure).toBeNull();
+    expect(fs.existsSync(runtimeDir)).toBe(false);
+    expect(fs.readdirSync(work).filter((n) => n.startsWith('cloudjobs-native-'))).toEqual([]);
+  });
+
+  it('never falls back to the embedded copy: a missing or changed installed file is the failure', () => {
+    const prefix = path.join(work, 'prefix-broken');
+    fs.mkdirSync(path.join(prefix, 'lib/cloudjobs'), { recursive: true, mode: 0o755 });
+    const file = path.join(prefix, 'lib/cloudjobs/datagram.node');
+    const runtimeDir = path.join(work, 'prefix-broken-run');
+    const installed = locatePackagedAddon(path.join(prefix, 'bin/cloudjobs'), addon);
+    const missing = tryLoadDatagramSender({ addonBytes: addon, installed, dir: runtimeDir, tmpDir: work });
+    expect(missing.failure).toMatch(new RegExp(`^${file} is missing \\(.*\\); reinstall the package$`));
+    fs.writeFileSync(file, Buffer.concat([addon, Buffer.from('x')]), { mode: 0o644 });
+    const changed = tryLoadDatagramSender({ addonBytes: addon, installed, dir: runtimeDir, tmpDir: work });
+    expect(changed.failure).toContain(`not the ${installed!.sha256} this agent was built with; reinstall the package`);
+    expect(fs.existsSync(runtimeDir)).toBe(false);
+  });
+});
+
+// build/cloudjobs outside a package: a noexec mount where the embedded copy would go is
+// named before anything is written (dlopen alone says "failed to map segment").
+describe('the embedded addon and a noexec mount', () => {
+  const noexecAt = (mountPoint: string) => () =>
+    `22 1 254:1 / / rw,relatime - ext4 /dev/vda1 rw\n30 22 0:40 / ${mountPoint} rw,nosuid,nodev,noexec - tmpfs tmpfs rw\n`;
+
+  it.runIf(IS_ROOT)('as root: refuses a runtime dir on a noexec mount, says what to do, writes nothing', () => {
+    const dir = path.join(work, 'noexec-run');
+    const loaded = tryLoadDatagramSender({ addonBytes: addon, dir, tmpDir: work, readMountinfo: noexecAt(work) });
+    expect(loaded.failure).toBe(
+      `${dir} is on ${work}, which is mounted noexec, so the embedded addon cannot be loaded from there; ` +
+        'set [agent] runtime_dir to a directory on a filesystem mounted without noexec, or install the package, ' +
+        'which loads /usr/lib/cloudjobs/datagram.node in place',
+    );
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it.runIf(!IS_ROOT)('as a normal user: refuses a TMPDIR on a noexec mount and leaves nothing behind', () => {
+    const loaded = tryLoadDatagramSender({ addonBytes: addon, dir: path.join(work, 'unused'), tmpDir: work, readMountinfo: noexecAt(work) });
+    expect(loaded.failure).toMatch(/which is mounted noexec, so the embedded addon cannot be loaded from there; set TMPDIR to a directory/);
+    expect(fs.readdirSync(work).filter((n) => n.startsWith('cloudjobs-native-'))).toEqual([]);
+  });
+
+  it('loads where the mount allows exec, and when mountinfo cannot be read', () => {
+    const dir = path.join(work, 'exec-run');
+    expect(tryLoadDatagramSender({ addonBytes: addon, dir, tmpDir: work, readMountinfo: noexecAt('/elsewhere') }).failure).toBeNull();
+    const unreadable = () => {
+      throw new Error('EACCES');
+    };
+    expect(tryLoadDatagramSender({ addonBytes: addon, dir, tmpDir: work, readMountinfo: unreadable }).failure).toBeNull();
   });
 });
 

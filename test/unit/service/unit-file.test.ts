@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EXIT } from '../../../src/cli/context.js';
+import { EXIT_NO_READY } from '../../../src/cli/native-preflight.js';
 import { parseDuration } from '../../../src/config/parse-value.js';
 import { SCHEMA } from '../../../src/config/schema.js';
 
@@ -37,9 +39,9 @@ describe('systemd/cloudjobs.service', () => {
     expect(settings('ExecStart')).toEqual(['/usr/bin/cloudjobs run']);
   });
 
-  it('restarts on failure but not after a configuration error (exit 78)', () => {
+  it('restarts on failure but not after a configuration error (78) or without the READY sender (69)', () => {
     expect(settings('Restart')).toEqual(['on-failure']);
-    expect(settings('RestartPreventExitStatus')).toEqual(['78']);
+    expect(settings('RestartPreventExitStatus')).toEqual([`${EXIT.config} ${EXIT_NO_READY}`]);
   });
 
   it('gives a stopping agent more time than its default drain timeout plus kill grace', () => {

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Figures only a real kernel gives (run by `make bench`, test/bench/run.sh):
+# the amd64 .deb in a Debian VM (qemu, TCG) with a persistent journal
+# (/var/log/journal), polling a reference cloud on the host every 30 s (the
+# default). Bytes written are QMP's wr_bytes of the VM's disk, each window
+# opened and closed by a `sync` in the guest, so everything dirtied in the
+# window is counted (journal entries included).
+#   V1 bytes written per idle hour, agent running minus agent stopped
+#      (measured over VM_BENCH_WINDOW seconds each, scaled to an hour; goal 0)
+#   V2 bytes written per one-step job (VM_BENCH_JOBS jobs, minus the idle rate
+#      over the same time; goal <= 64 KiB)
+#   V3 idle RSS of the agent (VmRSS of the unit's main process)
+# Prints a markdown section; with --results FILE it replaces the section
+# between the vm-bench markers in FILE (appends it when missing).
+# Usage: test/vm/bench.sh [--suite bookworm|trixie] [--results FILE] [DEB]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VM_REPO="$(cd "$HERE/../.." && pwd)"
+SUITE=bookworm
+RESULTS=''
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --suite) SUITE=$2; shift 2 ;;
+    --results) RESULTS=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+IT_NAME=vm-bench-$SUITE
+. "$VM_REPO/test/integration/lib/common.sh"
+. "$HERE/lib/vm.sh"
+. "$HERE/lib/agent.sh"
+DEB=$(realpath "${1:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+why=$(vm_unusable)
+[ -z "$why" ] || fail "$why"
+WINDOW=${VM_BENCH_WINDOW:-300}
+JOBS=${VM_BENCH_JOBS:-10}
+SETTLE=${VM_BENCH_SETTLE:-40}
+
+WORK=$(mktemp -d /tmp/cloudjobs-vm-bench.XXXXXX)
+cleanup() { vm_cleanup; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# written_during CMD...: bytes written to the disk while CMD runs, between two guest syncs.
+written_during() {
+  local before after
+  vm_sh sync
+  before=$(vm_bytes_written)
+  "$@"
+  vm_sh sync
+  after=$(vm_bytes_written)
+  echo $((after - before))
+}
+run_jobs() {
+  local i id
+  for i in $(seq 1 "$JOBS"); do
+    id=$(vm_queue_job "bench-$i" "$(vm_run_job_doc 'echo hello')")
+    wait_until 120 "bench job $i" vm_job_final "$id" || fail "bench job $i did not end"
+  done
+}
+kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
+
+step "$SUITE: the agent installed, stopped; persistent journal"
+VM_POLL_INTERVAL=30s vm_agent_setup "$SUITE" "$WORK"
+KERNEL=$(vm_sh uname -r)
+check_eq "journal storage" persistent "$(vm_sh 'test -d /var/log/journal/$(cat /etc/machine-id) && echo persistent')"
+vm_sh "systemctl disable --now cloudjobs.service" >/dev/null 2>&1
+sleep "$SETTLE"
+
+step "$SUITE: idle without the agent (${WINDOW}s)"
+idle_without=$(written_during sleep "$WINDOW")
+ok "written without the agent: $idle_without bytes"
+
+step "$SUITE: idle with the agent (${WINDOW}s after ${SETTLE}s to settle)"
+vm_sh systemctl start cloudjobs.service
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
+sleep "$SETTLE"
+idle_with=$(written_during sleep "$WINDOW")
+ok "written with the agent: $idle_with bytes"
+pid=$(vm_unit MainPID)
+rss_kib=$(vm_sh "awk '/^VmRSS:/ { print \$2 }' /proc/$pid/status")
+
+step "$SUITE: $JOBS one-step jobs"
+started=$(date +%s)
+jobs_bytes=$(written_during run_jobs)
+jobs_seconds=$(($(date +%s) - started))
+per_hour=$(( (idle_with - idle_without) * 3600 / WINDOW ))
+idle_rate_with=$(( idle_with * jobs_seconds / WINDOW ))
+per_job=$(( (jobs_bytes - idle_rate_with) / JOBS ))
+vm_poweroff
+
+verdict() { if [ "$1" -le "$2" ]; then echo met; else echo missed; fi; }
+section=$(cat <<EOF
+<!-- vm-bench: written by test/vm/bench.sh; do not edit by hand -->
+## Figures from a VM (test/vm/bench.sh)
+
+Debian $SUITE in qemu (TCG, $VM_CPUS vCPUs, $VM_MEMORY MiB), Debian's kernel $KERNEL, the amd64 .deb
+installed with apt, persistent journal, polling every 30 s; bytes are QMP
+\`query-blockstats\` wr_bytes of the VM's disk between two \`sync\`s in the
+guest. Run $(date -u +%Y-%m-%dT%H:%MZ), git $(git -C "$VM_REPO" rev-parse --short HEAD),
+host load average at the end $(cut -d' ' -f1-3 /proc/loadavg).
+
+| row | without the agent | with the agent | figure | target | verdict |
+|---|---|---|---|---|---|
+| V1 bytes written per idle hour (${WINDOW} s windows, scaled x$((3600 / WINDOW))) | $idle_without B / ${WINDOW} s | $idle_with B / ${WINDOW} s | $(kib "$per_hour")/h | 0 | $(verdict "$per_hour" 0) |
+| V2 bytes written per one-step job ($JOBS jobs in ${jobs_seconds} s, idle rate subtracted) | | $jobs_bytes B | $(kib "$per_job") | <= 64 KiB | $(verdict "$per_job" 65536) |
+| V3 idle RSS (VmRSS, after ${SETTLE} s + ${WINDOW} s idle) | | | $((rss_kib / 1024)) MiB ($rss_kib KiB) | report | report |
+
+The idle windows are ${WINDOW} s, not an hour (the CI budget): the hourly
+figure is the difference scaled up, so what happens less often than once per
+window (journald's 5 min sync, a timer) may be missed or counted whole.
+<!-- /vm-bench -->
+EOF
+)
+printf '%s\n' "$section"
+if [ -n "$RESULTS" ]; then
+  printf '%s\n' "$section" > "$WORK/section.md"
+  if grep -q '^<!-- vm-bench' "$RESULTS"; then
+    awk -v repl="$WORK/section.md" '
+      /^<!-- vm-bench/ { while ((getline line < repl) > 0) print line; skip = 1; next }
+      /^<!-- \/vm-bench -->/ { skip = 0; next }
+      !skip { print }' "$RESULTS" > "$WORK/results.md"
+  else
+    { cat "$RESULTS"; printf '\n%s\n' "$section"; } > "$WORK/results.md"
+  fi
+  cp "$WORK/results.md" "$RESULTS"
+  echo "bench: VM figures written to $RESULTS" >&2
+fi

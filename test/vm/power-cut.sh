@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Power cuts (kill -9 of qemu: the guest loses its page cache, the disk image
+# keeps what reached it) at random moments across jobs of several steps:
+# during a step, between steps, just after the hand-out, while a report is
+# delivered (the cloud holds the PATCH's answer), during the recovery from
+# the previous cut. Each step records its start and its end in a file it
+# fsyncs (/var/lib/vm-steps.log). After each boot: the agent is active, no
+# step that ended ran again, no state file was quarantined as corrupt; at the
+# end every job has exactly one final status at the cloud. Prints the cuts.
+#
+# Usage: test/vm/power-cut.sh [--suite bookworm|trixie] [--cuts N] [DEB]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VM_REPO="$(cd "$HERE/../.." && pwd)"
+SUITE=bookworm
+CUTS=${VM_POWER_CUTS:-20}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --suite) SUITE=$2; shift 2 ;;
+    --cuts) CUTS=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+IT_NAME=vm-power-cut-$SUITE
+. "$VM_REPO/test/integration/lib/common.sh"
+. "$HERE/lib/vm.sh"
+. "$HERE/lib/agent.sh"
+DEB=$(realpath "${1:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+why=$(vm_unusable)
+[ -z "$why" ] || skip "$why"
+
+WORK=$(mktemp -d /tmp/cloudjobs-vm-cut.XXXXXX)
+cleanup() { vm_cleanup; rm -rf "$WORK"; }
+trap cleanup EXIT
+STEPS_LOG=/var/lib/vm-steps.log
+JOBS=()
+MOMENTS=()
+
+# cut_job_doc TAG: three steps, each recording S (start) and E (end) durably, 2-4 s of work each.
+cut_job_doc() {
+  local tag=$1 steps='[]' i script
+  for i in 1 2 3; do
+    script="echo \"S $tag $i \$(cat /proc/sys/kernel/random/boot_id)\" >> $STEPS_LOG; sync $STEPS_LOG; sleep $((1 + RANDOM % 3)).\$((RANDOM % 10)); echo \"E $tag $i\" >> $STEPS_LOG; sync $STEPS_LOG"
+    steps=$(jq -c --arg n "step $i" --arg s "$script" '. + [{action:{name:$n, type:"runCommand", runAsUser:"root", input:{command:["/bin/bash","-c",$s]}}}]' <<<"$steps")
+  done
+  jq -cn --argjson s "$steps" '{version:"1.0", includeStdOut:true, steps:$s}'
+}
+
+# steps_log: the guest's record of step starts and ends.
+steps_log() { vm_sh "cat $STEPS_LOG 2>/dev/null || true"; }
+has_line() { steps_log | grep -q -- "$1"; }
+
+# queue_cut_job: queues a job; sets TAG and ID, appends ID:TAG to JOBS (not in a subshell).
+queue_cut_job() {
+  TAG="j$((${#JOBS[@]} + 1))"
+  ID=$(vm_queue_job "cut-$TAG" "$(cut_job_doc "$TAG")")
+  [ -n "$ID" ] && [ "$ID" != null ] || fail "queuing job $TAG failed"
+  JOBS+=("$ID:$TAG")
+}
+
+# cut_power MOMENT: records the moment and cuts the power.
+cut_power() {
+  vm_power_cut
+  MOMENTS+=("$1")
+  printf '  cut %2d: %s\n' "${#MOMENTS[@]}" "$1" >&2
+}
+
+# check_after_boot: the checks after each boot.
+check_after_boot() {
+  local n=${#MOMENTS[@]}
+  wait_until 180 "boot after cut $n: agent active" vm_unit_is active || {
+    vm_sh 'journalctl -u cloudjobs.service -b --no-pager | tail -n 15' >&2 || true; return 0; }
+  local corrupt
+  corrupt=$(vm_sh 'find /var/lib/cloudjobs -name "*.corrupt-*"' || true)
+  [ -z "$corrupt" ] || bad "after cut $n: state file(s) quarantined as corrupt: $corrupt"
+  check_steps_once "after cut $n"
+}
+
+# check_steps_once WHEN: no step that recorded its end started again.
+check_steps_once() {
+  local again
+  again=$(steps_log | awk '$1 == "E" { ended[$2 " " $3] = 1 } $1 == "S" && ended[$2 " " $3] { print $2 " step " $3 }')
+  [ -z "$again" ] || bad "$1: step(s) that had ended ran again: $again"
+}
+
+# boot_after_cut: boots the same disk again (the agent starts by itself).
+boot_after_cut() { vm_boot; }
+
+# random_tenths MAX: prints 0..MAX tenths of a second as seconds (e.g. 1.3).
+random_tenths() { local t=$((RANDOM % ($1 + 1))); echo "$((t / 10)).$((t % 10))"; }
+agent_started() { [ "$(vm_unit ExecMainPID)" != 0 ]; }
+
+step "$SUITE: install the agent; start it"
+vm_agent_setup "$SUITE" "$WORK"
+vm_sh systemctl start --no-block cloudjobs.service
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
+
+step "$SUITE: $CUTS power cuts"
+kinds=(during-step between-steps after-hand-out report-in-flight during-recovery)
+for i in $(seq 1 "$CUTS"); do
+  kind=${kinds[$(( (i - 1) % ${#kinds[@]} ))]}
+  case "$kind" in
+    during-step)
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 3))
+      wait_until 60 "$tag step $s started" has_line "^S $tag $s " || true
+      pause=$(random_tenths 15); sleep "$pause"
+      cut_power "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
+    between-steps)
+      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 2))
+      wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || true
+      cut_power "$kind: $tag after step $s ended" ;;
+    after-hand-out)
+      queue_cut_job; tag=$TAG id=$ID
+      wait_until 60 "$tag handed out" vm_job_is "$id" IN_PROGRESS || true
+      pause=$(random_tenths 10); sleep "$pause"
+      cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
+    report-in-flight)
+      queue_cut_job; tag=$TAG id=$ID
+      # the cloud holds the answers to this job's PATCHes for 20 s
+      vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$id" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
+      wait_until 60 "$tag's first report received" sh -c "[ \"\$(curl -fsS http://127.0.0.1:$CLOUD_PORT/admin/patches?jobId=$id | jq '.patches | length')\" -gt 0 ]" || true
+      pause=$(random_tenths 10); sleep "$pause"
+      cut_power "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
+      vm_admin DELETE /faults >/dev/null ;;
+    during-recovery)
+      boot_after_cut
+      wait_until 60 "the agent's start" agent_started || true
+      pause=$(random_tenths 30)
+      sleep "$pause"
+      cut_power "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
+  esac
+  boot_after_cut
+  check_after_boot
+done
+
+step "$SUITE: every job reaches exactly one final status"
+for entry in "${JOBS[@]}"; do
+  id=${entry%%:*} tag=${entry#*:}
+  wait_until 120 "job $tag final" vm_job_final "$id" || true
+  finals=$(vm_reports "$id" | jq -r 'select(.status != "IN_PROGRESS") | .status' | sort -u | tr '\n' ' ')
+  status=$(vm_job_status "$id")
+  reason=$(vm_reports "$id" | tail -n1 | jq -r .reason)
+  if [ "$(wc -w <<<"$finals")" = 1 ] && [ "${finals% }" = "$status" ]; then
+    ok "job $tag: $status ($reason)"
+  else
+    bad "job $tag: status '$status', final statuses reported: '$finals'"
+  fi
+done
+check_steps_once "at the end"
+printf '%s power cuts:\n' "${#MOMENTS[@]}" >&2
+printf '  %s\n' "${MOMENTS[@]}" >&2
+[ "${#MOMENTS[@]}" -ge "$CUTS" ] || bad "only ${#MOMENTS[@]} of $CUTS cuts happened"
+vm_poweroff
+finish
