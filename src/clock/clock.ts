@@ -13,7 +13,7 @@ export interface Clock {
   /** Wall clock: milliseconds since the epoch (possibly scaled, see createScaledClock). For timestamps only. */
   now(): number;
   /**
-   * Monotonic milliseconds from an arbitrary origin (possibly scaled), unaffected by
+   * Monotonic whole milliseconds from an arbitrary origin (possibly scaled), unaffected by
    * the wall clock being set: for durations and deadlines. sleep() and timer() wait on it.
    */
   monotonic(): number;
@@ -41,7 +41,8 @@ export function createScaledClock(scale: number): Clock {
   const origin = Date.now();
   return {
     now: () => (scale === 1 ? Date.now() : origin + (Date.now() - origin) * scale),
-    monotonic: () => performance.now() * scale,
+    // whole ms like Date.now(): durations are reported as integers
+    monotonic: () => Math.floor(performance.now() * scale),
     sleep: (ms, signal) => sleepReal(Math.max(0, ms / scale), signal),
     timer(ms, fire) {
       const handle = setTimeout(fire, Math.max(0, ms / scale));

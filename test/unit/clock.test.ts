@@ -88,5 +88,6 @@ describe('the two readings: wall clock and monotonic', () => {
     await new Promise((resolve) => setTimeout(resolve, 30));
     const after = clock.monotonic();
     expect(after).toBeGreaterThan(before);
+    expect([Number.isInteger(before), Number.isInteger(after)]).toEqual([true, true]);
   });
 });
