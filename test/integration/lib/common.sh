@@ -39,7 +39,9 @@ check_eq() {
 
 # check_match WHAT REGEX ACTUAL
 check_match() {
-  if printf '%s' "$3" | grep -Eq -- "$2"; then ok "$1 ~ /$2/"; else bad "$1: expected to match /$2/, got '$3'"; fi
+  # a here-string, not a pipe: grep -q exits at the first match, and under
+  # pipefail a writer still writing a long text would fail the check (SIGPIPE)
+  if grep -Eq -- "$2" <<< "$3"; then ok "$1 ~ /$2/"; else bad "$1: expected to match /$2/, got '$3'"; fi
 }
 
 # wait_until SECONDS DESCRIPTION CMD...: retries CMD every 0.2 s; 1 on timeout.
