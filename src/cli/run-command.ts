@@ -3,12 +3,10 @@
 // configuration error so systemd does not restart into the same error.
 import { Agent, EXIT_LOOP_DIED, type LoopName } from '../agent/agent.js';
 import { createEngine } from '../agent/engine-adapter.js';
-import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
-import { readCommandsWithEnv } from '../jobs/proc-scan.js';
 import { createConsoleTransport, createLog, type Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createFullCollector } from '../service/memory.js';
@@ -27,6 +25,7 @@ import { EXIT, type CliContext } from './context.js';
 import { obtainIdentity } from './obtain-identity.js';
 import { preparePush, withPushInterval } from './push-setup.js';
 import { parseRebootCommand } from './reboot-command-config.js';
+import { createStopCauseReader } from './stop-cause-reader.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
@@ -140,12 +139,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     injectLoopDeath: createLoopDeath(ctx, clock),
     ...(push ? { pushStatus: () => push.status() } : {}),
     reclaimMemory: createMemoryReclaimer(sender, log),
-    // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
     selfUpdate: {
       read: (jobId) => readSelfUpdateOutcome(config.agent.state_dir, jobId),
       remove: (jobId) => removeSelfUpdateOutcome(config.agent.state_dir, jobId),
     },
-    stopCause: async (jobId, steps) => decideStopCause([...(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)), ...steps]),
+    // root's word only: systemd's job for the agent's unit (README "What the agent believes")
+    stopCause: createStopCauseReader(),
   });
   if (stop.signal.aborted) agent.stop();
 
