@@ -21,6 +21,7 @@ import type { Clock } from '../clock/clock.js';
 import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { RandomSource } from './backoff.js';
+import { createPacketLimiter, MAX_MQTT_PACKET_BYTES } from './mqtt-packet-limit.js';
 import { classifyPushFailure, type PushFailure } from './push-errors.js';
 import { computeReconnectDelay, type PushSettings, type PushStatus } from './push-settings.js';
 import { buildTlsAgentOptions, type TlsRefusal, type TlsSettings } from './tls-options.js';
@@ -249,6 +250,17 @@ function openStream(
   }
   socket.setNoDelay(true);
   socket.on('error', onError);
+  // attached before MQTT.js pipes the socket: it sees each chunk first and ends the
+  // connection at the header of an oversize packet, so at most one chunk of it is read
+  const limiter = createPacketLimiter(MAX_MQTT_PACKET_BYTES);
+  socket.on('data', (chunk: Buffer) => {
+    const refusal = limiter.feed(chunk);
+    if (refusal === null || socket.destroyed) return;
+    const what = refusal.bytes === null ? 'a packet with a malformed length' : `a packet of ${refusal.bytes} bytes`;
+    const error = new Error(`the broker sent ${what}, over the limit of ${MAX_MQTT_PACKET_BYTES / 1024} KiB for one packet (notifications are small); disconnected without reading it`);
+    onError(Object.assign(error, { code: 'ERR_CLOUDJOBS_PACKET_TOO_LARGE' }));
+    socket.destroy();
+  });
   return socket;
 }
 
