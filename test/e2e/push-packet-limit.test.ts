@@ -43,11 +43,11 @@ async function startHostileBroker(): Promise<{ port: number; attempts: () => num
       }
       const at = chunk.indexOf(0x82);
       if (at === -1) return;
-      // SUBSCRIBE: the packet id follows the remaining length (a variable byte integer); grant QoS 1 to up to two topics
+      // SUBSCRIBE: the packet id follows the remaining length (a variable byte integer); grant QoS 1 to its one topic (generation devices)
       let idAt = at + 1;
       while (((chunk[idAt] ?? 0) & 0x80) !== 0) idAt += 1;
       const id = chunk.subarray(idAt + 1, idAt + 3);
-      socket.write(Buffer.from([0x90, 0x04, id[0] ?? 0, id[1] ?? 1, 0x01, 0x01]));
+      socket.write(Buffer.from([0x90, 0x03, id[0] ?? 0, id[1] ?? 1, 0x01]));
       const body = Buffer.alloc(1024 * 1024, 0x41);
       const head = Buffer.from([0x30, 0x80 | (DECLARED % 128), 0x80 | (Math.floor(DECLARED / 128) % 128), 0x80 | (Math.floor(DECLARED / 16384) % 128), Math.floor(DECLARED / 2097152)]);
       socket.write(head);
