@@ -12,7 +12,7 @@ import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
 import type { BootIdentity } from '../state/boot-identity.js';
 import { isPollLoopHealthy } from '../service/health.js';
-import { decideAfterReboot, decideAfterRestart, decideRebootRequest } from './reboot-decision.js';
+import { decideAfterReboot, decideAfterRestart, decideRebootRequest, decideRebootUser } from './reboot-decision.js';
 import { cutStepResult, type PlannedRun, type StopCause } from './stop-cause.js';
 import { handOverBlocker, plannedRuns } from './handover.js';
 import type { History, HistoryEntry } from '../state/history.js';
@@ -74,6 +74,8 @@ export interface RebootPort {
   requestReboot(): Promise<void>;
   /** jobs.max_reboots. */
   maxReboots: number;
+  /** jobs.reboot_users: users besides root whose steps may ask for a reboot. */
+  rebootUsers: readonly string[];
   /** jobs.reboot_timeout. */
   rebootTimeoutMs: number;
   /** What `reboot` runs, for messages ("systemctl reboot"). */
@@ -993,6 +995,12 @@ export class Agent {
     const entry = this.journalEntry(offer.jobId);
     if (gone) {
       await this.finishJournaled(entry, 'FAILED', `${request.label} asked for a reboot, but the cloud no longer knows this job; not rebooting`);
+      return;
+    }
+    const asker = entry.steps.find((s) => s.index === request.stepsDone - 1)?.result.user ?? '(unknown)';
+    const refused = decideRebootUser(asker, reboot.rebootUsers, request.label);
+    if (refused !== null) {
+      await this.finishJournaled(entry, 'FAILED', refused.reason);
       return;
     }
     const decision = decideRebootRequest(entry.reboots, reboot.maxReboots, request.label);

@@ -117,6 +117,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
       currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
       requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),
       maxReboots: config.jobs.max_reboots,
+      rebootUsers: config.jobs.reboot_users,
       rebootTimeoutMs: config.jobs.reboot_timeout,
       commandText: rebootArgv.join(' '),
     },

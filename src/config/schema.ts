@@ -112,6 +112,8 @@ const ENTRIES = [
     doc: 'How long after a reboot request the device must have rebooted, else the job FAILED "reboot did not happen"' },
   { section: 'jobs', key: 'reboot_command', kind: 'string', default: 'systemctl reboot',
     doc: 'Command (words, no shell) the agent runs to reboot when a job asks; an orderly reboot through systemd' },
+  { section: 'jobs', key: 'reboot_users', kind: 'list', default: '',
+    doc: 'Users besides root whose steps may ask for a reboot (exit 194, the reboot handler); a request from any other user ends the job FAILED' },
   // [agent]
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },

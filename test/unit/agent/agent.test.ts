@@ -100,6 +100,7 @@ function createFakeMachine() {
           await machine.onReboot();
         },
         maxReboots: 3,
+        rebootUsers: [RUN_USER],
         rebootTimeoutMs: 600_000,
         commandText: 'fake reboot',
         ...overrides,
@@ -141,6 +142,7 @@ describe('Agent', () => {
         max_reboots: 3,
         reboot_timeout: 600_000,
         reboot_command: 'systemctl reboot',
+        reboot_users: [],
       },
       agentVersion: '9.9.9-test',
       clock,
@@ -797,6 +799,24 @@ describe('Agent', () => {
       expect(finals(cloud.sent, 'rb')[0]!.report.reason).toBe(
         'reboot did not happen: `systemctl reboot` exited with code 1: Failed to connect to bus',
       );
+    });
+
+    it('FAILED without rebooting when a step not running as root asks and jobs.reboot_users does not name its user', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const machine = createFakeMachine();
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('user', [step('reboot', [path.join(SCRIPTS, 'exit-code.sh'), '194']), step('after', ['echo', 'after'])]));
+      const agent = await build(cloud, { reboot: machine.port({ rebootUsers: [] }) });
+      const running = agent.run();
+      await waitFor(() => finals(cloud.sent, 'user').length === 1, 20_000, 'the final report');
+      agent.stop();
+      await running;
+      expect(machine.requests).toBe(0);
+      expect(finals(cloud.sent, 'user')[0]!.report).toMatchObject({
+        status: 'FAILED',
+        executed_steps: 1,
+        reason: `step 1 ("reboot") asked for a reboot as user ${JSON.stringify(RUN_USER)}, but only root may (jobs.reboot_users is empty); not rebooting`,
+      });
     });
 
     it('FAILED without rebooting when the job asks once more than max_reboots', async () => {

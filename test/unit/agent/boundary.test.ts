@@ -135,6 +135,7 @@ describe('Agent error boundary', () => {
           max_reboots: 3,
           reboot_timeout: 600_000,
           reboot_command: 'systemctl reboot',
+          reboot_users: [],
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -148,6 +149,7 @@ describe('Agent error boundary', () => {
           throw new Error('no reboots in these tests');
         },
         maxReboots: 3,
+        rebootUsers: [],
         rebootTimeoutMs: 600_000,
         commandText: 'none',
       },

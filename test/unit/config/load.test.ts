@@ -71,6 +71,7 @@ describe('defaults and types', () => {
         max_reboots: 3,
         reboot_timeout: 600_000,
         reboot_command: 'systemctl reboot',
+        reboot_users: [],
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',
