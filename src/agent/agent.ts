@@ -836,10 +836,12 @@ export class Agent {
     const ticking = this.watch('progress', ticker.signal, tick());
     const handedOver = new Promise<'handed-over'>((resolve) => {
       current.handoverWaiter = () => resolve('handed-over');
+      // journaled before this run was supervised (a restart decided while its first progress report was queued)
+      if (current.handover?.journaled) resolve('handed-over');
     });
     try {
       const ended = await Promise.race([run.done, handedOver]);
-      if (ended !== 'handed-over') return ended;
+      if (ended !== 'handed-over' && !current.handover?.journaled) return ended;
       // the run ends by itself now (no step runs or starts): wait for its sweep and work-dir removal
       await run.done;
       return null;

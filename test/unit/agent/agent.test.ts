@@ -677,6 +677,20 @@ describe('Agent', () => {
   });
 
   describe('every stop ends', () => {
+    it('a second stop ends a hand-over wait at once: the running step is stopped and reported as stopped, not handed over', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('wait', [step('long', ['sleep', '30']), step('after', ['echo', 'after'])]));
+      const agent = await build(cloud, { stopCause: async () => ({ kind: 'restart', evidence: 'systemd job 7 (restart cloudjobs.service)' }), drainTimeoutMs: 600_000 });
+      const running = agent.run();
+      await waitFor(() => statuses.some((s) => s.currentJob?.stepIndex === 1), 20_000, 'the step to start');
+      agent.stop();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      agent.stop();
+      await running;
+      expect(finals(cloud.sent, 'wait')[0]!.report).toMatchObject({ status: 'FAILED', reason: 'stopped by agent shutdown', executed_steps: 1 });
+    });
+
     it('the drain deadline is exact: it does not wait for the next progress tick', async () => {
       const cloud = createScriptedCloud();
       cloud.offers.push(offerOf('long', [step('long', ['sleep', '30'])]));
