@@ -277,6 +277,8 @@ export class Agent {
   /** REBOOTING jobs found at start, decided before the first poll. */
   private readonly rebootingAtStart: JournalEntry[] = [];
   private stopRequests = 0;
+  /** Set by runJob: the offer just taken ran (so the next poll may follow at once). */
+  private ranJob = false;
   private drainDeadline: number | null = null;
   /** Cancels the drain deadline's timer; set by the first stop(). */
   private cancelDrainTimer: (() => void) | null = null;
@@ -558,13 +560,15 @@ export class Agent {
       }
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
+        this.ranJob = false;
         await this.takeOffer(offer);
         this.reclaimer?.poke();
-        delay = scheduler.afterJob();
+        // an offer that ran nothing (a re-offer of a finished job, a REJECTED one) must not become a tight poll loop
+        delay = this.ranJob ? scheduler.afterJob() : Math.max(scheduler.afterJob(), NOTHING_RAN_GAP_MS);
         if (this.degraded) state = 'degraded';
       } else if (refused !== null) {
         await this.takeRefusal(refused);
-        delay = scheduler.afterJob();
+        delay = Math.max(scheduler.afterJob(), NOTHING_RAN_GAP_MS);
         if (this.degraded) state = 'degraded';
       }
       if (signal.aborted) break;
@@ -699,6 +703,7 @@ export class Agent {
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
     const { log, engine, journal } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
+    this.ranJob = true;
     const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null, starting: 0, fault: null };
     this.current = current;
     this.status.currentJob = {
@@ -1548,6 +1553,9 @@ export class Agent {
     }
   }
 }
+
+// The least wait before the next poll after an offer that ran nothing (a server handing out the same finished job forever).
+const NOTHING_RAN_GAP_MS = 200;
 
 // EXTEND_TIMEOUT_USEC is sent at most this often (each one is a datagram to systemd and a journal line at debug).
 const EXTEND_MIN_GAP_MS = 1000;

@@ -676,6 +676,25 @@ describe('Agent', () => {
     });
   });
 
+  it('a server handing out the same finished job forever does not make the poll loop spin', async () => {
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('again', [step('say', ['echo', 'hello'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'again').length === 1, 20_000, 'the final report');
+    // from now on every poll hands the finished job out again
+    const again = offerOf('again', [step('say', ['echo', 'hello'])]);
+    cloud.client.nextJob = async () => ({ kind: 'job', offer: again });
+    const polledAt = Date.now();
+    const sentBefore = cloud.sent.length;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    agent.stop();
+    await running;
+    const seconds = (Date.now() - polledAt) / 1000;
+    // at most one re-offer per 200 ms: the bug re-queued and re-sent the final report hundreds of times a second
+    expect(cloud.sent.length - sentBefore).toBeLessThanOrEqual(Math.ceil(seconds * 5) + 2);
+  });
+
   describe('every stop ends', () => {
     it('a second stop ends a hand-over wait at once: the running step is stopped and reported as stopped, not handed over', async () => {
       await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
