@@ -496,7 +496,9 @@ describe('Agent', () => {
       expect(final.status_details).toMatchObject({ resumed_after_restart: true, agent_version_from: '9.9.9-test', agent_version_to: '10.0.0-test' });
       expect(final.stdout).toContain(`=== Step: restart ===\n[cut: the step restarts the agent (systemctl restart cloudjobs); ${JOB} was under way`);
       const steps = (final.status_details as { steps: { exit_code: number | null; signal: string | null }[] }).steps;
-      expect(steps[1]).toMatchObject({ exit_code: null, signal: 'SIGTERM' });
+      // stopped through the kill ladder (SIGTERM), or before its process started on a loaded machine: never an exit code
+      expect(steps[1]).toMatchObject({ exit_code: null });
+      expect([null, 'SIGTERM']).toContain((steps[1] as { signal: string | null }).signal);
       expect(cloud.sent.filter((s) => s.jobId === 'rs' && s.report.reason.startsWith('resumed after the agent restarted; 2 of 3 steps done'))).toHaveLength(1);
     });
 
@@ -619,7 +621,7 @@ describe('Agent', () => {
         process.kill(-forged.pid!, 'SIGKILL');
       }
       const [final] = finals(cloud.sent, 'forged');
-      expect(final!.report).toMatchObject({ status: 'FAILED', exit_code: 3, executed_steps: 1 });
+      expect(final!.report, JSON.stringify({ ...final!.report, stdout: undefined, stderr: undefined })).toMatchObject({ status: 'FAILED', exit_code: 3, executed_steps: 1 });
       await expect(readFile(marks(), 'utf8')).rejects.toThrow(/ENOENT/);
     });
 
