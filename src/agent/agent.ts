@@ -12,9 +12,9 @@ import type { Log } from '../log/log.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
 import type { BootIdentity } from '../state/boot-identity.js';
 import { isPollLoopHealthy } from '../service/health.js';
-import { decideAfterReboot, decideAfterRestart, decideRebootRequest } from './reboot-decision.js';
-import { planSteps } from '../jobs/job-plan.js';
-import { restartedStepResult, type StopCause } from './stop-cause.js';
+import { decideAfterReboot, decideAfterRestart, decideRebootRequest, decideRebootUser } from './reboot-decision.js';
+import { cutStepResult, type PlannedRun, type StopCause } from './stop-cause.js';
+import { handOverBlocker, plannedRuns } from './handover.js';
 import type { History, HistoryEntry } from '../state/history.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox, OutboxEntry } from '../state/outbox.js';
@@ -76,6 +76,8 @@ export interface RebootPort {
   requestReboot(): Promise<void>;
   /** jobs.max_reboots. */
   maxReboots: number;
+  /** jobs.reboot_users: users besides root whose steps may ask for a reboot. */
+  rebootUsers: readonly string[];
   /** jobs.reboot_timeout. */
   rebootTimeoutMs: number;
   /** What `reboot` runs, for messages ("systemctl reboot"). */
@@ -175,8 +177,8 @@ export interface AgentDeps {
   drainTimeoutMs: number;
   /** How long shutdown may spend flushing the outbox. */
   flushTimeoutMs: number;
-  /** Whether the running job caused this stop (stop-cause.ts), from its processes and `steps` (argv of its running steps); absent: every stop drains. */
-  stopCause?(jobId: string, steps: readonly string[][]): Promise<StopCause>;
+  /** Why the agent stops (stop-cause.ts), from root's word only (systemd's job for the unit) and `running` as the agent planned them; absent: every stop drains. */
+  stopCause?(running: readonly PlannedRun[]): Promise<StopCause>;
   /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
   selfUpdate?: {
     read(jobId: string): Promise<SelfUpdateOutcome | null>;
@@ -223,19 +225,21 @@ interface Current {
   run: JobRunPort | null;
   canceled: boolean;
   gone: boolean;
-  /** Set when the job caused the agent's stop: it goes on in the next agent process. */
+  /** Set when root restarts the agent: the job goes on in the next agent process. */
   handover: Handover | null;
   /** While the stop cause is being decided: no next step starts before it is. */
   deciding: Promise<void> | null;
+  /** onStepStart hooks in flight: a step between its start hook and its journal record. */
+  starting: number;
+  /** Set by superviseRun: called once the job is journaled RESTARTING. */
+  handoverWaiter?: (() => void) | null;
   /** The first local fault seen while the job ran; its final report says so. */
   fault: string | null;
 }
 
-/** A job handed to the next agent process: `done` resolves once it is journaled RESTARTING. */
+/** A job to hand to the next agent process once no step of it runs (handover.ts). */
 interface Handover {
   cause: Exclude<StopCause, { kind: 'outside' }>;
-  done: Promise<void>;
-  resolve(): void;
   /** Journaled: no step result or start may be recorded any more. */
   journaled: boolean;
 }
@@ -295,7 +299,13 @@ export class Agent {
   /** REBOOTING jobs found at start, decided before the first poll. */
   private readonly rebootingAtStart: JournalEntry[] = [];
   private stopRequests = 0;
+  /** Set by runJob: the offer just taken ran (so the next poll may follow at once). */
+  private ranJob = false;
   private drainDeadline: number | null = null;
+  /** Cancels the drain deadline's timer; set by the first stop(). */
+  private cancelDrainTimer: (() => void) | null = null;
+  private drainExpired = false;
+  private lastExtendAt: number | null = null;
   private lastCloudProblem: string | null = null;
   private lastProgressAt: number;
   private backoffUntil: number | null = null;
@@ -473,6 +483,7 @@ export class Agent {
       await this.sendHeldFinals(this.deliveryStop.signal, this.deps.flushTimeoutMs);
       this.reportHeldAtStop();
     }
+    this.cancelDrainTimer?.();
     this.deliveryStop.abort();
     await deliveryWatch;
     await delivery.catch(() => undefined);
@@ -500,14 +511,25 @@ export class Agent {
       this.setState('stopping');
       this.extendStopTimeout();
       this.pollStop.abort();
+      // exact: its own timer, not the next progress tick (which may be progress_interval away)
+      this.cancelDrainTimer = clock.timer(this.deps.drainTimeoutMs, () => this.onDrainDeadline());
       if (this.current && this.deps.stopCause) {
         const current = this.current;
-        current.deciding = this.checkStopCause(current, this.stepCommands(current));
+        current.deciding = this.checkStopCause(current);
       }
     } else if (this.current?.run) {
       log.warn('stopping now: the running job is stopped', { jobId: this.current.offer.jobId });
       this.current.run.stop('shutdown');
     }
+  }
+
+  // The drain deadline passed: a job still running is stopped through the kill ladder (reported as stopped by shutdown).
+  private onDrainDeadline(): void {
+    this.drainExpired = true;
+    const current = this.current;
+    if (!current?.run) return;
+    this.deps.log.warn(`job ${current.offer.jobName} did not finish within the drain timeout; stopping it`, { jobId: current.offer.jobId });
+    current.run.stop('shutdown');
   }
 
   // ---- recovery --------------------------------------------------------
@@ -573,13 +595,15 @@ export class Agent {
       }
       // outside the poll's try: nothing the job does is a cloud failure (ERROR BOUNDARY)
       if (offer !== null) {
+        this.ranJob = false;
         await this.takeOffer(offer);
         this.reclaimer?.poke();
-        delay = scheduler.afterJob();
+        // an offer that ran nothing (a re-offer of a finished job, a REJECTED one) must not become a tight poll loop
+        delay = this.ranJob ? scheduler.afterJob() : Math.max(scheduler.afterJob(), NOTHING_RAN_GAP_MS);
         if (this.degraded) state = 'degraded';
       } else if (refused !== null) {
         await this.takeRefusal(refused);
-        delay = scheduler.afterJob();
+        delay = Math.max(scheduler.afterJob(), NOTHING_RAN_GAP_MS);
         if (this.degraded) state = 'degraded';
       }
       if (signal.aborted) break;
@@ -728,7 +752,8 @@ export class Agent {
   private async runJob(offer: JobOffer, job: NormalizedJob, receivedAt: number, resume?: Resume): Promise<void> {
     const { log, engine, journal } = this.deps;
     const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null, fault: null };
+    this.ranJob = true;
+    const current: Current = { offer, job, run: null, canceled: false, gone: false, handover: null, deciding: null, starting: 0, fault: null };
     this.current = current;
     this.status.currentJob = {
       jobId: offer.jobId,
@@ -742,24 +767,25 @@ export class Agent {
     this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
     const run = engine.start(job, {
       onStepStart: async (index, total, name) => {
-        // handed to the next agent process: no step starts here any more (the process exits)
-        if (current.deciding) await current.deciding;
-        if (current.handover) await new Promise<never>(() => undefined);
-        if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
-        this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
-        // a full card still takes a few appends (a file's last page has room), so ask before each step, not only at the first failed write
-        await this.checkStateBeforeStep(name);
-        await this.journalStep(current, () => journal.recordStepStart(offer.jobId, index - 1, total, name));
+        current.starting += 1;
+        try {
+          await this.startStepHook(current, index, total, name);
+        } finally {
+          current.starting -= 1;
+          await this.tryHandOver(current);
+        }
       },
       // the engine logs each step's start and end with its fields
       onStepEnd: async (result, index) => {
         if (current.handover?.journaled) return;
-        await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, result));
-        if (current.handover && !result.failed) await this.handOver(current, null);
+        const cause = current.handover?.cause;
+        const recorded = cause?.kind === 'restart-command' && cause.stepIndex === index - 1 ? cutStepResult(result, cause) : result;
+        await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, recorded));
+        await this.tryHandOver(current);
       },
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
-    if (this.stopRequests > 1 || this.deadLoop) run.stop('shutdown');
+    if (this.stopRequests > 1 || this.drainExpired || this.deadLoop) run.stop('shutdown');
     if (this.degraded) run.halt(haltReason(this.degraded));
     await this.enqueueProgress(current, run, resume);
 
@@ -785,6 +811,26 @@ export class Agent {
     this.status.currentJob = null;
     if (current.gone) log.warn(`job ${offer.jobName} was deleted on the server; its result is kept in history only`, fields);
     await this.finish({ offer, receivedAt, report, journaled: true, delivered: current.gone });
+  }
+
+  // Before a step starts: no step starts once the job is to be handed over (halt: the run ends when running ones do).
+  private async startStepHook(current: Current, index: number, total: number, name: string): Promise<void> {
+    const { journal } = this.deps;
+    if (current.deciding) await current.deciding;
+    if (current.handover) {
+      current.run?.halt('the agent restarts; the job goes on in the next agent process');
+      return;
+    }
+    if (this.status.currentJob) Object.assign(this.status.currentJob, { step: name, stepIndex: index, stepCount: total });
+    this.setState(this.stopRequests > 0 ? 'stopping' : 'running');
+    // a full card still takes a few appends (a file's last page has room), so ask before each step, not only at the first failed write
+    await this.checkStateBeforeStep(name);
+    // decided meanwhile: checked with no await before the record, so a step is either journaled as started or never starts
+    if (current.handover) {
+      current.run?.halt('the agent restarts; the job goes on in the next agent process');
+      return;
+    }
+    await this.journalStep(current, () => journal.recordStepStart(current.offer.jobId, index - 1, total, name));
   }
 
   // A journal write for a running job: a local fault halts the job (degraded), a bug kills the poll loop.
@@ -831,36 +877,31 @@ export class Agent {
   private async superviseRun(current: Current, run: JobRunPort): Promise<StatusReport | null> {
     const { clock } = this.deps;
     const ticker = new AbortController();
-    let drainKilled = false;
+    // every pass waits a whole progress_interval (at least 100ms by the schema); the drain deadline has its own timer
     const tick = async (): Promise<void> => {
       for (;;) {
-        const untilDrain = this.drainDeadline === null ? Infinity : this.drainDeadline - clock.monotonic();
-        const wait = Math.max(0, Math.min(this.deps.progressIntervalMs, untilDrain));
-        await clock.sleep(wait, ticker.signal);
-        if (this.drainDeadline !== null && clock.monotonic() >= this.drainDeadline && !drainKilled) {
-          drainKilled = true;
-          this.deps.log.warn(
-            `job ${current.offer.jobName} did not finish within the drain timeout; stopping it`,
-            { jobId: current.offer.jobId },
-          );
-          run.stop('shutdown');
-        }
+        await clock.sleep(this.deps.progressIntervalMs, ticker.signal);
         await this.enqueueProgress(current, run);
-        if (this.drainDeadline !== null) {
+        if (this.stopRequests > 0) {
           this.extendStopTimeout();
           this.setState('stopping');
         }
       }
     };
-    // the ticker enforces the drain deadline: if it dies, the agent fails (and stops the job)
     const ticking = this.watch('progress', ticker.signal, tick());
-    const handedOver = new Promise<null>((resolve) => {
-      handoverWaiters.set(current, () => resolve(null));
+    const handedOver = new Promise<'handed-over'>((resolve) => {
+      current.handoverWaiter = () => resolve('handed-over');
+      // journaled before this run was supervised (a restart decided while its first progress report was queued)
+      if (current.handover?.journaled) resolve('handed-over');
     });
     try {
-      return await Promise.race([run.done, handedOver]);
+      const ended = await Promise.race([run.done, handedOver]);
+      if (ended !== 'handed-over' && !current.handover?.journaled) return ended;
+      // the run ends by itself now (no step runs or starts): wait for its sweep and work-dir removal
+      await run.done;
+      return null;
     } finally {
-      handoverWaiters.delete(current);
+      current.handoverWaiter = null;
       ticker.abort();
       await ticking;
     }
@@ -868,64 +909,48 @@ export class Agent {
 
   // ---- restarts the job caused ---------------------------------------------
 
-  // SIGTERM while a job runs: if the job caused it, hand the job over instead of draining.
-  // `steps`: the argv of the steps running at the stop (or of the step that just
-  // ended): a package command may have exited before the process scan reads /proc.
-  private async checkStopCause(current: Current, steps: string[][]): Promise<void> {
+  // SIGTERM while a job runs: if root restarts the agent (stop-cause.ts), hand the job over instead of draining.
+  private async checkStopCause(current: Current): Promise<void> {
     const { log } = this.deps;
     const fields = { jobId: current.offer.jobId, jobName: current.offer.jobName };
+    const entry = this.deps.journal.get(current.offer.jobId);
     let cause: StopCause;
     try {
-      const scanned = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(current.offer.jobId, steps);
-      cause = scanned;
+      cause = await (this.deps.stopCause as NonNullable<AgentDeps['stopCause']>)(entry ? plannedRuns(current.job, entry) : []);
     } catch (error) {
-      log.warn(`could not tell whether job ${current.offer.jobName} caused this stop (${describeError(error)}); draining it`, fields);
+      log.warn(`could not tell whether root restarts the agent (${describeError(error)}); job ${current.offer.jobName} drains`, fields);
       return;
     }
-    if (cause.kind === 'outside') log.debug(`job ${current.offer.jobName} did not cause this stop: it drains`, fields);
-    if (cause.kind === 'outside' || this.current !== current || current.run === null) return;
-    let resolve = (): void => undefined;
-    const done = new Promise<void>((r) => (resolve = r));
-    current.handover = { cause, done, resolve, journaled: false };
+    if (cause.kind === 'outside') log.info(`job ${current.offer.jobName} drains: ${cause.evidence}`, fields);
+    if (cause.kind === 'outside' || this.current !== current || current.run === null || this.stopRequests > 1 || this.drainExpired) return;
+    current.handover = { cause, journaled: false };
     if (cause.kind === 'restart-command') {
-      log.info(`job ${current.offer.jobName} restarts the agent (${cause.command}): the step counts as succeeded and the job goes on in the next agent process`, fields);
-      await this.handOver(current, cause.command);
+      log.info(`job ${current.offer.jobName} restarts the agent (${cause.command}; ${cause.evidence}): the step is cut and the job goes on in the next agent process`, fields);
+      current.run.stop('shutdown');
     } else {
-      log.info(`job ${current.offer.jobName} installs packages (${cause.command}): its running step may end, then the job goes on in the next agent process`, fields);
-      const entry = this.deps.journal.get(current.offer.jobId);
-      if (entry && entry.running.length === 0) await this.handOver(current, null);
+      log.info(`the agent restarts (${cause.evidence}): job ${current.offer.jobName} starts no further step and goes on in the next agent process once its running steps end`, fields);
     }
+    await this.tryHandOver(current);
   }
 
-  // The argv of the steps running now, or of the last step that ended when none runs.
-  private stepCommands(current: Current): string[][] {
-    const entry = this.deps.journal.get(current.offer.jobId);
-    if (!entry) return [];
-    const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
-    const indexes = entry.running.length > 0 ? entry.running.map((r) => r.index) : entry.steps.slice(-1).map((s) => s.index);
-    return indexes.flatMap((i) => {
-      const action = planned[i]?.spec.action;
-      if (!action) return [];
-      return [action.type === 'runCommand' ? [...action.argv] : [action.handlerPath, ...action.args]];
-    });
-  }
-
-  // Journals the job RESTARTING (with the step that waits for the restart as succeeded, when there is one) and lets runJob return.
-  private async handOver(current: Current, waitingCommand: string | null): Promise<void> {
+  // Journals the job RESTARTING once none of its steps runs or starts (handover.ts), and lets runJob return.
+  private async tryHandOver(current: Current): Promise<void> {
     const handover = current.handover;
     if (handover === null || handover.journaled) return;
-    handover.journaled = true;
     const { journal, clock, log } = this.deps;
     const { offer } = current;
-    try {
-      let entry = this.journalEntry(offer.jobId);
-      const running = entry.running[0];
-      if (waitingCommand !== null && running !== undefined && entry.running.length === 1) {
-        const planned = planSteps(current.job).flatMap((n) => (n.kind === 'single' ? [n.step] : n.members));
-        const spec = planned[running.index]?.spec;
-        if (spec) await journal.recordStep(offer.jobId, running.index, restartedStepResult(spec, running.startedAt, clock.now(), waitingCommand));
-        entry = this.journalEntry(offer.jobId);
+    const entry = journal.get(offer.jobId);
+    if (!entry) return;
+    const blocker = handOverBlocker(entry, current.starting);
+    if (blocker !== null) {
+      if ('never' in blocker) {
+        log.info(`job ${offer.jobName} is not handed over (${blocker.never}): it ends in this agent process`, { jobId: offer.jobId });
+        current.handover = null;
       }
+      return;
+    }
+    handover.journaled = true;
+    try {
       const last = entry.steps[entry.steps.length - 1];
       await journal.recordReboot(offer.jobId, {
         kind: 'restart',
@@ -941,8 +966,7 @@ export class Agent {
         jobId: offer.jobId,
       });
     }
-    handoverWaiters.get(current)?.();
-    handover.resolve();
+    current.handoverWaiter?.();
   }
 
   // Records a job's final report: in memory first, then journal, outbox and
@@ -1035,6 +1059,12 @@ export class Agent {
     const entry = this.journalEntry(offer.jobId);
     if (gone) {
       await this.finishJournaled(entry, 'FAILED', `${request.label} asked for a reboot, but the cloud no longer knows this job; not rebooting`);
+      return;
+    }
+    const asker = entry.steps.find((s) => s.index === request.stepsDone - 1)?.result.user ?? '(unknown)';
+    const refused = decideRebootUser(asker, reboot.rebootUsers, request.label);
+    if (refused !== null) {
+      await this.finishJournaled(entry, 'FAILED', refused.reason);
       return;
     }
     const decision = decideRebootRequest(entry.reboots, reboot.maxReboots, request.label);
@@ -1507,6 +1537,9 @@ export class Agent {
 
   // While stopping: systemd waits for the drain deadline plus the allowance, whatever TimeoutStopSec says.
   private extendStopTimeout(): void {
+    const now = this.deps.clock.monotonic();
+    if (this.lastExtendAt !== null && now >= this.lastExtendAt && now - this.lastExtendAt < EXTEND_MIN_GAP_MS) return;
+    this.lastExtendAt = now;
     const left = this.drainDeadline === null ? 0 : Math.max(0, this.drainDeadline - this.deps.clock.monotonic());
     this.deps.notifier.extendTimeout?.(left + (this.deps.stopAllowanceMs ?? DEFAULT_STOP_ALLOWANCE_MS));
   }
@@ -1578,6 +1611,12 @@ export class Agent {
   }
 }
 
+// The least wait before the next poll after an offer that ran nothing (a server handing out the same finished job forever).
+const NOTHING_RAN_GAP_MS = 200;
+
+// EXTEND_TIMEOUT_USEC is sent at most this often (each one is a datagram to systemd and a journal line at debug).
+const EXTEND_MIN_GAP_MS = 1000;
+
 // EXTEND_TIMEOUT_USEC margin when AgentDeps.stopAllowanceMs is not given.
 const DEFAULT_STOP_ALLOWANCE_MS = 60_000;
 
@@ -1609,9 +1648,6 @@ interface Resume {
   /** Added to the reports' status_details (a self-update's package versions). */
   details?: Record<string, unknown>;
 }
-
-// The hand-over of each supervised run, resolved by handOver() (keyed by the run's Current).
-const handoverWaiters = new WeakMap<Current, () => void>();
 
 /** A step's reboot request as the engine names it. */
 type RebootRequest = NonNullable<JobRunPort['rebootRequest']>;

@@ -30,6 +30,14 @@ import { hasRebooted } from '../state/boot-identity.js';
 export type RebootRequestDecision = { kind: 'reboot'; count: number } | { kind: 'fail'; reason: string };
 
 /** Whether a job that already rebooted `rebootsSoFar` times may reboot once more. */
+/** Whether the user a step ran as may reboot the device: root, or one of jobs.reboot_users; null when it may. */
+export function decideRebootUser(user: string, allowedUsers: readonly string[], stepLabel: string): { kind: 'fail'; reason: string } | null {
+  if (user === 'root' || allowedUsers.includes(user)) return null;
+  const shown = JSON.stringify(user.slice(0, 64));
+  const allowed = allowedUsers.length === 0 ? 'only root may (jobs.reboot_users is empty)' : `only root and jobs.reboot_users (${allowedUsers.join(', ')}) may`;
+  return { kind: 'fail', reason: `${stepLabel} asked for a reboot as user ${shown}, but ${allowed}; not rebooting` };
+}
+
 export function decideRebootRequest(rebootsSoFar: number, maxReboots: number, stepLabel: string): RebootRequestDecision {
   const count = rebootsSoFar + 1;
   if (count > maxReboots) {

@@ -9,13 +9,11 @@ import type { Config } from '../config/schema.js';
 import { createBootClock } from '../state/hold-store.js';
 import { readLockedFiles } from '../state/proc-locks.js';
 import { createEngine } from '../agent/engine-adapter.js';
-import { decideStopCause } from '../agent/stop-cause.js';
 import { createScaledClock, createSystemClock, type Clock } from '../clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../cloud/backoff.js';
 import { createCloudClient } from '../cloud/client.js';
 import { describeError, LoopDiedError } from '../errors/errors.js';
-import { readCommandsWithEnv } from '../jobs/proc-scan.js';
-import type { Log } from '../log/log.js';
+import { createConsoleTransport, createLog, type Log } from '../log/log.js';
 import { createWatchdog, parseWatchdogInterval } from '../service/health.js';
 import { createFullCollector } from '../service/memory.js';
 import type { DatagramSender } from '../service/native.js';
@@ -34,6 +32,7 @@ import { obtainIdentity } from './obtain-identity.js';
 import { preparePush, withPushInterval } from './push-setup.js';
 import { parseRebootCommand } from './reboot-command-config.js';
 import { checkNativeHelper } from './native-preflight.js';
+import { createStopCauseReader } from './stop-cause-reader.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 import { createVerifierFromConfig, loadConfiguredKeys, signatureStatus } from './signing-setup.js';
 import { formatSignatures } from './status-command.js';
@@ -147,6 +146,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
       currentBoot: () => readBootIdentity({ bootIdFile: config.agent.boot_id_file, runtimeDir: config.agent.runtime_dir }),
       requestReboot: () => runRebootCommand({ argv: rebootArgv, timeoutMs: REBOOT_COMMAND_TIMEOUT_MS }),
       maxReboots: config.jobs.max_reboots,
+      rebootUsers: config.jobs.reboot_users,
       rebootTimeoutMs: config.jobs.reboot_timeout,
       commandText: rebootArgv.join(' '),
     },
@@ -175,12 +175,12 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     injectLoopDeath: createLoopDeath(ctx, clock),
     ...(push ? { pushStatus: () => push.status() } : {}),
     reclaimMemory: createMemoryReclaimer(sender, log),
-    // the job's processes carry CLOUDJOBS_JOB_ID: their command lines tell a job-caused stop
     selfUpdate: {
       read: (jobId) => readSelfUpdateOutcome(config.agent.state_dir, jobId),
       remove: (jobId) => removeSelfUpdateOutcome(config.agent.state_dir, jobId),
     },
-    stopCause: async (jobId, steps) => decideStopCause([...(await readCommandsWithEnv(`CLOUDJOBS_JOB_ID=${jobId}`, ctx.pid)), ...steps]),
+    // root's word only: systemd's job for the agent's unit (README "What the agent believes")
+    stopCause: createStopCauseReader(),
   });
   if (stop.signal.aborted) agent.stop();
 

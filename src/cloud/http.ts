@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import fetch, { type Response } from 'node-fetch';
 import type { Clock } from '../clock/clock.js';
 import { AbortedError } from '../errors/errors.js';
+import { showText } from '../log/escape.js';
 import { CloudError } from './cloud-error.js';
 import { buildTlsAgentOptions, watchAgentCertificateTimes, type TlsRefusal, type TlsSettings } from './tls-options.js';
 import { describeTransportFailure } from './transport-errors.js';
@@ -210,7 +211,7 @@ function followRedirect(from: URL, response: Response, redirects: number, method
   try {
     to = new URL(location, from);
   } catch {
-    throw new CloudError('protocol', `the server answered ${response.status} with an invalid Location ${JSON.stringify(location)}`, {
+    throw new CloudError('protocol', `the server answered ${response.status} with an invalid Location ${JSON.stringify(showText(location, 200))}`, {
       status: response.status,
     });
   }

@@ -105,7 +105,7 @@ export function parseNextAnswer(value: unknown, status: number): NextAnswer {
   }
   if (value.job_id === undefined || value.job_id === null) {
     if (isNoPendingJobs(value)) return { kind: 'none' };
-    const keys = Object.keys(value).slice(0, 8).join(', ');
+    const keys = Object.keys(value).slice(0, 8).map((key) => showText(key, 40)).join(', ');
     throw new CloudError('protocol', `the server answered ${status} with a job without job_id (keys: ${keys || 'none'})`, {
       status,
     });
@@ -142,7 +142,8 @@ export function parseNextAnswer(value: unknown, status: number): NextAnswer {
   const rawTimeout = value.timeout_seconds;
   if (typeof rawTimeout === 'number' && Number.isFinite(rawTimeout) && rawTimeout > 0) timeoutSeconds = rawTimeout;
   else if (rawTimeout !== undefined && rawTimeout !== null) {
-    warnings.push(`timeout_seconds is ${JSON.stringify(rawTimeout)}, not a positive number; using the default job timeout`);
+    // described by type, never serialised: a server value may be nested 300,000 levels deep (JSON.stringify would overflow the stack)
+    warnings.push(`timeout_seconds is ${describeJsonType(rawTimeout)}, not a positive number; using the default job timeout`);
   }
   const createdAt = typeof value.created_at === 'string' ? value.created_at : null;
   const document = readDocument(value.job_document, warnings, problems);

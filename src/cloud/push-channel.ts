@@ -21,6 +21,7 @@ import type { Clock } from '../clock/clock.js';
 import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import type { RandomSource } from './backoff.js';
+import { createPacketLimiter, MAX_MQTT_PACKET_BYTES } from './mqtt-packet-limit.js';
 import { classifyPushFailure, type PushFailure } from './push-errors.js';
 import { computeReconnectDelay, type PushSettings, type PushStatus } from './push-settings.js';
 import { buildTlsAgentOptions, watchCertificateTime, type TlsRefusal, type TlsSettings } from './tls-options.js';
@@ -66,7 +67,13 @@ interface AttemptEnd {
   failure: PushFailure;
   /** The broker accepted the connection and the subscriptions. */
   wasConnected: boolean;
+  /** Connected for at least STABLE_SESSION_MS: only then does the backoff start over. */
+  wasStable: boolean;
 }
+
+// A session shorter than this counts as a failed attempt: a broker that accepts
+// and then drops every connection must meet the backoff and the log-once rule.
+const STABLE_SESSION_MS = 30_000;
 
 // A notification is a few hundred bytes; anything far larger is not one (the payload is never parsed for work anyway).
 const MAX_PAYLOAD_LOGGED = 64 * 1024;
@@ -87,6 +94,8 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
   let cancelLossWake: (() => void) | null = null;
   let lastProblem: string | null = null;
   let everConnected = false;
+  // "connected" was logged since the last problem was: a broker that drops every session gets it once, not per cycle
+  let connectedLogged = false;
 
   const setState = (state: PushStatus['state'], error: string | null): void => {
     if (status.state !== state) status.since = clock.now();
@@ -101,6 +110,7 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
       let clientError: unknown = null;
       let refusal: TlsRefusal | null = null;
       let wasConnected = false;
+      let connectedAt = 0;
       let settled = false;
       const client = new MqttClient(
         () => openStream(settings, options.tls, (error) => (streamError ??= error), (r) => (refusal = r)),
@@ -126,7 +136,7 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
         client.removeAllListeners('message');
         client.end(true);
         const failure = classifyPushFailure(clientError ?? streamError, { broker: settings.brokerText, refusal, wasConnected });
-        resolve({ failure, wasConnected });
+        resolve({ failure, wasConnected, wasStable: wasConnected && clock.now() - connectedAt >= STABLE_SESSION_MS });
       };
       current = { end: finish };
       client.on('error', (error: unknown) => {
@@ -146,14 +156,15 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
             return;
           }
           wasConnected = true;
+          connectedAt = clock.now();
           const partly = refused.length > 0 ? `; the broker refused ${refused.join(', ')}` : '';
-          if (lastProblem !== null || !everConnected) {
+          if (!everConnected || (lastProblem !== null && !connectedLogged)) {
+            connectedLogged = true;
             log.info(`push notifications: connected to ${settings.brokerText}, subscribed to ${settings.topics.join(', ')}${partly}`, {
               pushState: 'connected',
               broker: settings.brokerText,
             });
           }
-          lastProblem = null;
           everConnected = true;
           setState('connected', null);
           options.wake('connected');
@@ -175,7 +186,9 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
       setState('connecting', status.lastError);
       const end = await attempt();
       if (stop.signal.aborted) break;
-      failures = end.wasConnected ? 1 : failures + 1;
+      failures = end.wasStable ? 1 : failures + 1;
+      // after a session that held, a failure is news again
+      if (end.wasStable) lastProblem = null;
       if (end.wasConnected && options.wakeAfterLoss) {
         cancelLossWake?.();
         cancelLossWake = clock.timer(Math.round(options.random() * options.intervalMs), () => {
@@ -194,6 +207,7 @@ export function startPushChannel(options: PushChannelOptions): PushChannel {
       const fields = { pushState: end.failure.kind, broker: settings.brokerText };
       if (key !== lastProblem) {
         lastProblem = key;
+        connectedLogged = false;
         log[end.failure.loud ? 'error' : 'warn'](text, fields);
       } else {
         log.debug(text, fields);
@@ -250,6 +264,17 @@ function openStream(
   }
   socket.setNoDelay(true);
   socket.on('error', onError);
+  // attached before MQTT.js pipes the socket: it sees each chunk first and ends the
+  // connection at the header of an oversize packet, so at most one chunk of it is read
+  const limiter = createPacketLimiter(MAX_MQTT_PACKET_BYTES);
+  socket.on('data', (chunk: Buffer) => {
+    const refusal = limiter.feed(chunk);
+    if (refusal === null || socket.destroyed) return;
+    const what = refusal.bytes === null ? 'a packet with a malformed length' : `a packet of ${refusal.bytes} bytes`;
+    const error = new Error(`the broker sent ${what}, over the limit of ${MAX_MQTT_PACKET_BYTES / 1024} KiB for one packet (notifications are small); disconnected without reading it`);
+    onError(Object.assign(error, { code: 'ERR_CLOUDJOBS_PACKET_TOO_LARGE' }));
+    socket.destroy();
+  });
   return socket;
 }
 

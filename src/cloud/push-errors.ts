@@ -62,6 +62,7 @@ export function classifyPushFailure(
   }
   const name = typeof code === 'string' ? code : '';
   if (name === 'ERR_CLOUDJOBS_SUBSCRIBE') return { kind: 'subscribe', message: text, loud: true };
+  if (name === 'ERR_CLOUDJOBS_PACKET_TOO_LARGE') return { kind: 'other', message: `${broker}: ${text}`, loud: true };
   if (name === 'ERR_CLOUDJOBS_PIN_MISMATCH' || context.refusal?.kind === 'pin') {
     const seen = context.refusal?.kind === 'pin' ? context.refusal.detail : 'another key';
     return {

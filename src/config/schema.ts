@@ -122,6 +122,8 @@ const ENTRIES = [
     doc: 'Processes and threads one job may have at once; a job that reaches it is stopped, FAILED; 0: no limit (enforced under systemd)' },
   { section: 'jobs', key: 'cpu_quota', kind: 'percent', default: '80%', min: 0, max: 6400,
     doc: 'CPU time one job may use, in percent of one CPU as systemd\'s CPUQuota= (200% is two CPUs); 0%: no quota (enforced under systemd)' },
+  { section: 'jobs', key: 'reboot_users', kind: 'list', default: '',
+    doc: 'Users besides root whose steps may ask for a reboot (exit 194, the reboot handler); a request from any other user ends the job FAILED' },
   // [agent]
   { section: 'agent', key: 'state_dir', kind: 'path', default: '/var/lib/cloudjobs',
     doc: 'Durable state: identity, job journal, outbox, history' },

@@ -135,10 +135,14 @@ function formatFault(path: string, errno: string | null, detail: string): string
   return `${path}: ${errno === null ? text : `${errno}: ${text}`}`;
 }
 
+// How deep rootCauseMessage follows `cause`.
+const MAX_CAUSE_DEPTH = 16;
+
 // The system error's own words (e.g. "no space left on device") rather than our wrapping sentence.
 function rootCauseMessage(error: Error): string {
   let at: unknown = error;
-  while (at instanceof Error && at.cause !== undefined) at = at.cause;
+  // bounded: a cause chain may be a cycle (an error that is its own cause)
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && at instanceof Error && at.cause !== undefined; depth += 1) at = at.cause;
   return at === error ? error.message : describeError(at);
 }
 

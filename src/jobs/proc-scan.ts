@@ -1,6 +1,8 @@
 // Finds processes through /proc: the members of a process group, and the
 // processes that carry a job's CLOUDJOBS_JOB_ID in their environment (how we
-// find daemons that left their step's process group with setsid).
+// find daemons that left their step's process group with setsid, to stop
+// them). Only for stopping: what a process says about itself (argv, environ)
+// never decides what the agent reports (README "What the agent believes").
 import { readdir, readFile } from 'node:fs/promises';
 
 /** One live (non-zombie) process. */
@@ -54,15 +56,4 @@ export function parseStat(text: string): { state: string; pgid: number } | null 
   const pgid = Number(fields[2]);
   if (state === undefined || !Number.isInteger(pgid)) return null;
   return { state, pgid };
-}
-
-/**
- * The command lines (argv) of the live processes carrying `entry`
- * ("CLOUDJOBS_JOB_ID=<id>"), except `excludePid`; a process gone meanwhile is
- * left out. Read by the agent to tell whether a job caused its own stop.
- */
-export async function readCommandsWithEnv(entry: string, excludePid: number, procRoot = '/proc'): Promise<string[][]> {
-  const pids = await findProcessesWithEnv(entry, excludePid, procRoot);
-  const lines = await Promise.all(pids.map((pid) => readFile(`${procRoot}/${pid}/cmdline`, 'utf8').catch(() => '')));
-  return lines.filter((line) => line.length > 0).map((line) => line.replace(/\0$/, '').split('\0'));
 }

@@ -1,11 +1,15 @@
-// Issue 11: a job that restarts the agent itself, with the built executable
-// against the reference cloud. `systemctl restart cloudjobs` is a test double
-// (test/fixtures/restart-bin/systemctl) that sends the agent SIGTERM and waits,
-// as systemd would; the test starts the agent again, as systemd would.
+// Issue 21: what a process says about itself never changes what the cloud is
+// told. The built executable against the reference cloud, outside systemd: no
+// root word for a restart exists here, so every stop drains, whatever
+// processes named `systemctl` or carrying CLOUDJOBS_JOB_ID say. (Hand-overs on
+// root's word run under a real systemd: test/integration/self-update.sh.)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
-import { createSharedDir, expectCompleteReport, readLines, reapOrphanSteps, reportBodies } from './durability-helpers.js';
+import { waitFor } from '../cloud/wait-for.js';
+import { expectCompleteReport, reapOrphanSteps, reportBodies } from './durability-helpers.js';
 import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, type AgentDirs, type AgentProcess } from './harness.js';
 
 const FAKE_SYSTEMCTL = path.resolve('test/fixtures/restart-bin/systemctl');
@@ -13,9 +17,16 @@ const FAKE_SYSTEMCTL = path.resolve('test/fixtures/restart-bin/systemctl');
 let cloud: ReferenceCloud | null = null;
 let dirs: AgentDirs | null = null;
 let agent: AgentProcess | null = null;
+let forged: ChildProcess | null = null;
 const jobIds: string[] = [];
 
 afterEach(async () => {
+  try {
+    if (forged?.pid) process.kill(-forged.pid, 'SIGKILL');
+  } catch {
+    // the job's last sweep ended it already (it carries the job's id)
+  }
+  forged = null;
   if (agent) await stopAgent(agent);
   await reapOrphanSteps(jobIds.splice(0));
   if (cloud) await cloud.close();
@@ -25,41 +36,66 @@ afterEach(async () => {
   dirs = null;
 });
 
-describe('a job that restarts the agent', () => {
-  it('[mark, systemctl restart cloudjobs, check]: the old agent exits at once, the new one runs the check and sends the one final', async () => {
+// The repro of issue 21: user `daemon` starts `systemctl ... restart cloudjobs` (argv[0] only) with the job's id in its environment.
+function startForgedProcess(jobId: string): ChildProcess {
+  const asDaemon = process.getuid?.() === 0 ? ['setpriv', '--reuid=daemon', '--regid=daemon', '--clear-groups'] : [];
+  const argv = [...asDaemon, 'env', '-i', `CLOUDJOBS_JOB_ID=${jobId}`, 'bash', '-c', 'exec -a systemctl bash -c "sleep 60; :" restart cloudjobs'];
+  return spawn(argv[0]!, argv.slice(1), { stdio: 'ignore', detached: true });
+}
+
+describe('the stop cause is never taken from processes', () => {
+  it('a forged `systemctl restart cloudjobs` of another user carrying the job id: the stop drains, the failing step is reported FAILED, the next step never runs', async () => {
     const started = await startCloudWithDevice();
     cloud = started.cloud;
-    dirs = await createAgentDirs(cloud, started.device, { jobs: { allowed_users: 'root' }, agent: { drain_timeout: '5m' } });
-    const shared = await createSharedDir(dirs);
-    const marks = path.join(shared, 'marks');
-    const mark = (name: string, label: string) => ({
-      action: { name, type: 'runCommand', input: { command: ['/bin/sh', '-c', `echo ${label} >> '${marks}'; echo ${label}`] } },
+    dirs = await createAgentDirs(cloud, started.device, { agent: { drain_timeout: '60s' } });
+    agent = startAgent(dirs);
+    const job = cloud.queueJob(started.device.uuid, {
+      name: 'flash',
+      document: {
+        version: '1.0',
+        includeStdOut: true,
+        steps: [
+          { action: { name: 'Flash', type: 'runCommand', input: { command: ['/bin/sh', '-c', 'sleep 3; echo bad >&2; exit 3'] } } },
+          { action: { name: 'Report', type: 'runCommand', input: { command: ['echo', 'FLASHED'] } } },
+        ],
+      },
+      jobId: 'forged-1',
     });
+    jobIds.push(job.job_id);
+    await agent.waitForOutput(/starting step 1/);
+    forged = startForgedProcess(job.job_id);
+    const pid = forged.pid!;
+    await waitFor(async () => (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).startsWith('systemctl\0'), 5000, 'the forged process');
+    agent.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    expect(agent.output()).not.toContain('restarts the agent');
+    const bodies = reportBodies(cloud, job.job_id);
+    for (const body of bodies) expectCompleteReport(body);
+    const finals = bodies.filter((b) => b.status !== 'IN_PROGRESS');
+    expect(finals).toHaveLength(1);
+    expect(finals[0]).toMatchObject({ status: 'FAILED', exit_code: 3, executed_steps: 1, failed_step: 'Flash' });
+    expect(finals[0]!.stdout).not.toContain('FLASHED');
+  });
+
+  it('a step running a `systemctl restart cloudjobs` that is only a process (no systemd job): not believed; the drain cuts it and reports it cut', async () => {
+    const started = await startCloudWithDevice();
+    cloud = started.cloud;
+    dirs = await createAgentDirs(cloud, started.device, { jobs: { allowed_users: 'root' }, agent: { drain_timeout: '2s' } });
     const restart = { action: { name: 'Restart', type: 'runCommand', runAsUser: 'root', input: { command: [FAKE_SYSTEMCTL, 'restart', 'cloudjobs'] } } };
+    const after = { action: { name: 'After', type: 'runCommand', input: { command: ['echo', 'after'] } } };
     agent = startAgent(dirs);
     const job = cloud.queueJob(started.device.uuid, {
       name: 'restart the agent',
-      document: { version: '1.0', includeStdOut: true, steps: [mark('Mark', 'before'), restart, mark('Check', 'after')] },
+      document: { version: '1.0', includeStdOut: true, steps: [restart, after] },
       jobId: 'restart-1',
     });
     jobIds.push(job.job_id);
-    // drain_timeout is 5m: exiting now means the agent did not wait for the step that waits for it
+    // the test double sends the agent SIGTERM itself and waits, as `systemctl restart` would
     expect(await agent.exited).toEqual({ code: 0, signal: null });
-    expect(agent.output()).toContain('restarts the agent');
-    expect(cloud.getJob(job.job_id)!.status).toBe('IN_PROGRESS');
-    expect(await readLines(marks)).toEqual(['before']);
-
-    agent = startAgent(dirs);
-    const final = await cloud.waitForJobStatus(job.job_id, ['SUCCEEDED', 'FAILED', 'TIMED_OUT'], 30_000);
-    expect(final.status).toBe('SUCCEEDED');
-    expect(await readLines(marks)).toEqual(['before', 'after']);
-    const bodies = reportBodies(cloud, job.job_id);
-    for (const body of bodies) expectCompleteReport(body);
-    expect(bodies.filter((b) => b.status !== 'IN_PROGRESS')).toHaveLength(1);
-    expect(bodies.some((b) => b.status === 'IN_PROGRESS' && b.reason.startsWith('resumed after the agent restarted; 2 of 3 steps done'))).toBe(true);
-    const last = bodies.at(-1)!;
-    expect(last).toMatchObject({ status: 'SUCCEEDED', reason: '3 of 3 steps succeeded', executed_steps: 3 });
-    expect(last.stdout).toContain('=== Step: Restart ===\nrestart requested by the step');
-    expect(last.status_details).toMatchObject({ resumed_after_restart: true });
+    expect(agent.output()).toContain('did not finish within the drain timeout');
+    const finals = reportBodies(cloud, job.job_id).filter((b) => b.status !== 'IN_PROGRESS');
+    expect(finals).toHaveLength(1);
+    expect(finals[0]).toMatchObject({ status: 'FAILED', reason: 'stopped by agent shutdown', executed_steps: 1 });
+    expect(finals[0]!.stdout).not.toContain('after');
   });
 });

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
 import { locateHandlerDir } from '../fixtures/jobs/load-job-fixture.js';
 import { createSharedDir, expectCompleteReport, killHard, readLines, reapOrphanSteps, reportBodies } from './durability-helpers.js';
-import { createAgentDirs, removeDirs, startAgent, startCloudWithDevice, stopAgent, waitFor, type AgentDirs, type AgentProcess } from './harness.js';
+import { createAgentDirs, removeDirs, RUN_USER, startAgent, startCloudWithDevice, stopAgent, waitFor, type AgentDirs, type AgentProcess } from './harness.js';
 
 const FAKE_REBOOT = path.resolve('test/fixtures/scripts/fake-reboot.sh');
 // the shipped handlers, copied under /run when the clone lies below /tmp (handler checks walk to /)
@@ -62,6 +62,8 @@ async function setUp(mode: Mode, jobs: Record<string, string> = {}): Promise<Mac
       handler_dirs: SHIPPED_HANDLERS,
       reboot_command: `${FAKE_REBOOT} ${mode} ${bootIdFile} ${runtimeDir} ${rebootLog}`,
       allowed_users: 'root',
+      // the steps that ask run as the default user: let it (by default only root may)
+      reboot_users: RUN_USER,
       ...jobs,
     },
     agent: { boot_id_file: bootIdFile, runtime_dir: runtimeDir },

@@ -109,7 +109,7 @@ reboot_job() {
   jq -cn --arg mark "$mark" '{version:"1.0", includeStdOut:true, steps:[
     {action:{name:"Mark /run", type:"runCommand", runAsUser:"root", input:{command:["/bin/sh","-c",
       ("echo marked > " + $mark + "; echo \"marked " + $mark + " in boot $(cat /proc/sys/kernel/random/boot_id)\"")]}}},
-    {action:{name:"Reboot", type:"runHandler", input:{handler:"reboot"}}},
+    {action:{name:"Reboot", type:"runHandler", runAsUser:"root", input:{handler:"reboot"}}},
     {action:{name:"Check", type:"runCommand", runAsUser:"root", input:{command:["/bin/sh","-c",
       ("if [ -e " + $mark + " ]; then echo \"" + $mark + " is still there: no reboot happened\" >&2; exit 1; fi; echo \"mark gone in boot $(cat /proc/sys/kernel/random/boot_id)\"; sleep 4")]}}}]}'
 }

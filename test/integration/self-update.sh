@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Jobs that update or restart the agent itself, under a real systemd (nspawn):
 # an upgrade by `dpkg -i` and a downgrade by `apt-get install ./file.deb` from a
-# job, `systemctl restart cloudjobs` from a job, and a restart from outside
-# while a job runs (which still drains). Each checks dpkg's status, the running
-# agent's version and pid, and that the cloud got exactly one final report,
-# from the new agent, after the job's later steps ran there.
+# job, `systemctl restart cloudjobs` from a job (cut and reported as cut), a
+# restart from outside (handed over after the running step), a stop from
+# outside (drains), and the forgery of issue 21 (a process of user `daemon`
+# named `systemctl` carrying the job's CLOUDJOBS_JOB_ID changes nothing: only
+# systemd's own restart job is believed). Each checks dpkg's status, the
+# running agent's version and pid, and that the cloud got exactly one final
+# report, from the agent that ran the job's last step.
 #
 # Usage: test/integration/self-update.sh [OLD_DEB NEW_DEB]
 #   default: build/cloudjobs_<v>-1_amd64.deb as the old package, and builds the
@@ -75,6 +78,7 @@ finals() {
   admin GET "/patches?jobId=$1" \
     | jq '[.patches[] | select((.body.status // "") | IN("SUCCEEDED","FAILED","TIMED_OUT","CANCELED","REJECTED"))] | length'
 }
+final_body() { admin GET "/patches?jobId=$1" | jq -c '[.patches[] | select(.body.status == "SUCCEEDED" or .body.status == "FAILED")][-1].body'; }
 final_details() { admin GET "/patches?jobId=$1" | jq -c '[.patches[] | select(.body.status == "SUCCEEDED" or .body.status == "FAILED")][-1].body.status_details'; }
 dpkg_status() { ct dpkg-query -W -f='${Status} ${Version}' cloudjobs 2>/dev/null || true; }
 running_version() { ct cloudjobs status --json 2>/dev/null | jq -r .agentVersion; }
@@ -137,20 +141,55 @@ pid=$(main_pid)
 job=$(queue_job "Restart agent" "$(job_doc "$(step_json Restart 'systemctl,restart,cloudjobs')" "$(step_json After 'echo,after the restart')")")
 expect_update "systemctl restart" "$job" "$pid" "${OLD_V%-1}"
 out=$(admin GET "/jobs/$job" | jq -r .stdout)
-check_match "systemctl restart: the step counts as the restart request" 'restart requested by the step' "$out"
+check_match "systemctl restart: the step is reported cut, with the reason" "$(literal '[cut: the step restarts the agent (systemctl restart cloudjobs); systemd job ')[0-9]+ \\(restart cloudjobs.service\\)" "$out"
+check_eq "systemctl restart: the cut step has no exit code" null "$(final_details "$job" | jq -r '.steps[0].exit_code')"
 check_match "systemctl restart: the next step ran" 'after the restart' "$out"
 
-step "a restart from outside while a job runs still drains"
+step "a restart from outside while a job runs: the running step ends, the rest runs in the new agent"
 pid=$(main_pid)
-job=$(queue_job "Slow job" "$(job_doc "$(step_json Slow 'sh,-c,sleep 5; echo drained')")")
+job=$(queue_job "Slow job" "$(job_doc "$(step_json Slow 'sh,-c,sleep 5; echo one')" "$(step_json Two 'echo,two')")")
 wait_until 20 "job IN_PROGRESS" job_is "$job" IN_PROGRESS || true
 sleep 1
 ct systemctl --no-block restart cloudjobs.service
 wait_until 60 "job SUCCEEDED" job_is "$job" SUCCEEDED || true
-check_match "outside restart: the job ran to its end" 'drained' "$(admin GET "/jobs/$job" | jq -r .stdout)"
+out=$(admin GET "/jobs/$job" | jq -r .stdout)
+check_match "outside restart: the running step ran to its end" 'one' "$out"
+check_match "outside restart: the next step ran" 'two' "$out"
 wait_until 30 "a new agent" main_pid_is_not "$pid" || true
 check_eq "outside restart: final reports" 1 "$(finals "$job")"
-check_eq "outside restart: not resumed" null "$(final_details "$job" | jq -r .resumed_after_restart)"
+check_eq "outside restart: resumed in the new agent" true "$(final_details "$job" | jq -r .resumed_after_restart)"
+
+step "a stop from outside while a job runs drains"
+job=$(queue_job "Slow job" "$(job_doc "$(step_json Slow 'sh,-c,sleep 5; echo drained')")")
+wait_until 20 "job IN_PROGRESS" job_is "$job" IN_PROGRESS || true
+sleep 1
+ct systemctl --no-block stop cloudjobs.service
+wait_until 60 "job SUCCEEDED" job_is "$job" SUCCEEDED || true
+check_match "outside stop: the job ran to its end" 'drained' "$(admin GET "/jobs/$job" | jq -r .stdout)"
+check_eq "outside stop: final reports" 1 "$(finals "$job")"
+check_eq "outside stop: not resumed" null "$(final_details "$job" | jq -r .resumed_after_restart)"
+wait_until 30 "the agent stopped" sh -c "[ \"\$(nsenter -t $CT_LEADER -a systemctl show -p ActiveState --value cloudjobs.service)\" = inactive ]" || true
+ct systemctl start cloudjobs.service || fail "systemctl start failed"
+
+step "a forged 'systemctl restart cloudjobs' of user daemon with the job's id, then a real restart: the failing step is reported FAILED"
+pid=$(main_pid)
+job=$(queue_job "Flash" "$(job_doc "$(step_json Flash 'sh,-c,sleep 8; echo bad >&2; exit 3')" "$(step_json Flashed 'echo,FLASHED')")")
+wait_until 20 "job IN_PROGRESS" job_is "$job" IN_PROGRESS || true
+ct setpriv --reuid=daemon --regid=daemon --clear-groups env -i CLOUDJOBS_JOB_ID="$job" \
+  bash -c 'exec -a systemctl bash -c "sleep 60; :" restart cloudjobs' </dev/null >/dev/null 2>&1 &
+FORGED=$!
+sleep 1
+ct systemctl --no-block restart cloudjobs.service
+wait_until 60 "job FAILED" job_is "$job" FAILED || true
+body=$(final_body "$job")
+check_eq "forgery: job status" FAILED "$(job_status "$job")"
+check_eq "forgery: exit code of the failing step" 3 "$(printf '%s' "$body" | jq -r .exit_code)"
+check_eq "forgery: the next step did not run" 1 "$(printf '%s' "$body" | jq -r .executed_steps)"
+check_eq "forgery: final reports" 1 "$(finals "$job")"
+if printf '%s' "$body" | jq -r .stdout | grep -q FLASHED; then bad "forgery: FLASHED ran"; else ok "forgery: FLASHED never ran"; fi
+kill "$FORGED" 2>/dev/null || true
+ct pkill -KILL -u daemon 2>/dev/null || true
+wait_until 30 "a new agent" main_pid_is_not "$pid" || true
 
 # broken DEB VERSION WHAT: NEW_DEB repacked as VERSION with /usr/bin/cloudjobs exiting 1 at
 # start (WHAT=start) or with a postinst that exits 1 (WHAT=postinst). Small (no executable).
@@ -169,7 +208,6 @@ handler_job() { # NAME DEB_IN_HOST_DIR: a self-update step then a version step
   jq -cn --arg deb "/mnt/host/$2" --arg sha "$sha" --argjson v "$(step_json Version 'cloudjobs,--version')" \
     '{version:"1.0", includeStdOut:true, steps:[{name:"Self-update", type:"runHandler", input:{handler:"self-update", args:[$deb, $sha, "20"]}, runAsUser:"root", allowStdErr:50}, $v]}'
 }
-final_body() { admin GET "/patches?jobId=$1" | jq -c '[.patches[] | select(.body.status == "SUCCEEDED" or .body.status == "FAILED")][-1].body'; }
 
 step "self-update handler: upgrade, with the operator's copy of the running package for rollback"
 ct install -D -m 0600 /mnt/host/old.deb "/var/cache/cloudjobs/packages/cloudjobs_${OLD_V}.deb"

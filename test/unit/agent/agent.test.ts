@@ -1,12 +1,15 @@
 // The agent's loops over the real journal, outbox, history and job engine (real
 // fixture scripts), with a scripted cloud: recovery, re-offers, cancellation,
 // delivery retries, draining and the disabled mode.
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Agent, type AgentDeps, type AgentStatus } from '../../../src/agent/agent.js';
 import { createEngine } from '../../../src/agent/engine-adapter.js';
+import type { StopCause } from '../../../src/agent/stop-cause.js';
+import { createStopCauseReader } from '../../../src/cli/stop-cause-reader.js';
 import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';
 import type { CloudClient, PollAnswer, StatusOutcome } from '../../../src/cloud/client.js';
@@ -61,6 +64,19 @@ function createScriptedCloud() {
   return cloud;
 }
 
+// The forgery of issue 21: a process of another user named `systemctl`, saying
+// `restart cloudjobs`, with the job's CLOUDJOBS_JOB_ID in its environment.
+function startForgedProcess(jobId: string): ChildProcess {
+  const asOther = process.getuid?.() === 0 ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] : [];
+  const [file, ...args] = [...asOther, 'env', '-i', `CLOUDJOBS_JOB_ID=${jobId}`, 'bash', '-c', 'exec -a systemctl bash -c "sleep 60; :" restart cloudjobs'];
+  return spawn(file!, args, { stdio: 'ignore', detached: true });
+}
+
+async function forgedIsUp(pid: number): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmdline.startsWith('systemctl\0');
+}
+
 function offerOf(jobId: string, steps: unknown[], timeoutSeconds: number | null = 30): JobOffer {
   return { jobId, jobName: `job ${jobId}`, timeoutSeconds, createdAt: null, document: { version: '1.0', includeStdOut: true, steps } };
 }
@@ -84,6 +100,7 @@ function createFakeMachine() {
           await machine.onReboot();
         },
         maxReboots: 3,
+        rebootUsers: [RUN_USER],
         rebootTimeoutMs: 600_000,
         commandText: 'fake reboot',
         ...overrides,
@@ -106,6 +123,40 @@ describe('Agent', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  function createTestEngine(jobs: { kill_grace?: number } = {}): AgentDeps['engine'] {
+    const clock = createSystemClock();
+    const log = createNullLog();
+    return createEngine({
+      jobs: {
+        enabled: true,
+        run_as_user: RUN_USER,
+        allowed_users: [],
+        handler_dirs: [],
+        work_dir: path.join(dir, 'work'),
+        default_timeout: 60_000,
+        kill_grace: jobs.kill_grace ?? 200,
+        max_output: 65_536,
+        progress_interval: 100,
+        max_parallel: 2,
+        path: '/usr/sbin:/usr/bin:/sbin:/bin',
+        max_reboots: 3,
+        reboot_timeout: 600_000,
+        reboot_command: 'systemctl reboot',
+        maintenance_windows: [],
+        hold_dir: '',
+        memory_max: 0,
+        tasks_max: 0,
+        cpu_quota: 0,
+        reboot_users: [],
+      },
+      agentVersion: '9.9.9-test',
+      clock,
+      log,
+      lookupUser,
+      agentUid: process.getuid?.() ?? 0,
+    });
+  }
+
   async function build(cloud: ReturnType<typeof createScriptedCloud>, overrides: Partial<AgentDeps> = {}): Promise<Agent> {
     const clock = createSystemClock();
     const log = createNullLog();
@@ -125,34 +176,7 @@ describe('Agent', () => {
       journal,
       outbox,
       history,
-      engine: createEngine({
-        jobs: {
-          enabled: true,
-          run_as_user: RUN_USER,
-          allowed_users: [],
-          handler_dirs: [],
-          work_dir: path.join(dir, 'work'),
-          default_timeout: 60_000,
-          kill_grace: 200,
-          max_output: 65_536,
-          progress_interval: 100,
-          max_parallel: 2,
-          path: '/usr/sbin:/usr/bin:/sbin:/bin',
-          max_reboots: 3,
-          reboot_timeout: 600_000,
-          reboot_command: 'systemctl reboot',
-          maintenance_windows: [],
-          hold_dir: '',
-          memory_max: 0,
-          tasks_max: 0,
-          cpu_quota: 0,
-        },
-        agentVersion: '9.9.9-test',
-        clock,
-        log,
-        lookupUser,
-        agentUid: process.getuid?.() ?? 0,
-      }),
+      engine: createTestEngine(),
       reboot: createFakeMachine().port(),
       notifier: { ready() {}, status() {}, stopping() {} },
       writeStatus: async (status) => {
@@ -467,18 +491,24 @@ describe('Agent', () => {
         step('check', [path.join(SCRIPTS, 'mark.sh'), marks(), 'after']),
       ]);
     const inStep = (n: number) => () => statuses.some((s) => s.currentJob?.stepIndex === n);
+    const JOB = 'systemd job 7 (restart cloudjobs.service)';
+    const restartCommand: StopCause = { kind: 'restart-command', evidence: JOB, command: 'systemctl restart cloudjobs', stepIndex: 1 };
+    const restart: StopCause = { kind: 'restart', evidence: JOB };
 
-    it('a step waiting for the restart counts as succeeded; the next agent runs the rest and sends the one final', async () => {
+    it('a step that restarts the unit itself is cut at once and reported as cut, not as exit 0; the next agent runs the rest and sends the one final', async () => {
       await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
-      cloud.offers.push(restartJob(['sleep', '3']));
-      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      cloud.offers.push(restartJob(['sleep', '30']));
+      const first = await build(cloud, { stopCause: async () => restartCommand, drainTimeoutMs: 600_000 });
       const running = first.run();
       await waitFor(inStep(2), 20_000, 'step 2 to start');
       first.stop();
+      // drain_timeout is 10 minutes: ending now means the step was cut, not waited for
       await running;
       expect(finals(cloud.sent, 'rs')).toEqual([]);
       expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+      // the cut step's work dir went with it
+      expect(await readdir(path.join(dir, 'work'))).toEqual([]);
 
       const second = await build(cloud, { version: '10.0.0-test' });
       const again = second.run();
@@ -487,17 +517,21 @@ describe('Agent', () => {
       await again;
       expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
       const final = finals(cloud.sent, 'rs')[0]!.report;
-      expect(final).toMatchObject({ status: 'SUCCEEDED', reason: '3 of 3 steps succeeded', executed_steps: 3 });
+      expect(final).toMatchObject({ status: 'SUCCEEDED', executed_steps: 3 });
       expect(final.status_details).toMatchObject({ resumed_after_restart: true, agent_version_from: '9.9.9-test', agent_version_to: '10.0.0-test' });
-      expect(final.stdout).toContain('=== Step: restart ===\nrestart requested by the step (systemctl restart cloudjobs)');
+      expect(final.stdout).toContain(`=== Step: restart ===\n[cut: the step restarts the agent (systemctl restart cloudjobs); ${JOB} was under way`);
+      const steps = (final.status_details as { steps: { exit_code: number | null; signal: string | null }[] }).steps;
+      // stopped through the kill ladder (SIGTERM), or before its process started on a loaded machine: never an exit code
+      expect(steps[1]).toMatchObject({ exit_code: null });
+      expect([null, 'SIGTERM']).toContain((steps[1] as { signal: string | null }).signal);
       expect(cloud.sent.filter((s) => s.jobId === 'rs' && s.report.reason.startsWith('resumed after the agent restarted; 2 of 3 steps done'))).toHaveLength(1);
     });
 
-    it('a package install step ends first; no later step runs in the old agent', async () => {
+    it('on a restart root queued, the running step ends by itself first; no later step runs in the old agent', async () => {
       await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'installed']));
-      const first = await build(cloud, { stopCause: async () => ({ kind: 'package', command: 'dpkg -i cloudjobs.deb' }) });
+      const first = await build(cloud, { stopCause: async () => restart });
       const running = first.run();
       await waitFor(inStep(2), 20_000, 'step 2 to start');
       first.stop();
@@ -516,11 +550,116 @@ describe('Agent', () => {
       expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
     });
 
+    it('a step that fails on a restart is reported failed by this agent, never handed over as a success', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      cloud.offers.push(
+        offerOf('bad', [
+          step('flash', ['/bin/sh', '-c', 'sleep 0.5; echo bad >&2; exit 3']),
+          step('flashed', [path.join(SCRIPTS, 'mark.sh'), marks(), 'FLASHED']),
+        ]),
+      );
+      const first = await build(cloud, { stopCause: async () => restart });
+      const running = first.run();
+      await waitFor(inStep(1), 20_000, 'step 1 to start');
+      first.stop();
+      await running;
+      const [final] = finals(cloud.sent, 'bad');
+      expect(final!.report).toMatchObject({ status: 'FAILED', exit_code: 3, executed_steps: 1 });
+      expect(final!.report.reason).toContain('exited with code 3');
+      await expect(readFile(marks(), 'utf8')).rejects.toThrow(/ENOENT/);
+    });
+
+    it('an ignored failure on a restart is handed over; the agent exits (no hang), and EXTEND_TIMEOUT_USEC goes out at most once a second', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      const ignored = { action: { name: 'flaky', type: 'runCommand', ignoreStepFailure: true, input: { command: ['/bin/sh', '-c', 'sleep 0.5; exit 3'] } } };
+      cloud.offers.push(offerOf('ign', [step('mark', [path.join(SCRIPTS, 'mark.sh'), marks(), 'before']), ignored, step('check', [path.join(SCRIPTS, 'mark.sh'), marks(), 'after'])]));
+      const extends_: number[] = [];
+      const started = Date.now();
+      const first = await build(cloud, {
+        stopCause: async () => restart,
+        notifier: { ready() {}, status() {}, stopping() {}, extendTimeout: () => extends_.push(Date.now()) },
+      });
+      const running = first.run();
+      await waitFor(inStep(2), 20_000, 'step 2 to start');
+      first.stop();
+      await running;
+      expect(extends_.length).toBeLessThanOrEqual(Math.ceil((Date.now() - started) / 1000) + 1);
+      expect(finals(cloud.sent, 'ign')).toEqual([]);
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before']);
+
+      const second = await build(cloud);
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'ign').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      const final = finals(cloud.sent, 'ign')[0]!.report;
+      expect(final).toMatchObject({ status: 'SUCCEEDED', reason: '2 of 3 steps succeeded, 1 failed with ignoreStepFailure set', executed_steps: 3 });
+      expect((await readFile(marks(), 'utf8')).trim().split('\n')).toEqual(['before', 'after']);
+    });
+
+    it('a parallel group is handed over only once no member runs; no member ever starts twice', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      const starts = path.join(dir, 'starts');
+      const member = (name: string, seconds: string) => ({
+        action: { name, type: 'runCommand', input: { command: ['/bin/sh', '-c', `echo ${name} >> '${starts}'; sleep ${seconds}`] } },
+      });
+      cloud.offers.push(offerOf('par', [{ parallel: [member('a', '0.3'), member('b', '1'), member('c', '0.2'), member('d', '0.2')] }]));
+      const first = await build(cloud, { stopCause: async () => restart });
+      const running = first.run();
+      await waitFor(() => statuses.some((s) => s.currentJob?.stepIndex === 2), 20_000, 'member b to start');
+      first.stop();
+      await running;
+      expect(finals(cloud.sent, 'par')).toEqual([]);
+      const before = (await readFile(starts, 'utf8')).trim().split('\n');
+      expect(before.length).toBeLessThan(4);
+
+      const second = await build(cloud);
+      const again = second.run();
+      await waitFor(() => finals(cloud.sent, 'par').length === 1, 20_000, 'the final report');
+      second.stop();
+      await again;
+      expect((await readFile(starts, 'utf8')).trim().split('\n').sort()).toEqual(['a', 'b', 'c', 'd']);
+      expect(finals(cloud.sent, 'par')[0]!.report).toMatchObject({ status: 'SUCCEEDED', executed_steps: 4 });
+    });
+
+    it('a forged process (argv[0] systemctl, CLOUDJOBS_JOB_ID, another user) changes nothing: the real stop cause reader drains', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      cloud.offers.push(
+        offerOf('forged', [
+          step('flash', ['/bin/sh', '-c', 'sleep 1; echo bad >&2; exit 3']),
+          step('flashed', [path.join(SCRIPTS, 'mark.sh'), marks(), 'FLASHED']),
+        ]),
+      );
+      const first = await build(cloud, { stopCause: createStopCauseReader() });
+      const running = first.run();
+      await waitFor(inStep(1), 20_000, 'step 1 to start');
+      const forged = startForgedProcess('forged');
+      try {
+        await waitFor(() => forgedIsUp(forged.pid!), 5000, 'the forged process');
+        first.stop();
+        await running;
+      } finally {
+        // the job's last sweep may have ended it already (it carries the job's id)
+        try {
+          process.kill(-forged.pid!, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      const [final] = finals(cloud.sent, 'forged');
+      expect(final!.report, JSON.stringify({ ...final!.report, stdout: undefined, stderr: undefined })).toMatchObject({ status: 'FAILED', exit_code: 3, executed_steps: 1 });
+      await expect(readFile(marks(), 'utf8')).rejects.toThrow(/ENOENT/);
+    });
+
     it('after a self-update the next agent waits for the verdict: rolled back ends the job FAILED, the rest does not run', async () => {
       await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
-      cloud.offers.push(restartJob(['sleep', '3']));
-      const first = await build(cloud, { stopCause: async () => ({ kind: 'restart-command', command: 'systemctl restart cloudjobs' }) });
+      cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.3', 'installed']));
+      const first = await build(cloud, { stopCause: async () => restart });
       const running = first.run();
       await waitFor(inStep(2), 20_000, 'step 2 to start');
       first.stop();
@@ -559,13 +698,84 @@ describe('Agent', () => {
       await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
       const cloud = createScriptedCloud();
       cloud.offers.push(restartJob([path.join(SCRIPTS, 'sleep-then.sh'), '0.5', 'slow']));
-      const first = await build(cloud, { stopCause: async () => ({ kind: 'outside' }) });
+      const first = await build(cloud, { stopCause: async () => ({ kind: 'outside', evidence: 'systemd job 9 (stop cloudjobs.service) is not a restart' }) });
       const running = first.run();
       await waitFor(inStep(2), 20_000, 'step 2 to start');
       first.stop();
       await running;
-      expect(finals(cloud.sent, 'rs').map((s) => s.report.status)).toEqual(['SUCCEEDED']);
+      expect(finals(cloud.sent, 'rs').map((s) => `${s.report.status}: ${s.report.reason}`)).toEqual(['SUCCEEDED: 3 of 3 steps succeeded']);
       expect(finals(cloud.sent, 'rs')[0]!.report.status_details).not.toHaveProperty('resumed_after_restart');
+    });
+  });
+
+  it('a server handing out the same finished job forever does not make the poll loop spin', async () => {
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('again', [step('say', ['echo', 'hello'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'again').length === 1, 20_000, 'the final report');
+    // from now on every poll hands the finished job out again
+    const again = offerOf('again', [step('say', ['echo', 'hello'])]);
+    cloud.client.nextJob = async () => ({ kind: 'job', offer: again });
+    const polledAt = Date.now();
+    const sentBefore = cloud.sent.length;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    agent.stop();
+    await running;
+    const seconds = (Date.now() - polledAt) / 1000;
+    // at most one re-offer per 200 ms: the bug re-queued and re-sent the final report hundreds of times a second
+    expect(cloud.sent.length - sentBefore).toBeLessThanOrEqual(Math.ceil(seconds * 5) + 2);
+  });
+
+  describe('every stop ends', () => {
+    it('a second stop ends a hand-over wait at once: the running step is stopped and reported as stopped, not handed over', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('wait', [step('long', ['sleep', '30']), step('after', ['echo', 'after'])]));
+      const agent = await build(cloud, { stopCause: async () => ({ kind: 'restart', evidence: 'systemd job 7 (restart cloudjobs.service)' }), drainTimeoutMs: 600_000 });
+      const running = agent.run();
+      await waitFor(() => statuses.some((s) => s.currentJob?.stepIndex === 1), 20_000, 'the step to start');
+      agent.stop();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      agent.stop();
+      await running;
+      expect(finals(cloud.sent, 'wait')[0]!.report).toMatchObject({ status: 'FAILED', reason: 'stopped by agent shutdown', executed_steps: 1 });
+    });
+
+    it('the drain deadline is exact: it does not wait for the next progress tick', async () => {
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('long', [step('long', ['sleep', '30'])]));
+      const agent = await build(cloud, { progressIntervalMs: 60_000, drainTimeoutMs: 300 });
+      const running = agent.run();
+      await waitFor(() => statuses.some((s) => s.currentJob?.stepIndex === 1), 20_000, 'the step to start');
+      const stoppedAt = Date.now();
+      agent.stop();
+      await running;
+      // generous bound (a loaded machine); the bug waited a whole progress_interval (60 s) here
+      expect(Date.now() - stoppedAt).toBeLessThan(30_000);
+      expect(finals(cloud.sent, 'long')[0]!.report).toMatchObject({ status: 'FAILED', reason: 'stopped by agent shutdown' });
+    });
+
+    it('after the drain deadline the progress loop still waits between passes (no PATCH or EXTEND storm during the kill grace)', async () => {
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('stubborn', [step('stubborn', [path.join(SCRIPTS, 'ignore-term.sh')])]));
+      const extends_: number[] = [];
+      const agent = await build(cloud, {
+        drainTimeoutMs: 200,
+        notifier: { ready() {}, status() {}, stopping() {}, extendTimeout: () => extends_.push(Date.now()) },
+        engine: createTestEngine({ kill_grace: 1500 }),
+      });
+      const running = agent.run();
+      await waitFor(() => cloud.sent.some((s) => s.jobId === 'stubborn'), 20_000, 'the job to start');
+      const stoppedAt = Date.now();
+      const sentBefore = cloud.sent.length;
+      agent.stop();
+      await running;
+      const seconds = (Date.now() - stoppedAt) / 1000;
+      // progress every 100 ms at most, EXTEND at most once a second: the bug sent hundreds in the kill grace
+      expect(cloud.sent.length - sentBefore).toBeLessThanOrEqual(Math.ceil(seconds * 10) + 3);
+      expect(extends_.length).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+      expect(finals(cloud.sent, 'stubborn')[0]!.report.status).toBe('FAILED');
     });
   });
 
@@ -654,6 +864,24 @@ describe('Agent', () => {
       expect(finals(cloud.sent, 'rb')[0]!.report.reason).toBe(
         'reboot did not happen: `systemctl reboot` exited with code 1: Failed to connect to bus',
       );
+    });
+
+    it('FAILED without rebooting when a step not running as root asks and jobs.reboot_users does not name its user', async () => {
+      await chmod(dir, 0o1777); // sticky: work_dir sits below it (work-dir.ts)
+      const machine = createFakeMachine();
+      const cloud = createScriptedCloud();
+      cloud.offers.push(offerOf('user', [step('reboot', [path.join(SCRIPTS, 'exit-code.sh'), '194']), step('after', ['echo', 'after'])]));
+      const agent = await build(cloud, { reboot: machine.port({ rebootUsers: [] }) });
+      const running = agent.run();
+      await waitFor(() => finals(cloud.sent, 'user').length === 1, 20_000, 'the final report');
+      agent.stop();
+      await running;
+      expect(machine.requests).toBe(0);
+      expect(finals(cloud.sent, 'user')[0]!.report).toMatchObject({
+        status: 'FAILED',
+        executed_steps: 1,
+        reason: `step 1 ("reboot") asked for a reboot as user ${JSON.stringify(RUN_USER)}, but only root may (jobs.reboot_users is empty); not rebooting`,
+      });
     });
 
     it('FAILED without rebooting when the job asks once more than max_reboots', async () => {

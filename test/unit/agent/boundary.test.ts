@@ -140,6 +140,7 @@ describe('Agent error boundary', () => {
           memory_max: 0,
           tasks_max: 0,
           cpu_quota: 0,
+          reboot_users: [],
         },
         agentVersion: '9.9.9-test',
         clock,
@@ -153,6 +154,7 @@ describe('Agent error boundary', () => {
           throw new Error('no reboots in these tests');
         },
         maxReboots: 3,
+        rebootUsers: [],
         rebootTimeoutMs: 600_000,
         commandText: 'none',
       },

@@ -28,7 +28,7 @@ describe('createEngine user cache', () => {
         enabled: true, run_as_user: USER, allowed_users: [], handler_dirs: [], work_dir: '/nonexistent', default_timeout: 60_000,
         kill_grace: 200, max_output: 65_536, progress_interval: 50, max_parallel: 2, path: '/usr/bin:/bin', max_reboots: 3,
         reboot_timeout: 600_000, reboot_command: 'systemctl reboot', maintenance_windows: [], hold_dir: '',
-        memory_max: 0, tasks_max: 0, cpu_quota: 0,
+        memory_max: 0, tasks_max: 0, cpu_quota: 0, reboot_users: [],
       } as Parameters<typeof createEngine>[0]['jobs'],
       agentVersion: '9.9.9-test',
       clock,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideAfterReboot, decideRebootRequest, formatMs, type AfterRebootInput } from '../../../src/agent/reboot-decision.js';
+import { decideAfterReboot, decideRebootRequest, decideRebootUser, formatMs, type AfterRebootInput } from '../../../src/agent/reboot-decision.js';
 
 const MIN = 60_000;
 const BOOT_A = { bootId: 'boot-a', marker: 'marker-a' };
@@ -100,5 +100,19 @@ describe('formatMs', () => {
     [5_400_000, '1h30m'],
   ])('%d -> %s', (ms, text) => {
     expect(formatMs(ms)).toBe(text);
+  });
+});
+
+describe('decideRebootUser', () => {
+  it('lets root and the users of jobs.reboot_users reboot, and no one else', () => {
+    expect(decideRebootUser('root', [], 'step 2 ("Reboot")')).toBeNull();
+    expect(decideRebootUser('pi', ['pi'], 'step 2 ("Reboot")')).toBeNull();
+    expect(decideRebootUser('cloudjobs', [], 'step 2 ("Reboot")')).toEqual({
+      kind: 'fail',
+      reason: 'step 2 ("Reboot") asked for a reboot as user "cloudjobs", but only root may (jobs.reboot_users is empty); not rebooting',
+    });
+    expect(decideRebootUser('nobody', ['pi', 'ops'], 'step 1')?.reason).toBe(
+      'step 1 asked for a reboot as user "nobody", but only root and jobs.reboot_users (pi, ops) may; not rebooting',
+    );
   });
 });

@@ -1,86 +1,95 @@
 import { describe, expect, it } from 'vitest';
-import { decideStopCause, restartedStepResult } from '../../../src/agent/stop-cause.js';
-import type { StepSpec } from '../../../src/jobs/types.js';
+import { cutStepResult, decideStopCause, type PlannedRun, type StopEvidence } from '../../../src/agent/stop-cause.js';
+import type { StepResult } from '../../../src/jobs/types.js';
 
-describe('decideStopCause', () => {
-  it('is outside when nothing of the job touches packages or the unit', () => {
-    expect(decideStopCause([])).toEqual({ kind: 'outside' });
-    expect(decideStopCause([['/bin/sh', '-c', 'sleep 100'], ['sleep', '100']])).toEqual({ kind: 'outside' });
-    expect(decideStopCause([['systemctl', 'restart', 'nginx']])).toEqual({ kind: 'outside' });
-    expect(decideStopCause([['systemctl', 'status', 'cloudjobs']])).toEqual({ kind: 'outside' });
-    expect(decideStopCause([['/usr/bin/dpkgx', '-i', 'x.deb']])).toEqual({ kind: 'outside' });
-  });
+const UNIT = 'cloudjobs.service';
+const restartJob = { id: 812, type: 'restart' };
+const run = (argv: string[], over: Partial<PlannedRun> = {}): PlannedRun => ({ index: 1, argv, user: 'root', inGroup: false, ...over });
+const evidence = (over: Partial<StopEvidence>): StopEvidence => ({ unit: UNIT, unitJob: restartJob, running: [], ...over });
 
-  it('is a package install when dpkg, apt or the cloudjobs postinst runs in the job', () => {
-    expect(decideStopCause([['/bin/sh', '-c', 'dpkg -i /tmp/c.deb'], ['dpkg', '-i', '/tmp/c.deb']])).toEqual({
-      kind: 'package',
-      command: 'dpkg -i /tmp/c.deb',
+describe('decideStopCause: root is believed, processes are not', () => {
+  it('drains outside systemd, with no job queued, and on a stop (shutdown, systemctl stop, package removal)', () => {
+    expect(decideStopCause(evidence({ unit: null, unitJob: null }))).toEqual({ kind: 'outside', evidence: 'the agent does not run as a systemd unit' });
+    expect(decideStopCause(evidence({ unitJob: null }))).toEqual({ kind: 'outside', evidence: 'systemd has no job queued for cloudjobs.service (a signal, not a restart)' });
+    expect(decideStopCause(evidence({ unitJob: { id: 9, type: 'stop' } }))).toEqual({
+      kind: 'outside',
+      evidence: 'systemd job 9 (stop cloudjobs.service) is not a restart',
     });
-    expect(decideStopCause([['/usr/bin/apt-get', 'install', '-y', './cloudjobs_0.3.0-1_amd64.deb']]).kind).toBe('package');
-    expect(decideStopCause([['/bin/sh', '/var/lib/dpkg/info/cloudjobs.postinst', 'configure', '0.2.0-1']]).kind).toBe('package');
   });
 
-  it('lets the package install decide when its postinst runs a restart', () => {
-    const cause = decideStopCause([
-      ['systemctl', 'try-restart', 'cloudjobs.service'],
-      ['/usr/bin/dpkg', '--status-fd', '50', '--configure', '--pending'],
-    ]);
-    expect(cause).toEqual({ kind: 'package', command: '/usr/bin/dpkg --status-fd 50 --configure --pending' });
+  it('does not look at argv at all without root’s restart: a step named like a restart is still a drain', () => {
+    const running = [run(['systemctl', 'restart', 'cloudjobs']), run(['dpkg', '-i', 'x.deb'], { index: 2 })];
+    expect(decideStopCause(evidence({ unitJob: null, running })).kind).toBe('outside');
+    expect(decideStopCause(evidence({ unitJob: { id: 3, type: 'stop' }, running: [run(['systemctl', 'restart', 'cloudjobs'])] })).kind).toBe('outside');
   });
 
-  it('is a restart command when a step waits for the agent unit to restart or stop', () => {
-    expect(decideStopCause([['systemctl', 'restart', 'cloudjobs']])).toEqual({ kind: 'restart-command', command: 'systemctl restart cloudjobs' });
-    expect(decideStopCause([['/usr/bin/systemctl', '--no-ask-password', 'try-restart', 'cloudjobs.service']]).kind).toBe('restart-command');
-    expect(decideStopCause([['service', 'cloudjobs', 'restart']]).kind).toBe('restart-command');
-    expect(decideStopCause([['deb-systemd-invoke', 'restart', 'cloudjobs.service']]).kind).toBe('restart-command');
-    expect(decideStopCause([['systemctl', 'stop', 'cloudjobs.service']]).kind).toBe('restart-command');
+  it('is a restart when root queued one: whatever runs ends by itself first', () => {
+    expect(decideStopCause(evidence({}))).toEqual({ kind: 'restart', evidence: 'systemd job 812 (restart cloudjobs.service)' });
+    expect(decideStopCause(evidence({ running: [run(['dpkg', '-i', '/tmp/c.deb'])] })).kind).toBe('restart');
+    expect(decideStopCause(evidence({ running: [run(['sleep', '100'])] })).kind).toBe('restart');
   });
 
-  it('bounds what it shows of a hostile command line', () => {
-    const cause = decideStopCause([['dpkg', '-i', 'x'.repeat(5000)]]);
-    expect(cause.kind).toBe('package');
-    expect(cause.kind !== 'outside' && cause.command.length).toBe(201);
+  it('is a restart command only for the single root step whose document restarts this unit', () => {
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'cloudjobs'])] }))).toEqual({
+      kind: 'restart-command',
+      evidence: 'systemd job 812 (restart cloudjobs.service)',
+      command: 'systemctl restart cloudjobs',
+      stepIndex: 1,
+    });
+    expect(decideStopCause(evidence({ running: [run(['/usr/bin/systemctl', '--no-ask-password', 'try-restart', 'cloudjobs.service'])] })).kind).toBe('restart-command');
+    expect(decideStopCause(evidence({ running: [run(['service', 'cloudjobs', 'restart'])] })).kind).toBe('restart-command');
+    expect(decideStopCause(evidence({ running: [run(['sh', '-c', 'echo hi; sudo systemctl restart cloudjobs'])] })).kind).toBe('restart-command');
+    // another unit, another verb, another user, a parallel member, two steps: not this step's own restart
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'nginx'])] })).kind).toBe('restart');
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'stop', 'cloudjobs'])] })).kind).toBe('restart');
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'cloudjobs'], { user: 'pi' })] })).kind).toBe('restart');
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'cloudjobs'], { inGroup: true })] })).kind).toBe('restart');
+    expect(decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'cloudjobs']), run(['sleep', '1'], { index: 2 })] })).kind).toBe('restart');
+  });
+
+  it('names the unit the agent really runs in', () => {
+    const running = [run(['systemctl', 'restart', 'cloudjobs-test'])];
+    expect(decideStopCause(evidence({ unit: 'cloudjobs-test.service', running })).kind).toBe('restart-command');
+    expect(decideStopCause(evidence({ unit: 'other.service', running })).kind).toBe('restart');
+  });
+
+  it('bounds what it shows of a long command', () => {
+    const cause = decideStopCause(evidence({ running: [run(['systemctl', 'restart', 'cloudjobs', 'x'.repeat(5000)])] }));
+    expect(cause.kind === 'restart-command' && cause.command.length).toBe(201);
   });
 });
 
-describe('restartedStepResult', () => {
-  const spec: StepSpec = {
+describe('cutStepResult', () => {
+  const killed: StepResult = {
     name: 'Restart',
-    action: { type: 'runCommand', argv: ['systemctl', 'restart', 'cloudjobs'], shell: false },
+    argv: ['systemctl', 'restart', 'cloudjobs'],
+    handler: null,
     user: 'root',
-    allowStdErr: 0,
-    ignoreStepFailure: false,
-    timeoutMs: null,
+    exitCode: null,
+    signal: 'SIGTERM',
+    timedOut: false,
+    canceled: false,
+    durationMs: 2500,
+    stdout: 'waiting',
+    stderr: '',
+    stdoutBytes: 7,
+    stderrBytes: 0,
+    stdoutTruncated: false,
+    stderrTruncated: false,
+    stderrLines: 0,
+    failed: true,
+    ignored: false,
+    failureReason: 'was killed by SIGTERM',
+    startedAt: '2026-12-01T10:00:00.000Z',
   };
 
-  it('is a success that says the restart was requested by the step', () => {
-    const result = restartedStepResult(spec, '2026-12-01T10:00:00.000Z', Date.parse('2026-12-01T10:00:02.500Z'), 'systemctl restart cloudjobs');
-    expect(result).toMatchObject({
-      name: 'Restart',
-      argv: ['systemctl', 'restart', 'cloudjobs'],
-      exitCode: 0,
-      failed: false,
-      failureReason: null,
-      durationMs: 2500,
-      startedAt: '2026-12-01T10:00:00.000Z',
-    });
-    expect(result.stdout).toBe('restart requested by the step (systemctl restart cloudjobs); the agent restarted and went on with the next step\n');
-    expect(result.stdoutBytes).toBe(result.stdout.length);
-  });
-});
-
-describe('decideStopCause on shell steps', () => {
-  it('looks into the script of sh -c', () => {
-    expect(decideStopCause([['/bin/sh', '-c', 'apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y cloudjobs']]).kind).toBe('package');
-    expect(decideStopCause([['sh', '-c', 'echo hi; sudo systemctl restart cloudjobs']]).kind).toBe('restart-command');
-    expect(decideStopCause([['bash', '-c', 'echo dpkg is fine to say']]).kind).toBe('outside');
-  });
-});
-
-describe('decideStopCause and the self-update handler', () => {
-  it('counts the shipped handler as a package install, by its path as argv[0] or as the script of a shell', () => {
-    expect(decideStopCause([['/bin/sh', '/usr/lib/cloudjobs/handlers/self-update', 'root', '/tmp/c.deb', 'a'.repeat(64)]]).kind).toBe('package');
-    expect(decideStopCause([['/etc/cloudjobs/handlers/self-update', 'x']]).kind).toBe('package');
-    expect(decideStopCause([['/home/pi/self-update']]).kind).toBe('outside');
+  it('keeps the real end (no exit code, the signal) and says it was cut and why; it does not fail the job', () => {
+    const cause = { kind: 'restart-command' as const, evidence: 'systemd job 812 (restart cloudjobs.service)', command: 'systemctl restart cloudjobs', stepIndex: 1 };
+    const result = cutStepResult(killed, cause);
+    expect(result).toMatchObject({ exitCode: null, signal: 'SIGTERM', failed: false, failureReason: null, durationMs: 2500 });
+    expect(result.stdout).toBe(
+      'waiting\n[cut: the step restarts the agent (systemctl restart cloudjobs); systemd job 812 (restart cloudjobs.service) was under way, so the agent stopped the step and the job goes on in the next agent process]\n',
+    );
+    expect(result.stdoutBytes).toBe(Buffer.byteLength(result.stdout));
   });
 });

@@ -208,7 +208,7 @@ describe('cloud client: job answers', () => {
       offer: { jobId: 'j-3', jobName: 'Bad', timeoutSeconds: null, createdAt: null, document: '{"version":' },
     });
     expect(log.entries.filter((e) => e.level === 'warn').map((e) => [e.message, e.fields.jobId])).toEqual([
-      ['job offer: timeout_seconds is -1, not a positive number; using the default job timeout', 'j-3'],
+      ['job offer: timeout_seconds is the number -1, not a positive number; using the default job timeout', 'j-3'],
       ['job offer: job_document is a string that is not valid JSON', 'j-3'],
     ]);
     const missing = await setup(nextAnswers(200, { job_id: 'j-4' }), 'devices');
@@ -216,6 +216,17 @@ describe('cloud client: job answers', () => {
       kind: 'job',
       offer: { jobId: 'j-4', jobName: 'j-4', timeoutSeconds: null, createdAt: null, document: undefined },
     });
+  });
+
+  it('a timeout_seconds nested 300,000 levels deep is described by its type, not serialised (no stack overflow, the job is not lost)', async () => {
+    const deep = `${'['.repeat(300_000)}1${']'.repeat(300_000)}`;
+    const body = `{"job_id":"j-deep","job_name":"Deep","timeout_seconds":${deep},"job_document":{"version":"1.0","steps":[]}}`;
+    const { client, log } = await setup(nextAnswers(200, body), 'devices');
+    const answer = await client.nextJob();
+    expect(answer).toMatchObject({ kind: 'job', offer: { jobId: 'j-deep', jobName: 'Deep', timeoutSeconds: null } });
+    expect(log.entries.filter((e) => e.level === 'warn').map((e) => e.message)).toEqual([
+      'job offer: timeout_seconds is a JSON array, not a positive number; using the default job timeout',
+    ]);
   });
 
   it('treats 204 as no job', async () => {

@@ -76,6 +76,7 @@ describe('defaults and types', () => {
         memory_max: 268_435_456,
         tasks_max: 512,
         cpu_quota: 0.8,
+        reboot_users: [],
       },
       agent: {
         state_dir: '/var/lib/cloudjobs',

@@ -31,6 +31,13 @@ describe('classifyLocalFault', () => {
     expect(classifyLocalFault(error)?.message).toBe('/var/lib/cloudjobs: ENOTDIR: /var/lib/cloudjobs exists but is not a directory');
   });
 
+  it('a cause chain that is a cycle ends (loop audit, issue 21)', () => {
+    const inner = new Error('disk on fire');
+    const outer = new StateIoError('/var/lib/cloudjobs', 'wrapped', { errno: 'EIO', cause: inner });
+    (inner as { cause?: unknown }).cause = outer;
+    expect(classifyLocalFault(outer)?.path).toBe('/var/lib/cloudjobs');
+  });
+
   it('cloud failures and bugs are not local faults', () => {
     expect(classifyLocalFault(new CloudError('network', 'connect ECONNREFUSED 127.0.0.1:1'))).toBeNull();
     expect(classifyLocalFault(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBeNull();
