@@ -31,7 +31,10 @@ export async function prepareJobLimits(setup: LimitSetup): Promise<LimitSupport>
     support = { enforced: false, why: `could not find out: ${describeError(error)}` };
   }
   if (!support.enforced) {
-    log.warn(`resource limits are not enforced: ${support.why}; jobs run as before, without ${describeLimits(setup.ceiling)}`);
+    // nothing configured (every limit 0): nothing is missing, nothing to say
+    if (hasAnyLimit(setup.ceiling)) {
+      log.warn(`resource limits are not enforced: ${support.why}; jobs run as before, without ${describeLimits(setup.ceiling)}`);
+    }
     return support;
   }
   for (const gap of support.gaps) log.warn(`resource limits: ${gap}`);
@@ -58,4 +61,9 @@ async function sweepLeftovers(support: Extract<LimitSupport, { enforced: true }>
       log.warn(`could not sweep ${slice}, left by an earlier agent: ${describeError(error)}`);
     }
   }
+}
+
+// Whether the configuration sets any limit at all (0 turns each one off).
+function hasAnyLimit(limits: JobLimits): boolean {
+  return limits.memoryMax !== null || limits.tasksMax !== null || limits.cpuQuota !== null;
 }

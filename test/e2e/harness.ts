@@ -68,7 +68,12 @@ export async function createAgentDirs(cloud: ReferenceCloud | null, device: Test
     device: device ? { uuid: device.uuid, supervisor_url: '' } : { supervisor_url: '' },
     polling: { interval: '200ms', max_backoff: '2s' },
     // hold_dir: this agent's own (absent) directory, never the host's /run/cloudjobs-holds
-    jobs: { run_as_user: RUN_USER, work_dir: dirs.workDir, kill_grace: '500ms', progress_interval: '1s', hold_dir: path.join(root, 'holds') },
+    // no resource limits by default: this host has no systemd to enforce them, and the
+    // warning that says so is tested once (limits-without-systemd.test.ts)
+    jobs: {
+      run_as_user: RUN_USER, work_dir: dirs.workDir, kill_grace: '500ms', progress_interval: '1s', hold_dir: path.join(root, 'holds'),
+      memory_max: '0B', tasks_max: '0', cpu_quota: '0%',
+    },
     agent: { state_dir: dirs.stateDir, runtime_dir: dirs.runtimeDir, drain_timeout: '10s' },
     logging: { level: 'debug' },
   };
