@@ -56,7 +56,7 @@ apt-deps:
 build/native/%/datagram.node: src/service/datagram.c src/build/addon.sh | apt-deps
 	src/build/addon.sh $*
 
-build/bundle/%/cloudjobs.cjs: $(TS_SOURCES) build/native/%/datagram.node src/build/bundle.mjs $(VERSION_STAMP) | deps
+build/bundle/%/cloudjobs.cjs: $(TS_SOURCES) build/native/%/datagram.node src/build/bundle.mjs debian/changelog $(VERSION_STAMP) | deps
 	node src/build/bundle.mjs $*
 
 build/cloudjobs-linux-%: build/bundle/%/cloudjobs.cjs src/build/sea.sh src/build/node-pins.json src/build/lib.sh | apt-deps

@@ -294,7 +294,7 @@ export class Agent {
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
-    this.lastProgressAt = deps.clock.now();
+    this.lastProgressAt = deps.clock.monotonic();
     this.wakes = createWakeGate(deps.clock);
     this.reclaimer = deps.reclaimMemory
       ? createIdleReclaimer({ clock: deps.clock, reclaim: deps.reclaimMemory, delayMs: RECLAIM_AFTER_MS, signal: this.deliveryStop.signal })
@@ -350,7 +350,7 @@ export class Agent {
     if (this.current || ['disabled', 'stopping', 'rebooting'].includes(this.status.state)) return true;
     // a poll in flight may take up to the request time limit before it counts as progress
     return isPollLoopHealthy({
-      now: this.deps.clock.now(),
+      now: this.deps.clock.monotonic(),
       lastProgressAt: this.lastProgressAt,
       intervalMs: Math.max(this.deps.pollIntervalMs, this.deps.requestTimeoutMs),
       backoffUntil: this.backoffUntil,
@@ -397,7 +397,7 @@ export class Agent {
       }
       case 'stopping': {
         if (this.current) {
-          const left = this.drainDeadline ? Math.max(0, Math.round((this.drainDeadline - now) / 1000)) : 0;
+          const left = this.drainDeadline ? Math.max(0, Math.round((this.drainDeadline - this.deps.clock.monotonic()) / 1000)) : 0;
           return `stopping: waiting for job ${this.current.offer.jobName} (${left}s left)`;
         }
         return `stopping: sending ${queued} queued report${queued === 1 ? '' : 's'}`;
@@ -455,7 +455,7 @@ export class Agent {
     const { log, clock, notifier } = this.deps;
     if (this.stopRequests === 1) {
       notifier.stopping();
-      this.drainDeadline = clock.now() + this.deps.drainTimeoutMs;
+      this.drainDeadline = clock.monotonic() + this.deps.drainTimeoutMs;
       if (this.current) {
         log.info(
           `stopping: waiting up to ${Math.round(this.deps.drainTimeoutMs / 1000)}s for job ${this.current.offer.jobName} to finish (send the signal again to stop it now)`,
@@ -528,7 +528,7 @@ export class Agent {
       let offer: JobOffer | null = null;
       let refused: RefusedOffer | null = null;
       if (await this.isStateUnusable(signal)) {
-        this.lastProgressAt = clock.now();
+        this.lastProgressAt = clock.monotonic();
         this.backoffUntil = null;
         await this.sendHeldFinals(signal, this.deps.requestTimeoutMs);
         delay = this.deps.pollIntervalMs;
@@ -570,7 +570,7 @@ export class Agent {
       const answer = await cloud.nextJob(signal);
       this.noteCloudOk();
       this.status.generation = cloud.generation();
-      this.lastProgressAt = clock.now();
+      this.lastProgressAt = clock.monotonic();
       this.backoffUntil = null;
       if (answer.kind === 'job') {
         this.status.lastPoll = { at: clock.now(), outcome: 'job' };
@@ -588,8 +588,8 @@ export class Agent {
       if (signal.aborted) return { delay: 0, state: 'idle', offer: null, refused: null };
       const failure = asCloudFailure(error);
       const delay = scheduler.afterFailure(failure);
-      this.lastProgressAt = clock.now();
-      this.backoffUntil = clock.now() + delay;
+      this.lastProgressAt = clock.monotonic();
+      this.backoffUntil = clock.monotonic() + delay;
       this.status.lastPoll = { at: clock.now(), outcome: failure.kind };
       this.noteCloudProblem(failure, delay);
       return { delay, state: 'backoff', offer: null, refused: null };
@@ -784,10 +784,10 @@ export class Agent {
     let drainKilled = false;
     const tick = async (): Promise<void> => {
       for (;;) {
-        const untilDrain = this.drainDeadline === null ? Infinity : this.drainDeadline - clock.now();
+        const untilDrain = this.drainDeadline === null ? Infinity : this.drainDeadline - clock.monotonic();
         const wait = Math.max(0, Math.min(this.deps.progressIntervalMs, untilDrain));
         await clock.sleep(wait, ticker.signal);
-        if (this.drainDeadline !== null && clock.now() >= this.drainDeadline && !drainKilled) {
+        if (this.drainDeadline !== null && clock.monotonic() >= this.drainDeadline && !drainKilled) {
           drainKilled = true;
           this.deps.log.warn(
             `job ${current.offer.jobName} did not finish within the drain timeout; stopping it`,
@@ -928,9 +928,9 @@ export class Agent {
   // Sends held finals the outbox could not take, oldest first, once no earlier report of the job waits.
   private async sendHeldFinals(signal: AbortSignal, budgetMs: number): Promise<void> {
     const { cloud, log, clock } = this.deps;
-    const deadline = clock.now() + budgetMs;
+    const deadline = clock.monotonic() + budgetMs;
     for (const held of this.held.values()) {
-      if (held.delivered || signal.aborted || clock.now() > deadline) continue;
+      if (held.delivered || signal.aborted || clock.monotonic() > deadline) continue;
       if (this.deps.outbox.entries().some((e) => e.jobId === held.offer.jobId && e.seq !== this.ackPending)) continue;
       const fields = { jobId: held.offer.jobId, jobStatus: held.report.status };
       try {
@@ -1093,7 +1093,7 @@ export class Agent {
     const { selfUpdate, clock, log } = this.deps;
     if (!selfUpdate) return null;
     const { offer } = entry;
-    const deadline = clock.now() + remainingMs;
+    const deadline = clock.monotonic() + remainingMs;
     let said = false;
     for (;;) {
       let outcome: SelfUpdateOutcome | null;
@@ -1102,7 +1102,7 @@ export class Agent {
       } catch (error) {
         return { status: 'failed', from: '', to: '', reason: `the self-update outcome cannot be read: ${describeError(error)}` };
       }
-      if (outcome === null || outcome.status !== 'pending' || clock.now() >= deadline) return outcome;
+      if (outcome === null || outcome.status !== 'pending' || clock.monotonic() >= deadline) return outcome;
       if (!said) {
         said = true;
         log.info(`job ${offer.jobName}: waiting for the self-update check (${outcome.from} -> ${outcome.to}) before going on`, { jobId: offer.jobId, jobName: offer.jobName });
@@ -1179,8 +1179,8 @@ export class Agent {
   // Gives queued reports up to `ms` to reach the cloud (best effort: they stay queued either way).
   private async waitForOutbox(ms: number): Promise<void> {
     const { clock, outbox } = this.deps;
-    const deadline = clock.now() + ms;
-    while (outbox.stats().count > 0 && clock.now() < deadline) {
+    const deadline = clock.monotonic() + ms;
+    while (outbox.stats().count > 0 && clock.monotonic() < deadline) {
       try {
         await clock.sleep(50, this.pollStop.signal);
       } catch {
@@ -1321,8 +1321,8 @@ export class Agent {
 
   private async flushOutbox(): Promise<void> {
     const { clock, outbox, log } = this.deps;
-    const deadline = clock.now() + this.deps.flushTimeoutMs;
-    while (outbox.stats().count > 0 && clock.now() < deadline) {
+    const deadline = clock.monotonic() + this.deps.flushTimeoutMs;
+    while (outbox.stats().count > 0 && clock.monotonic() < deadline) {
       try {
         await clock.sleep(50);
       } catch {
@@ -1450,7 +1450,7 @@ export class Agent {
 
   // While stopping: systemd waits for the drain deadline plus the allowance, whatever TimeoutStopSec says.
   private extendStopTimeout(): void {
-    const left = this.drainDeadline === null ? 0 : Math.max(0, this.drainDeadline - this.deps.clock.now());
+    const left = this.drainDeadline === null ? 0 : Math.max(0, this.drainDeadline - this.deps.clock.monotonic());
     this.deps.notifier.extendTimeout?.(left + (this.deps.stopAllowanceMs ?? DEFAULT_STOP_ALLOWANCE_MS));
   }
 
@@ -1486,7 +1486,7 @@ export class Agent {
     const key = `${s.state}|${s.degraded}|${this.statusFault}|${this.deps.pushStatus?.().state ?? ''}|${s.generation}|${s.lastPoll?.outcome ?? ''}|${this.deps.outbox.stats().count}|${r.refused}|${r.retried}|${r.cut}|${s.disabledReason}|${
       job ? JSON.stringify(job) : ''
     }`;
-    const now = this.deps.clock.now();
+    const now = this.deps.clock.monotonic();
     if (key === this.statusKey && now - this.statusWrittenAt < STATUS_REFRESH_MS) return;
     this.statusKey = key;
     this.statusWrittenAt = now;

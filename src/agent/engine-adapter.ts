@@ -36,9 +36,9 @@ export function createEngine(deps: EngineDeps): EnginePort {
   const users = new Map<string, { at: number; found: Promise<UserInfo | null> }>();
   const lookupUser = (name: string): Promise<UserInfo | null> => {
     const cached = users.get(name);
-    if (cached && clock.now() - cached.at < USER_CACHE_MS) return cached.found;
+    if (cached && clock.monotonic() - cached.at < USER_CACHE_MS) return cached.found;
     const found = deps.lookupUser(name);
-    users.set(name, { at: clock.now(), found });
+    users.set(name, { at: clock.monotonic(), found });
     found.catch(() => users.delete(name));
     return found;
   };

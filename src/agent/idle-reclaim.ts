@@ -38,7 +38,7 @@ export function createIdleReclaimer(options: IdleReclaimerOptions): IdleReclaime
     waiting = true;
     try {
       while (dueAt !== null && !signal.aborted) {
-        const left = dueAt - clock.now();
+        const left = dueAt - clock.monotonic();
         if (left <= 0) {
           dueAt = null;
           runs += 1;
@@ -56,7 +56,7 @@ export function createIdleReclaimer(options: IdleReclaimerOptions): IdleReclaime
   return {
     poke() {
       if (signal.aborted) return;
-      dueAt = clock.now() + delayMs;
+      dueAt = clock.monotonic() + delayMs;
       if (!waiting) void wait();
     },
     runs: () => runs,

@@ -64,13 +64,13 @@ export function createWakeGate(clock: Clock, minGapMs = WAKE_MIN_GAP_MS): WakeGa
     },
     pollStarting() {
       state.pending = false;
-      state.lastPollAt = clock.now();
+      state.lastPollAt = clock.monotonic();
     },
     async sleep(ms, signal) {
-      const end = clock.now() + Math.max(0, ms);
+      const end = clock.monotonic() + Math.max(0, ms);
       for (;;) {
         if (signal.aborted) throw new AbortedError();
-        const now = clock.now();
+        const now = clock.monotonic();
         const due = decideWake(state, minGapMs);
         if (due !== null && due <= now) {
           served += 1;

@@ -4,6 +4,8 @@
 //                                         `make deb VERSION=x.y.z` builds another version for upgrade tests)
 //   __CLOUDJOBS_ADDON__:         string  (x64, arm64: base64 of build/native/<arch>/datagram.node;
 //                                         the single executable is one file, so the addon rides inside)
+//   __CLOUDJOBS_BUILD_TIME__:    number  (ms since the epoch of debian/changelog's top entry:
+//                                         reproducible, and a device clock before it is wrong)
 //   __CLOUDJOBS_ADDON_SHA256__:  string  (armhf: sha256 of the addon the package installs next to
 //                                         the bundle; the loader refuses any other file)
 // The same code for every arch, for Node 18.19 and later: the armhf package runs it on
@@ -35,6 +37,13 @@ const version = process.env.CLOUDJOBS_VERSION || JSON.parse(fs.readFileSync(path
 if (!/^[0-9][0-9A-Za-z.+~]*$/.test(version)) {
   console.error(`bundle: CLOUDJOBS_VERSION '${version}' is not an upstream version (digits first, then letters, digits and . + ~)`);
   process.exit(2);
+}
+
+const changelogDate = /^ -- .*>  (.+)$/m.exec(fs.readFileSync(path.join(root, 'debian/changelog'), 'utf8'))?.[1] ?? '';
+const buildTime = Date.parse(changelogDate);
+if (Number.isNaN(buildTime)) {
+  console.error(`bundle: debian/changelog's top entry has no date bundle.mjs can read ('${changelogDate}')`);
+  process.exit(1);
 }
 
 const result = await build({
@@ -69,6 +78,8 @@ const result = await build({
     // DEBUG names a winston namespace): its development build loads tty, kuler
     // and a colour library at start; the production one is a no-op.
     'process.env.NODE_ENV': '"production"',
+    // debian/changelog's date: a device clock before it is certainly wrong (TLS errors say so)
+    __CLOUDJOBS_BUILD_TIME__: JSON.stringify(buildTime),
     __CLOUDJOBS_ADDON__: JSON.stringify(addonNextToBundle ? '' : addon.toString('base64')),
     __CLOUDJOBS_ADDON_SHA256__: JSON.stringify(addonNextToBundle ? createHash('sha256').update(addon).digest('hex') : ''),
   },

@@ -1,10 +1,22 @@
 // Every wait in the agent goes through a Clock so tests can drive time.
+// Two readings: now() is the wall clock, for timestamps shown to people or
+// sent to the cloud and for comparing with times saved before a restart or
+// reboot; monotonic() is elapsed time, for every duration, deadline, backoff,
+// timeout and health allowance within the process. A Pi has no RTC: its wall
+// clock may start at the last shutdown or in 1970 and jump by years when NTP
+// syncs, while monotonic() only moves forward at the rate of real time.
+import { performance } from 'node:perf_hooks';
 import { AbortedError } from '../errors/errors.js';
 
 /** The source of time and waiting for everything in the agent. */
 export interface Clock {
-  /** Milliseconds since the epoch (possibly scaled, see createScaledClock). */
+  /** Wall clock: milliseconds since the epoch (possibly scaled, see createScaledClock). For timestamps only. */
   now(): number;
+  /**
+   * Monotonic whole milliseconds from an arbitrary origin (possibly scaled), unaffected by
+   * the wall clock being set: for durations and deadlines. sleep() and timer() wait on it.
+   */
+  monotonic(): number;
   /** Resolves after `ms` clock milliseconds; rejects with AbortedError when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /**
@@ -29,6 +41,8 @@ export function createScaledClock(scale: number): Clock {
   const origin = Date.now();
   return {
     now: () => (scale === 1 ? Date.now() : origin + (Date.now() - origin) * scale),
+    // whole ms like Date.now(): durations are reported as integers
+    monotonic: () => Math.floor(performance.now() * scale),
     sleep: (ms, signal) => sleepReal(Math.max(0, ms / scale), signal),
     timer(ms, fire) {
       const handle = setTimeout(fire, Math.max(0, ms / scale));
@@ -58,6 +72,8 @@ function sleepReal(ms: number, signal?: AbortSignal): Promise<void> {
 /** A manually advanced clock for unit tests: sleeps resolve when `advance` passes them. */
 export interface ManualClock extends Clock {
   advance(ms: number): Promise<void>;
+  /** Sets the wall clock `ms` forward (negative: back), as NTP or an operator does; monotonic() and waits do not move. */
+  stepWall(ms: number): void;
   /** Number of sleeps and timers currently pending. */
   pending(): number;
 }
@@ -65,9 +81,14 @@ export interface ManualClock extends Clock {
 /** Creates a ManualClock starting at `start` ms. */
 export function createManualClock(start = 0): ManualClock {
   let current = start;
+  let wallOffset = 0;
   let waiters: { at: number; resolve: () => void }[] = [];
   return {
-    now: () => current,
+    now: () => current + wallOffset,
+    monotonic: () => current,
+    stepWall(ms) {
+      wallOffset += ms;
+    },
     pending: () => waiters.length,
     timer(ms, fire) {
       const waiter = { at: current + Math.max(0, ms), resolve: fire };

@@ -8,7 +8,7 @@ import fetch, { type Response } from 'node-fetch';
 import type { Clock } from '../clock/clock.js';
 import { AbortedError } from '../errors/errors.js';
 import { CloudError } from './cloud-error.js';
-import { buildTlsAgentOptions, type TlsRefusal, type TlsSettings } from './tls-options.js';
+import { buildTlsAgentOptions, watchAgentCertificateTimes, type TlsRefusal, type TlsSettings } from './tls-options.js';
 import { describeTransportFailure } from './transport-errors.js';
 
 /** Default answer size limit: the server itself refuses bodies over 16 MiB. */
@@ -69,12 +69,11 @@ export function createHttpTransport(options: HttpTransportOptions): HttpTranspor
   let httpsAgent: https.Agent | null = null;
   const pickAgent = (url: URL): http.Agent => {
     if (url.protocol !== 'https:') return httpAgent;
-    httpsAgent ??= new https.Agent({
-      ...agentOptions,
-      ...buildTlsAgentOptions(options.tls ?? { extraCaPems: [], pinSha256: [] }, (refusal) =>
-        refusals.set(refusal.host, refusal),
-      ),
-    });
+    const onRefusal = (refusal: TlsRefusal): void => void refusals.set(refusal.host, refusal);
+    httpsAgent ??= watchAgentCertificateTimes(
+      new https.Agent({ ...agentOptions, ...buildTlsAgentOptions(options.tls ?? { extraCaPems: [], pinSha256: [] }, onRefusal) }),
+      onRefusal,
+    );
     return httpsAgent;
   };
 

@@ -23,7 +23,7 @@ import type { Log } from '../log/log.js';
 import type { RandomSource } from './backoff.js';
 import { classifyPushFailure, type PushFailure } from './push-errors.js';
 import { computeReconnectDelay, type PushSettings, type PushStatus } from './push-settings.js';
-import { buildTlsAgentOptions, type TlsRefusal, type TlsSettings } from './tls-options.js';
+import { buildTlsAgentOptions, watchCertificateTime, type TlsRefusal, type TlsSettings } from './tls-options.js';
 
 const MqttClient = (MqttClientModule as unknown as { default?: typeof MqttClientModule }).default ?? MqttClientModule;
 
@@ -244,6 +244,7 @@ function openStream(
       // SNI carries host names only (RFC 6066)
       ...(net.isIP(host) === 0 ? { servername: host } : {}),
     });
+    watchCertificateTime(socket as tls.TLSSocket, host, onRefusal);
   } else {
     socket = net.connect({ host, port });
   }

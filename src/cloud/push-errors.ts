@@ -1,6 +1,7 @@
 // Why a connection to the MQTT broker failed or ended, in words an operator
 // can act on (journalctl -u cloudjobs), naming the [mqtt] key to fix.
 import { describeError } from '../errors/errors.js';
+import { BUILD_TIME_MS, describeCertificateTime, isCertificateTimeCode } from './certificate-time.js';
 import type { TlsRefusal } from './tls-options.js';
 
 /**
@@ -42,7 +43,15 @@ const UNKNOWN_CA = new Set([
 /** Classifies what ended a connection attempt. */
 export function classifyPushFailure(
   error: unknown,
-  context: { broker: string; refusal: TlsRefusal | null; wasConnected: boolean },
+  context: {
+    broker: string;
+    refusal: TlsRefusal | null;
+    wasConnected: boolean;
+    /** The device's wall clock, for a certificate refused for its dates. @default Date.now() */
+    now?: number;
+    /** When this agent was built. @default BUILD_TIME_MS */
+    builtAt?: number | null;
+  },
 ): PushFailure {
   const { broker } = context;
   const code = (error as { code?: unknown } | null)?.code;
@@ -64,8 +73,15 @@ export function classifyPushFailure(
   if (name === 'ERR_TLS_CERT_ALTNAME_INVALID') {
     return { kind: 'tls', message: `TLS host name mismatch: the broker's certificate is not valid for ${broker}; use a host name it names in mqtt.broker`, loud: true };
   }
-  if (name === 'CERT_HAS_EXPIRED' || name === 'CERT_NOT_YET_VALID') {
-    return { kind: 'tls', message: `TLS certificate of the broker ${broker} is not valid now (${name}); check the certificate and this device's clock (NTP)`, loud: true };
+  if (isCertificateTimeCode(name)) {
+    const message = describeCertificateTime({
+      code: name,
+      subject: `the broker's certificate for ${broker}`,
+      now: context.now ?? Date.now(),
+      validity: context.refusal?.kind === 'time' ? context.refusal.validity ?? null : null,
+      builtAt: context.builtAt === undefined ? BUILD_TIME_MS : context.builtAt,
+    });
+    return { kind: 'tls', message, loud: true };
   }
   if (UNKNOWN_CA.has(name)) {
     return { kind: 'tls', message: `TLS unknown CA: the broker's certificate for ${broker} is not signed by a trusted CA (${name}); set mqtt.ca_file to the CA that signed it`, loud: true };

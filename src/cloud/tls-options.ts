@@ -3,8 +3,9 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFile as readFileAsync } from 'node:fs/promises';
 import tls, { type PeerCertificate } from 'node:tls';
-import type { AgentOptions } from 'node:https';
+import https, { type AgentOptions } from 'node:https';
 import { AgentError } from '../errors/errors.js';
+import type { CertificateValidity } from './certificate-time.js';
 
 /** What the https agent needs, already read from disk. */
 export interface TlsSettings {
@@ -16,12 +17,14 @@ export interface TlsSettings {
   clientKeyPem?: string;
 }
 
-/** Why checkServerIdentity refused a server, kept so the error can say it in words. */
+/** Why checkServerIdentity refused a server (or, kind time, its dates would be), kept so the error can say it in words. */
 export interface TlsRefusal {
-  kind: 'pin' | 'name';
+  kind: 'pin' | 'name' | 'time';
   host: string;
-  /** pin: "sha256//<base64>" of the key seen; name: the certificate's subjectAltName. */
+  /** pin: "sha256//<base64>" of the key seen; name: the certificate's subjectAltName; time: "<valid_from> .. <valid_to>". */
   detail: string;
+  /** time: the certificate's validity (ms since the epoch). */
+  validity?: CertificateValidity;
 }
 
 /** Where the TLS material comes from (config keys and the registration-stored CA). */
@@ -137,4 +140,40 @@ export function buildTlsAgentOptions(settings: TlsSettings, onRefusal: (refusal:
   if (settings.clientCertPem) options.cert = settings.clientCertPem;
   if (settings.clientKeyPem) options.key = settings.clientKeyPem;
   return options;
+}
+
+/**
+ * Watches one TLS client socket's handshake: when the server's certificate is
+ * outside its validity period by this device's clock (`now`, the wall clock:
+ * certificates are dated in wall time), `onRefusal` hears the certificate's
+ * dates before Node refuses the chain (CERT_HAS_EXPIRED, CERT_NOT_YET_VALID)
+ * and drops the certificate, so the error can show them.
+ */
+export function watchCertificateTime(
+  socket: tls.TLSSocket,
+  host: string,
+  onRefusal: (refusal: TlsRefusal) => void,
+  now: () => number = Date.now,
+): void {
+  // 'secure' is emitted when the handshake is done, before the client acts on its verification
+  socket.prependOnceListener('secure', () => {
+    const cert = socket.getPeerCertificate();
+    const validFrom = Date.parse(cert?.valid_from ?? '');
+    const validTo = Date.parse(cert?.valid_to ?? '');
+    if (Number.isNaN(validFrom) || Number.isNaN(validTo)) return;
+    const at = now();
+    if (at >= validFrom && at <= validTo) return;
+    onRefusal({ kind: 'time', host, detail: `${cert.valid_from} .. ${cert.valid_to}`, validity: { validFrom, validTo } });
+  });
+}
+
+/** An https.Agent whose sockets are watched by watchCertificateTime. */
+export function watchAgentCertificateTimes(agent: https.Agent, onRefusal: (refusal: TlsRefusal) => void): https.Agent {
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const socket = create(options, callback);
+    if (socket instanceof tls.TLSSocket) watchCertificateTime(socket, options.hostname ?? options.host ?? '', onRefusal);
+    return socket;
+  };
+  return agent;
 }

@@ -1,5 +1,6 @@
 // Turns what Node and node-fetch throw (a code and a terse message) into a
 // CloudError whose message tells a user reading the journal what to fix.
+import { BUILD_TIME_MS, describeCertificateTime, isCertificateTimeCode } from './certificate-time.js';
 import { CloudError } from './cloud-error.js';
 import type { TlsRefusal } from './tls-options.js';
 
@@ -27,6 +28,10 @@ const CLOSED = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'UN
 export interface FailureContext {
   url: URL;
   refusal?: TlsRefusal;
+  /** The device's wall clock, for a certificate refused for its dates. @default Date.now() */
+  now?: number;
+  /** When this agent was built. @default BUILD_TIME_MS */
+  builtAt?: number | null;
 }
 
 /** Maps a low-level request failure to a CloudError with actionable words (never the API key). */
@@ -45,11 +50,14 @@ export function describeTransportFailure(error: unknown, context: FailureContext
     const names = context.refusal?.kind === 'name' ? ` (it names ${context.refusal.detail})` : '';
     return fail('tls', `TLS host name mismatch: the server's certificate is not valid for ${context.url.hostname}${names}; use a host name the certificate names in cloud.api_url`);
   }
-  if (code === 'CERT_HAS_EXPIRED') {
-    return fail('tls', `TLS certificate expired: the server's certificate for ${where} has expired (or this device's clock is wrong: check the date and NTP)`);
-  }
-  if (code === 'CERT_NOT_YET_VALID') {
-    return fail('tls', `TLS certificate not yet valid: the server's certificate for ${where} starts in the future; this device's clock is probably wrong (check the date and NTP)`);
+  if (isCertificateTimeCode(code)) {
+    return fail('tls', describeCertificateTime({
+      code,
+      subject: `the server's certificate for ${where}`,
+      now: context.now ?? Date.now(),
+      validity: context.refusal?.kind === 'time' ? context.refusal.validity ?? null : null,
+      builtAt: context.builtAt === undefined ? BUILD_TIME_MS : context.builtAt,
+    }));
   }
   if (code !== undefined && UNKNOWN_CA.has(code)) {
     return fail('tls', `TLS unknown CA: the server's certificate for ${where} is not signed by a trusted CA; set cloud.ca_file to the CA that signed it`);

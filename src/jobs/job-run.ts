@@ -95,6 +95,8 @@ export class JobRun {
   private readonly plan: PlanNode[];
   private readonly total: number;
   private readonly startedAtMs: number;
+  /** monotonic() when the job started; a resumed job's time before this process is counted by the wall clock. */
+  private readonly startedMono: number;
   private readonly resources: JobResources;
   private readonly agentUid: number;
   private readonly timer = new AbortController();
@@ -114,6 +116,7 @@ export class JobRun {
     const steps = this.plan.flatMap((node) => (node.kind === 'single' ? [node.step] : node.members));
     this.total = steps.length;
     this.startedAtMs = start.startedAtMs ?? options.clock.now();
+    this.startedMono = options.clock.monotonic() - Math.max(0, options.clock.now() - this.startedAtMs);
     this.agentUid = options.agentUid ?? process.getuid?.() ?? 0;
     this.resources = new JobResources(job.jobId, { ...options, agentUid: this.agentUid });
     for (const [at, result] of (start.finished ?? []).entries()) {
@@ -137,7 +140,7 @@ export class JobRun {
       includeStdOut: this.job.includeStdOut,
       agentVersion,
       startedAtMs: this.startedAtMs,
-      now: clock.now(),
+      now: this.jobNow(),
     });
   }
 
@@ -175,7 +178,7 @@ export class JobRun {
 
   private async run(): Promise<StatusReport> {
     const { clock } = this.options;
-    const left = Math.max(0, this.job.timeoutMs - (clock.now() - this.startedAtMs));
+    const left = Math.max(0, this.job.timeoutMs - this.elapsedMs());
     clock.sleep(left, this.timer.signal).then(
       () => this.stopAll('job-timeout'),
       () => undefined,
@@ -235,7 +238,7 @@ export class JobRun {
     const { clock } = this.options;
     const entry: Running = {
       step,
-      startedAtMs: clock.now(),
+      startedAtMs: this.jobNow(),
       run: startStep(step.spec, {
         jobId: this.job.jobId,
         jobName: this.job.jobName,
@@ -272,7 +275,7 @@ export class JobRun {
       results: this.finished.map((f) => f.result),
       includeStdOut: this.job.includeStdOut,
       agentVersion: this.options.agentVersion,
-      durationMs: this.options.clock.now() - this.startedAtMs,
+      durationMs: this.elapsedMs(),
     });
   }
 
@@ -284,7 +287,7 @@ export class JobRun {
       includeStdOut: this.job.includeStdOut,
       agentVersion,
       startedAtMs: this.startedAtMs,
-      now: clock.now(),
+      now: this.jobNow(),
       requestedBy: describeLabel(step.label, step.result.name),
     });
   }
@@ -297,9 +300,19 @@ export class JobRun {
 
   private async finish(final: StatusReport): Promise<StatusReport> {
     await this.cleanUp();
-    const durationMs = this.options.clock.now() - this.startedAtMs;
+    const durationMs = this.elapsedMs();
     this.finalReport = { ...final, status_details: { ...final.status_details, duration_ms: durationMs } };
     return this.finalReport;
+  }
+
+  // Time since the job started, by the monotonic clock: a wall clock set by NTP during the job changes no duration.
+  private elapsedMs(): number {
+    return Math.max(0, this.options.clock.monotonic() - this.startedMono);
+  }
+
+  // The job's start plus elapsed time: the timeline of its snapshots' durations, never stepped by the wall clock.
+  private jobNow(): number {
+    return this.startedAtMs + this.elapsedMs();
   }
 
   private async cleanUp(): Promise<void> {

@@ -21,10 +21,10 @@ const KILL_POLLS = 40;
 export async function runKillLadder(target: KillTarget, graceMs: number, clock: Clock): Promise<LadderOutcome> {
   if (!(await target.alive())) return 'gone';
   await target.send('SIGTERM');
-  const deadline = clock.now() + graceMs;
+  const deadline = clock.monotonic() + graceMs;
   for (;;) {
     if (!(await target.alive())) return 'terminated';
-    const left = deadline - clock.now();
+    const left = deadline - clock.monotonic();
     if (left <= 0) break;
     await clock.sleep(Math.min(POLL_MS, left));
   }

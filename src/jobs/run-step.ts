@@ -72,6 +72,7 @@ const SETTLED = 'settled';
 export function startStep(spec: StepSpec, context: StepContext): StepRun {
   const { clock } = context;
   const startedAtMs = clock.now();
+  const startedMono = clock.monotonic();
   const stdout = createOutputBuffer(context.maxOutput, { countLines: false });
   const stderr = createOutputBuffer(context.maxOutput);
   const timer = new AbortController();
@@ -179,7 +180,7 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
     .then((outcome) => {
       finished = true;
       timer.abort(SETTLED);
-      return buildResult(spec, context, outcome, stopKind, startedAtMs, stdout.capture(), stderr.capture());
+      return buildResult(spec, context, outcome, stopKind, { wallMs: startedAtMs, mono: startedMono }, stdout.capture(), stderr.capture());
     });
 
   return {
@@ -309,7 +310,8 @@ function buildResult(
   context: StepContext,
   outcome: Outcome,
   stopKind: StopKind | null,
-  startedAtMs: number,
+  /** The step's start: wall clock for startedAt, monotonic for its duration. */
+  started: { wallMs: number; mono: number },
   out: CapturedText,
   err: CapturedText,
 ): StepResult {
@@ -337,7 +339,7 @@ function buildResult(
     signal,
     timedOut: stopKind === 'job-timeout' || stopKind === 'step-timeout',
     canceled: stopKind === 'cancel' || stopKind === 'shutdown',
-    durationMs: Math.max(0, context.clock.now() - startedAtMs),
+    durationMs: Math.max(0, context.clock.monotonic() - started.mono),
     stdout: stdoutText.text,
     stderr: stderrText.text,
     stdoutBytes: stdoutText.bytes,
@@ -348,7 +350,7 @@ function buildResult(
     failed,
     ignored: failed && spec.ignoreStepFailure,
     failureReason,
-    startedAt: new Date(startedAtMs).toISOString(),
+    startedAt: new Date(started.wallMs).toISOString(),
     ...(rebootRequested ? { rebootRequested: true as const } : {}),
   };
 }

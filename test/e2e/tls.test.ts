@@ -124,7 +124,10 @@ describe('HTTPS with a test CA', () => {
       own: 'expired',
       bad: () => pki.expired,
       keys: () => ({}),
-      message: (port) => `TLS certificate expired: the server's certificate for 127.0.0.1:${port} has expired (or this device's clock is wrong: check the date and NTP)`,
+      // <TIME>: the device clock and the certificate's dates (made with -days -1, so valid until yesterday)
+      message: (port) =>
+        `TLS certificate expired: the device clock says <TIME>; the server's certificate for 127.0.0.1:${port} is valid from <TIME> to <TIME>; ` +
+        'the certificate must be renewed on the server, unless the device clock is wrong (check `timedatectl` and NTP)',
     },
     {
       name: 'a key other than the pinned one (even though the CA vouches for it)',
@@ -141,7 +144,8 @@ describe('HTTPS with a test CA', () => {
     // Scaled time: retries at max_backoff (2s) come every 200ms.
     const agent = await startTlsAgent(cloud, device, keys(), { CLOUDJOBS_TEST_TIME_SCALE: '10' });
     // A TLS failure will not fix itself soon: retried at max_backoff (2s in agent time).
-    await agent.waitForOutput(new RegExp(`ERROR polling for jobs failed: ${escapeRegExp(message(cloud.port))}.*; retrying in 2s cloudStatus=tls`));
+    const pattern = escapeRegExp(message(cloud.port)).replaceAll('<TIME>', '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ');
+    await agent.waitForOutput(new RegExp(`ERROR polling for jobs failed: ${pattern}.*; retrying in 2s cloudStatus=tls`));
     // No request got through the handshake.
     expect(cloud.requests()).toEqual([]);
     for (const other of otherHeadlines(own)) expect(agent.output()).not.toContain(other);

@@ -72,3 +72,22 @@ describe('scaled clock', () => {
     expect(clock.now() - before).toBeGreaterThanOrEqual(1000);
   });
 });
+
+describe('the two readings: wall clock and monotonic', () => {
+  it('a manual clock: stepWall moves now() only; advance moves both', async () => {
+    const clock = createManualClock(5000);
+    clock.stepWall(-3600_000);
+    expect([clock.now(), clock.monotonic()]).toEqual([5000 - 3600_000, 5000]);
+    await clock.advance(250);
+    expect([clock.now(), clock.monotonic()]).toEqual([5250 - 3600_000, 5250]);
+  });
+
+  it('the system clock: monotonic() moves forward with real waits', async () => {
+    const clock = createScaledClock(10);
+    const before = clock.monotonic();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const after = clock.monotonic();
+    expect(after).toBeGreaterThan(before);
+    expect([Number.isInteger(before), Number.isInteger(after)]).toEqual([true, true]);
+  });
+});

@@ -373,6 +373,26 @@ describe('Agent', () => {
     await running;
   });
 
+  it('a wall clock set hours forward or back (NTP on a Pi without RTC) changes no health allowance', async () => {
+    const cloud = createScriptedCloud();
+    let release: (() => void) | null = null;
+    cloud.client.nextJob = () => new Promise<PollAnswer>((resolve) => (release = () => resolve({ kind: 'none' })));
+    const clock = createManualClock(1_000_000);
+    const agent = await build(cloud, { clock, pollIntervalMs: 100, requestTimeoutMs: 5000 });
+    const running = agent.run();
+    await waitFor(() => release !== null, 5000, 'the first poll to be in flight');
+    clock.stepWall(2 * 3600_000);
+    expect(agent.isHealthy()).toBe(true);
+    clock.stepWall(-4 * 3600_000);
+    await clock.advance(10_000);
+    expect(agent.isHealthy()).toBe(true);
+    await clock.advance(1);
+    expect(agent.isHealthy()).toBe(false);
+    agent.stop();
+    release!();
+    await running;
+  });
+
   it('with jobs disabled stays idle, never polls, and says why', async () => {
     const cloud = createScriptedCloud();
     const agent = await build(cloud, { disabledReason: 'jobs.enabled is false' });

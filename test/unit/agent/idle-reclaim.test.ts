@@ -23,6 +23,22 @@ describe('createIdleReclaimer', () => {
     expect(clock.pending()).toBe(0);
   });
 
+  it('collects delayMs after a poke whatever the wall clock does meanwhile', async () => {
+    const { clock, reclaimer, collections } = setup();
+    reclaimer.poke();
+    clock.stepWall(-3600_000);
+    await clock.advance(999);
+    expect(collections()).toBe(0);
+    await clock.advance(1);
+    expect(collections()).toBe(1);
+    reclaimer.poke();
+    clock.stepWall(7200_000);
+    await clock.advance(999);
+    expect(collections()).toBe(1);
+    await clock.advance(1);
+    expect(collections()).toBe(2);
+  });
+
   it('a poke during the wait moves the one collection later (a queue of jobs costs one at its end)', async () => {
     const { clock, reclaimer, collections } = setup();
     for (let i = 0; i < 5; i += 1) {

@@ -31,6 +31,27 @@ describe('createWakeGate', () => {
     expect(gate.counts()).toEqual({ wakes: 1, served: 1 });
   });
 
+  it('a wall clock set back or forward during the wait changes neither its length nor the gap', async () => {
+    const clock = createManualClock(0);
+    const gate = createWakeGate(clock, 1000);
+    gate.pollStarting();
+    let done: string | null = null;
+    const waiting = gate.sleep(30_000, never).then((r) => (done = r));
+    clock.stepWall(-3600_000);
+    await clock.advance(29_999);
+    expect(done).toBeNull();
+    await clock.advance(1);
+    expect(await waiting).toBe('timeout');
+    gate.pollStarting();
+    clock.stepWall(7200_000);
+    const woken = gate.sleep(30_000, never);
+    gate.wake();
+    await clock.advance(999);
+    expect(gate.counts().served).toBe(0);
+    await clock.advance(1);
+    expect(await woken).toBe('wake');
+  });
+
   it('without a wake-up the wait runs its whole length', async () => {
     const clock = createManualClock(0);
     const gate = createWakeGate(clock, 1000);

@@ -23,6 +23,8 @@ export interface TestPki {
   wrongName: ServerPem;
   /** Same CA and names, validity ended in 2020. */
   expired: ServerPem;
+  /** Same CA and names, valid only in January 2099: what a device whose clock is far behind sees. */
+  future: ServerPem;
   /** Same CA and names, a different key pair (pin tests). */
   otherKey: ServerPem;
   /** Signed by the unknown CA. */
@@ -70,6 +72,10 @@ export function createTestPki(): TestPki {
     '-out', 'expired.csr', '-subj', '/CN=expired']);
   run(dir, ['ca', '-batch', '-config', 'ca.cnf', '-cert', 'ca.crt', '-keyfile', 'ca.key', '-in', 'expired.csr',
     '-out', 'expired.crt', '-startdate', '20200101000000Z', '-enddate', '20200201000000Z', '-extensions', 'ext', '-notext']);
+  run(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'future.key',
+    '-out', 'future.csr', '-subj', '/CN=future']);
+  run(dir, ['ca', '-batch', '-config', 'ca.cnf', '-cert', 'ca.crt', '-keyfile', 'ca.key', '-in', 'future.csr',
+    '-out', 'future.crt', '-startdate', '20990101000000Z', '-enddate', '20990201000000Z', '-extensions', 'ext', '-notext']);
   return {
     dir,
     caCert: read('ca.crt'),
@@ -78,6 +84,7 @@ export function createTestPki(): TestPki {
     good,
     wrongName,
     expired: { cert: read('expired.crt'), key: read('expired.key') },
+    future: { cert: read('future.crt'), key: read('future.key') },
     otherKey,
     unknownCa,
     client,

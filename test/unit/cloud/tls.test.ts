@@ -86,12 +86,29 @@ describe('TLS', () => {
     );
   });
 
-  it('explains an expired certificate and suggests checking the clock', async () => {
+  it('explains an expired certificate with the device clock and the certificate\'s dates', async () => {
     const server = await serveTls(pki.expired);
     const error = await failure((await client({ caFile: pki.caFile })).request({ method: 'GET', url: `${server.url}/x` }));
     expect(error.kind).toBe('tls');
-    expect(error.message).toBe(
-      `TLS certificate expired: the server's certificate for 127.0.0.1:${server.port} has expired (or this device's clock is wrong: check the date and NTP)`,
+    expect(error.message).toMatch(
+      new RegExp(
+        `^TLS certificate expired: the device clock says \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ; ` +
+          `the server's certificate for 127\\.0\\.0\\.1:${server.port} is valid from 2020-01-01T00:00:00Z to 2020-02-01T00:00:00Z; ` +
+          'the clock is probably wrong \\(no RTC, NTP not synced yet\\): .*, or the certificate was not renewed for over a year$',
+      ),
+    );
+  });
+
+  it('a certificate not valid yet by the device clock: says the clock is probably wrong, with both times', async () => {
+    const server = await serveTls(pki.future);
+    const error = await failure((await client({ caFile: pki.caFile })).request({ method: 'GET', url: `${server.url}/x` }));
+    expect(error.kind).toBe('tls');
+    expect(error.message).toMatch(
+      new RegExp(
+        `^TLS certificate not yet valid: the device clock says \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ; ` +
+          `the server's certificate for 127\\.0\\.0\\.1:${server.port} is valid from 2099-01-01T00:00:00Z to 2099-02-01T00:00:00Z; ` +
+          'the clock is probably wrong \\(no RTC, NTP not synced yet\\): check `timedatectl`; the agent retries and connects once the clock is set$',
+      ),
     );
   });
 

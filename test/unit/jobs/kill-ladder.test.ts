@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createSystemClock } from '../../../src/clock/clock.js';
+import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
 import { createGroupTarget, createJobTarget, runKillLadder } from '../../../src/jobs/kill-ladder.js';
 import { parseStat } from '../../../src/jobs/proc-scan.js';
 import { SCRIPTS } from './engine-helpers.js';
@@ -26,6 +26,26 @@ describe('runKillLadder', () => {
     const { pid, exited } = await spawnGroup('ignore-term.sh');
     expect(await runKillLadder(createGroupTarget(pid), 200, createSystemClock())).toBe('killed');
     expect(await exited).toBe('SIGKILL');
+  });
+
+  it('gives the whole grace, measured by elapsed time, when the wall clock jumps forward or back during it', async () => {
+    for (const jump of [3600_000, -3600_000]) {
+      const clock = createManualClock(1_000_000);
+      const sent: string[] = [];
+      let alive = true;
+      const target = { send: async (signal: NodeJS.Signals) => void sent.push(signal), alive: async () => alive };
+      const ladder = runKillLadder(target, 1000, clock);
+      await new Promise((resolve) => setImmediate(resolve));
+      clock.stepWall(jump);
+      await clock.advance(950);
+      expect(sent).toEqual(['SIGTERM']);
+      await clock.advance(100);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(sent.slice(0, 2)).toEqual(['SIGTERM', 'SIGKILL']);
+      alive = false;
+      await clock.advance(100);
+      expect(await ladder).toBe('killed');
+    }
   });
 
   it('reports gone for an empty group', async () => {
