@@ -37,7 +37,10 @@ rebooting_reported() { vm_reports "$1" | tail -n1 | jq -e '.status_details.reboo
 # check_resumed JOB BOOT_BEFORE BOOT_AFTER: the job ended SUCCEEDED, step 1 in the first boot, step 3 in the second.
 check_resumed() {
   local job=$1 final stdout
-  wait_until 120 "the job's final status" vm_job_final "$job" || true
+  wait_until 180 "the job's final status" vm_job_final "$job" || {
+    vm_reports "$job" >&2 || true
+    vm_sh 'journalctl -u cloudjobs.service -b --no-pager -o cat | tail -n 30; ls -la /var/lib/cloudjobs' >&2 || true
+  }
   check_eq "job status" SUCCEEDED "$(vm_job_status "$job")"
   final=$(vm_reports "$job" | tail -n1)
   check_eq "steps of the final report" '["Before",0,"Reboot",194,"After",0]' \
