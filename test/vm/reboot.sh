@@ -38,6 +38,7 @@ rebooting_reported() { vm_reports "$1" | tail -n1 | jq -e '.status_details.reboo
 check_resumed() {
   local job=$1 final stdout
   wait_until 180 "the job's final status" vm_job_final "$job" || {
+    vm_admin GET "/jobs/$job" >&2 || true
     vm_reports "$job" >&2 || true
     vm_sh 'journalctl -u cloudjobs.service -b --no-pager -o cat | tail -n 30; ls -la /var/lib/cloudjobs' >&2 || true
   }
@@ -71,9 +72,10 @@ check_match "journal of the new boot" 'resumed job reboot-vm after reboot' \
 
 step "$SUITE: a power cut while the job is REBOOTING"
 job2=$(vm_queue_job "reboot-cut" "$(reboot_job /run/cloudjobs-vm-mark2)")
+check_match "queued job id" '^[0-9a-f-]{8,}$' "$job2"
 wait_until 120 "the REBOOTING report" rebooting_reported "$job2" || true
 vm_power_cut
-ok "power cut after the cloud got the REBOOTING report"
+ok "power cut after the cloud got the REBOOTING report: $(vm_reports "$job2" | tail -n1 | jq -r .reason)"
 vm_boot
 boot3=$(vm_boot_id)
 check_resumed "$job2" "$boot2" "$boot3"
