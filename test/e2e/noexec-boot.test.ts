@@ -1,9 +1,10 @@
 // Issue 19: the agent as a real boot starts it. Debian's initramfs mounts /run
 // nodev,noexec,nosuid, and /tmp, /var/tmp and the state dir may be noexec too;
 // systemd-nspawn gives containers an exec-able /run, so only this shows it.
-// The built agent runs in its own mount namespace (unshare -m) where /run, /tmp
-// and /var/tmp (so its runtime, state and work dirs, all under /tmp) are
-// noexec, with a fake NOTIFY_SOCKET (an abstract socket bound by python3):
+// The built agent runs in its own mount namespace (unshare -m) where /run, /tmp,
+// /var/tmp and the test's own dir (its runtime, state and work dirs, wherever
+// TMPDIR is) are noexec, with a fake NOTIFY_SOCKET (an abstract socket bound by
+// python3):
 // - installed like the package (<prefix>/bin/cloudjobs, the addon in
 //   <prefix>/lib/cloudjobs on a root-owned exec mount), it sends READY=1 and
 //   writes no shared object anywhere;
@@ -32,7 +33,8 @@ const isRoot = process.getuid?.() === 0;
 // $1 agent dirs root, $2 addon file, $3 package|bare, $4 the executable, then its arguments.
 const NOEXEC_BOOT = `set -eu
 root=$1 addon=$2 mode=$3 exe=$4; shift 4
-for d in /run /tmp /var/tmp; do mount --bind "$d" "$d"; mount -o remount,bind,nodev,nosuid,noexec "$d"; done
+# the agent's dirs live in $root (under $TMPDIR, usually /tmp): noexec too, wherever that is
+for d in /run /tmp /var/tmp "$root"; do mount --bind "$d" "$d"; mount -o remount,bind,nodev,nosuid,noexec "$d"; done
 if [ "$mode" = package ]; then
   mkdir -p "$root/pkg"
   mount -t tmpfs -o mode=0755 cloudjobs-pkg "$root/pkg"
@@ -112,9 +114,9 @@ describe.runIf(isRoot)('a real boot: /run, /tmp, /var/tmp and the state dir moun
     expect(messages.join('\n')).toContain('READY=1');
     // the premise: the agent's runtime and state dirs really are on noexec mounts
     const mountinfo = fs.readFileSync(`/proc/${agent.child.pid}/mountinfo`, 'utf8');
-    expect(findNoexecMount(dirs.runtimeDir, mountinfo)).toBe('/tmp');
-    expect(findNoexecMount(dirs.stateDir, mountinfo)).toBe('/tmp');
-    expect(findNoexecMount('/run/cloudjobs', mountinfo)).toBe('/run');
+    expect(findNoexecMount(dirs.runtimeDir, mountinfo)).toBe(dirs.root);
+    expect(findNoexecMount(dirs.stateDir, mountinfo)).toBe(dirs.root);
+    for (const dir of ['/run', '/tmp', '/var/tmp']) expect(findNoexecMount(`${dir}/x`, mountinfo)).toBe(dir);
     expect(findNoexecMount(path.join(dirs.root, 'pkg/usr/lib/cloudjobs/datagram.node'), mountinfo)).toBeNull();
     // the agent works: it polls the cloud
     await agent.waitForOutput(/cloudjobs \S+ started: polling/);
@@ -137,7 +139,7 @@ describe.runIf(isRoot)('a real boot: /run, /tmp, /var/tmp and the state dir moun
     expect(exited).toEqual({ code: EXIT_NO_READY, signal: null });
     const output = agent.output();
     expect(output).toContain('cannot start under systemd: the native helper that sends READY=1 to systemd is not loaded: ');
-    expect(output).toContain(`${dirs.runtimeDir} is on /tmp, which is mounted noexec, so the embedded addon cannot be loaded from there`);
+    expect(output).toContain(`${dirs.runtimeDir} is on ${dirs.root}, which is mounted noexec, so the embedded addon cannot be loaded from there`);
     expect(output).toContain('install the package');
     expect(output).toContain(`exit status ${EXIT_NO_READY} (EX_UNAVAILABLE), which cloudjobs.service does not restart`);
     expect(notify.messages).toEqual([]);
