@@ -32,12 +32,17 @@ reboot_job() {
     {action:{name:"After", type:"runCommand", runAsUser:"root", input:{command:["/bin/sh","-c",
       ("if [ -e " + $mark + " ]; then echo \"" + $mark + " is still there: no reboot happened\" >&2; exit 1; fi; echo \"after: boot $(cat /proc/sys/kernel/random/boot_id)\"")]}}}]}'
 }
-rebooting_reported() { vm_reports "$1" | tail -n1 | jq -e '.status_details.rebooting == true' >/dev/null; }
+# (-s: no report at all is "no", not jq's empty success)
+rebooting_reported() { vm_reports "$1" | jq -s -e 'length > 0 and (last.status_details.rebooting == true)' >/dev/null; }
 
 # check_resumed JOB BOOT_BEFORE BOOT_AFTER: the job ended SUCCEEDED, step 1 in the first boot, step 3 in the second.
 check_resumed() {
   local job=$1 final stdout
-  wait_until 120 "the job's final status" vm_job_final "$job" || true
+  wait_until 180 "the job's final status" vm_job_final "$job" || {
+    vm_admin GET "/jobs/$job" >&2 || true
+    vm_reports "$job" >&2 || true
+    vm_sh 'journalctl -u cloudjobs.service -b --no-pager -o cat | tail -n 30; ls -la /var/lib/cloudjobs' >&2 || true
+  }
   check_eq "job status" SUCCEEDED "$(vm_job_status "$job")"
   final=$(vm_reports "$job" | tail -n1)
   check_eq "steps of the final report" '["Before",0,"Reboot",194,"After",0]' \
@@ -68,6 +73,7 @@ check_match "journal of the new boot" 'resumed job reboot-vm after reboot' \
 
 step "$SUITE: a power cut while the job is REBOOTING"
 job2=$(vm_queue_job "reboot-cut" "$(reboot_job /run/cloudjobs-vm-mark2)")
+check_match "queued job id" '^[0-9a-f-]{8,}$' "$job2"
 wait_until 120 "the REBOOTING report" rebooting_reported "$job2" || true
 vm_power_cut
 ok "power cut after the cloud got the REBOOTING report"

@@ -263,7 +263,7 @@ vm_wait_exit() {
 
 vm_poweroff() {
   [ -n "$VM_PID" ] || return 0
-  vm_sh --timeout 10 'systemctl --no-block poweroff' >/dev/null 2>&1 || true
+  vm_sh --timeout 20 "setsid sh -c 'sleep 1; systemctl poweroff' >/dev/null 2>&1 < /dev/null &" >/dev/null 2>&1 || true
   vm_wait_exit 90 || { bad "the VM did not power off within 90s: cutting the power"; vm_power_cut; }
 }
 
