@@ -10,13 +10,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferenceCloud } from '../cloud/reference-cloud.js';
+import { HANDLER_FIXTURES_DIR } from '../fixtures/jobs/load-job-fixture.js';
 import { commandJob, runCommand, type AgentDirs, type AgentProcess, type TestDevice } from './harness.js';
 import { createScope, expectCleanStop } from './polling-helpers.js';
 
 const isRoot = process.getuid?.() === 0;
 const FIXTURES = path.resolve('test/fixtures/signing');
 const PRIVATE_KEY = path.join(FIXTURES, 'test-key.private.pem');
-const HANDLERS = path.resolve('test/fixtures/handlers');
+// a root-owned copy under /run when the clone lies below /tmp (the handler checks refuse it there)
+const HANDLERS = HANDLER_FIXTURES_DIR;
 const vectors = JSON.parse(readFileSync(path.join(FIXTURES, 'vectors.json'), 'utf8')) as { keyId: string };
 
 let work: string;
