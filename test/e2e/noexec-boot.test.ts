@@ -35,14 +35,20 @@ const NOEXEC_BOOT = `set -eu
 root=$1 addon=$2 mode=$3 exe=$4; shift 4
 # the agent's dirs live in $root (under $TMPDIR, usually /tmp): noexec too, wherever that is
 for d in /run /tmp /var/tmp "$root"; do mount --bind "$d" "$d"; mount -o remount,bind,nodev,nosuid,noexec "$d"; done
+# the executable runs from a copy on a fresh exec-able tmpfs: the checkout may
+# itself lie below a dir made noexec above (a clone under /tmp), and a bind
+# mount of it would keep that mount's noexec
+mkdir -p "$root/pkg"
+mount -t tmpfs -o mode=0755 cloudjobs-pkg "$root/pkg"
 if [ "$mode" = package ]; then
-  mkdir -p "$root/pkg"
-  mount -t tmpfs -o mode=0755 cloudjobs-pkg "$root/pkg"
   mkdir -p "$root/pkg/usr/bin" "$root/pkg/usr/lib/cloudjobs"
-  : > "$root/pkg/usr/bin/cloudjobs"
-  mount --bind "$exe" "$root/pkg/usr/bin/cloudjobs"
+  install -m 0755 "$exe" "$root/pkg/usr/bin/cloudjobs"
   install -m 0644 "$addon" "$root/pkg/usr/lib/cloudjobs/datagram.node"
   exe=$root/pkg/usr/bin/cloudjobs
+else
+  mkdir -p "$root/pkg/build"
+  install -m 0755 "$exe" "$root/pkg/build/cloudjobs"
+  exe=$root/pkg/build/cloudjobs
 fi
 exec "$exe" "$@"`;
 
