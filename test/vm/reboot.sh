@@ -28,7 +28,7 @@ reboot_job() {
   jq -cn --arg mark "$1" '{version:"1.0", includeStdOut:true, steps:[
     {action:{name:"Before", type:"runCommand", runAsUser:"root", input:{command:["/bin/sh","-c",
       ("echo marked > " + $mark + "; echo \"before: boot $(cat /proc/sys/kernel/random/boot_id)\"")]}}},
-    {action:{name:"Reboot", type:"runHandler", input:{handler:"reboot"}}},
+    {action:{name:"Reboot", type:"runHandler", runAsUser:"root", input:{handler:"reboot"}}},
     {action:{name:"After", type:"runCommand", runAsUser:"root", input:{command:["/bin/sh","-c",
       ("if [ -e " + $mark + " ]; then echo \"" + $mark + " is still there: no reboot happened\" >&2; exit 1; fi; echo \"after: boot $(cat /proc/sys/kernel/random/boot_id)\"")]}}}]}'
 }
