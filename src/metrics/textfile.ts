@@ -50,7 +50,8 @@ export function createTextfileWriter(options: { path: string; clock: Clock; log:
 
   return {
     update(key, render) {
-      const now = clock.now();
+      // elapsed time: an NTP step must neither hold the refresh back nor force a rewrite
+      const now = clock.monotonic();
       if (key === writtenKey && now - writtenAt < TEXTFILE_REFRESH_MS) return;
       writtenKey = key;
       writtenAt = now;

@@ -100,6 +100,11 @@ describe('createTextfileWriter', () => {
     writer.update('b', render);
     await writer.idle();
     expect(await readFile(path, 'utf8')).toBe('x 2\n');
+    // a wall clock stepped a year forward (NTP on a Pi without RTC) is no refresh
+    clock.stepWall(365 * 86_400_000);
+    writer.update('b', render);
+    await writer.idle();
+    expect(renders).toBe(2);
     await clock.advance(TEXTFILE_REFRESH_MS);
     writer.update('b', render);
     await writer.idle();
