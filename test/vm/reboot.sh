@@ -15,11 +15,7 @@ IT_NAME=vm-reboot-$SUITE
 . "$VM_REPO/test/integration/lib/common.sh"
 . "$HERE/lib/vm.sh"
 . "$HERE/lib/agent.sh"
-DEB=$(realpath "${1:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
-why=$(vm_unusable)
-[ -z "$why" ] || skip "$why"
-
-WORK=$(mktemp -d /tmp/cloudjobs-vm-reboot.XXXXXX)
+vm_test_prepare reboot "${1:-}"
 cleanup() { vm_cleanup; rm -rf "$WORK"; }
 trap cleanup EXIT
 

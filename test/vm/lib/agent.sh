@@ -2,6 +2,7 @@
 # The agent in a VM against the reference cloud on the host (source vm.sh first).
 #
 # API:
+#   vm_test_prepare NAME [DEB]   sets DEB and WORK, or skips (see below)
 #   vm_agent_setup SUITE WORKDIR [INI_LINE...]
 #                       base image, fresh disk, the .deb ($DEB), api key and
 #                       agent.ini (polls every second; the test's own lines
@@ -21,6 +22,18 @@
 #   vm_boot_id           the guest's kernel boot id
 #   vm_run_job_doc CMD   a one-step job document running CMD (sh -c) as root
 VM_UUID=3c9e0d1a-7b2f-4e5d-9a6c-1f2e3d4c5b6a
+
+# vm_test_prepare NAME [DEB]: what every VM test does first: DEB (the given
+# file, else the newest amd64 .deb in build/), a SKIP when no VM can run here
+# (a failure under CLOUDJOBS_REQUIRE_INTEGRATION), and WORK, the test's own
+# temp dir (/tmp/cloudjobs-vm-NAME.*). The test sets its own trap.
+vm_test_prepare() {
+  local name=$1 why
+  DEB=$(realpath "${2:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+  why=$(vm_unusable)
+  [ -z "$why" ] || skip "$why"
+  WORK=$(mktemp -d "/tmp/cloudjobs-vm-$name.XXXXXX")
+}
 
 vm_agent_ini() {
   printf '%s\n' '[cloud]' 'api_url = http://10.0.2.100/api/v1' 'allow_insecure_http = true' 'api_key_file = /etc/cloudjobs/api-key' \
