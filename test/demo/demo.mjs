@@ -113,7 +113,10 @@ writeFileSync(
   ].join('\n'),
   { mode: 0o600 },
 );
-const agent = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'run'], { stdio: ['ignore', 'inherit', 'inherit'] });
+// the agent's environment without the build's CLOUDJOBS_VERSION (the Makefile
+// exports it for the bundle): a CLOUDJOBS_* name the agent does not know is warned about
+const { CLOUDJOBS_VERSION: _buildVersion, ...agentEnv } = process.env;
+const agent = spawn(agentBin, ['--config', path.join(dir, 'agent.ini'), 'run'], { stdio: ['ignore', 'inherit', 'inherit'], env: agentEnv });
 children.push(agent);
 
 const deadline = Date.now() + 60_000;
