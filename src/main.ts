@@ -4,6 +4,7 @@ import './heap-tuning.js';
 import path from 'node:path';
 import { runCli } from './cli/cli.js';
 import { describeRuntime, EXIT } from './cli/context.js';
+import type { TestLoopDeath } from './cli/test-loop-death.js';
 
 declare const __CLOUDJOBS_VERSION__: string | undefined;
 declare const __CLOUDJOBS_ADDON__: string | undefined;
@@ -36,9 +37,9 @@ process.on('unhandledRejection', (reason) => {
 // TEST ONLY: CLOUDJOBS_TEST_LOOP_DEATH=<loop>:<ms> makes `cloudjobs run` treat
 // that loop (poll, delivery, progress, status writer) as dead after <ms>, to
 // prove that systemd restarts it (test/integration/loop-death.sh).
-function readTestLoopDeath(value: string | undefined): { loop: string; afterMs: number } | null {
+function readTestLoopDeath(value: string | undefined): TestLoopDeath | null {
   const match = /^(poll|delivery|progress|status writer):(\d+)$/.exec(value ?? '');
-  return match ? { loop: match[1] as string, afterMs: Number(match[2]) } : null;
+  return match ? { loop: match[1] as TestLoopDeath['loop'], afterMs: Number(match[2]) } : null;
 }
 
 runCli({

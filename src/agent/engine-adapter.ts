@@ -14,7 +14,7 @@ import type { Log } from '../log/log.js';
 import { createYoungCollector } from '../service/memory.js';
 import type { JobVerifier } from '../security/job-verifier.js';
 import type { JournalEntry } from '../state/journal.js';
-import type { EnginePort, JobRunPort } from './agent.js';
+import type { EnginePort, JobRunPort } from './ports.js';
 
 // How long a looked-up account is reused.
 const USER_CACHE_MS = 60_000;

@@ -1,6 +1,7 @@
 // What main.ts hands the CLI: the process's inputs and outputs as values, so
 // no command touches process.* itself.
 import type { InstalledAddon } from '../service/native.js';
+import type { TestLoopDeath } from './test-loop-death.js';
 
 /** The process as the CLI sees it. */
 export interface CliContext {
@@ -29,7 +30,7 @@ export interface CliContext {
    * TEST ONLY: the loop `cloudjobs run` makes die `afterMs` after start, from
    * CLOUDJOBS_TEST_LOOP_DEATH=<loop>:<ms> (main.ts); null in production.
    */
-  testLoopDeath?: { loop: string; afterMs: number } | null;
+  testLoopDeath?: TestLoopDeath | null;
 }
 
 /**

@@ -1,7 +1,8 @@
 // `cloudjobs run`: builds the agent from the configuration and runs it until
 // SIGTERM/SIGINT (what systemd starts). Exit 0 after a clean drain, 78 on a
 // configuration error so systemd does not restart into the same error.
-import { Agent, EXIT_LOOP_DIED, type LoopName } from '../agent/agent.js';
+import { Agent, type AgentDeps } from '../agent/agent.js';
+import { EXIT_LOOP_DIED } from '../agent/loop-watch.js';
 import { createJobGate, watchDirectory, type JobGate } from '../agent/job-gate.js';
 import { limitsFromConfig } from '../agent/job-limits.js';
 import { parseMaintenanceWindows } from '../config/maintenance-windows.js';
@@ -36,6 +37,7 @@ import { createStopCauseReader } from './stop-cause-reader.js';
 import { createCliLog, createCloudTransport, loadCliConfig, loadNative } from './setup.js';
 import { createVerifierFromConfig, loadConfiguredKeys, signatureStatus } from './signing-setup.js';
 import { formatSignatures } from './status-command.js';
+import { withTestLoopDeath } from './test-loop-death.js';
 
 type RunCommand = Extract<Command, { name: 'run' }>;
 
@@ -130,7 +132,7 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
         })
       : null;
   const jobGate = createGate(config, clock, log);
-  agent = new Agent({
+  const deps: AgentDeps = {
     clock,
     log,
     cloud,
@@ -163,7 +165,9 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     pid: ctx.pid,
     disabledReason: loaded.disabledReason,
     // the health check never depends on the broker: it allows the longer of the two intervals
-    pollIntervalMs: Math.max(config.polling.interval, push ? (config.mqtt.poll_interval_when_connected ?? 0) : 0),
+    longestPollWaitMs: Math.max(config.polling.interval, push ? (config.mqtt.poll_interval_when_connected ?? 0) : 0),
+    // a held or degraded agent asks again at the plain interval, whatever push does to polling
+    recheckIntervalMs: config.polling.interval,
     requestTimeoutMs: config.cloud.request_timeout,
     progressIntervalMs: config.jobs.progress_interval,
     drainTimeoutMs: config.agent.drain_timeout,
@@ -172,7 +176,6 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     stopAllowanceMs: 2 * config.jobs.kill_grace + FLUSH_TIMEOUT_MS + 30_000,
     checkState: () => checkStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
     probeState: () => probeStateDir({ dir: config.agent.state_dir, useReserved: ctx.uid === 0 }),
-    injectLoopDeath: createLoopDeath(ctx, clock),
     ...(push ? { pushStatus: () => push.status() } : {}),
     reclaimMemory: createMemoryReclaimer(sender, log),
     selfUpdate: {
@@ -181,7 +184,8 @@ export async function runAgentCommand(ctx: CliContext, command: RunCommand): Pro
     },
     // root's word only: systemd's job for the agent's unit (README "What the agent believes")
     stopCause: createStopCauseReader(),
-  });
+  };
+  agent = new Agent(ctx.testLoopDeath ? withTestLoopDeath(deps, ctx.testLoopDeath, clock) : deps);
   if (stop.signal.aborted) agent.stop();
 
   const watchdogStop = new AbortController();
@@ -265,18 +269,6 @@ function createMemoryReclaimer(sender: DatagramSender | null, log: Log): (() => 
 async function lookupUserLazily(name: string) {
   const { lookupUser } = await import('../jobs/users.js');
   return lookupUser(name);
-}
-
-// TEST ONLY: the rejection that stands for a loop dying (ctx.testLoopDeath, from main.ts).
-function createLoopDeath(ctx: CliContext, clock: Clock): ((loop: LoopName) => Promise<never> | null) | undefined {
-  const fault = ctx.testLoopDeath;
-  if (!fault) return undefined;
-  const death = clock.sleep(fault.afterMs).then((): never => {
-    throw new Error(`test fault: CLOUDJOBS_TEST_LOOP_DEATH killed the ${fault.loop} loop`);
-  });
-  // raced only by loops that exist when it fires; unraced it must not count as unhandled
-  death.catch(() => undefined);
-  return (loop) => (loop === fault.loop ? death : null);
 }
 
 // CLOUDJOBS_TEST_TIME_SCALE (tests only) plays waits N times faster, so minutes of backoff take seconds.

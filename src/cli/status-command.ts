@@ -1,6 +1,6 @@
 // `cloudjobs status` and `cloudjobs history`: read what the running agent
 // keeps under runtime_dir and state_dir; never talk to the agent or the cloud.
-import type { AgentStatus } from '../agent/agent.js';
+import type { AgentStatus } from '../agent/status.js';
 import { createSystemClock } from '../clock/clock.js';
 import { describeLimits, formatBytes } from '../jobs/limits.js';
 import { escapeJsonText, escapeText } from '../log/escape.js';

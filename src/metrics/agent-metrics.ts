@@ -1,7 +1,8 @@
 // The agent's metrics: counters fed by the agent as things happen (polls,
 // finished jobs) and gauges read from its status. Rendered for /metrics and
 // the textfile alike.
-import type { AgentObserver, AgentStatus } from '../agent/agent.js';
+import type { AgentObserver } from '../agent/ports.js';
+import type { AgentStatus } from '../agent/status.js';
 import { FINAL_STATUSES } from '../contract/types.js';
 import { renderExposition, type Family } from './exposition.js';
 

@@ -1,7 +1,8 @@
 // Starts what [metrics] asks for: the /metrics endpoint, the textfile, both or
 // neither. `cloudjobs run` loads this module with import() only when one of
 // them is configured, so an agent without metrics carries none of it.
-import type { AgentObserver, AgentStatus } from '../agent/agent.js';
+import type { AgentObserver } from '../agent/ports.js';
+import type { AgentStatus } from '../agent/status.js';
 import type { Clock } from '../clock/clock.js';
 import { parseListenAddress } from '../config/listen-address.js';
 import type { Config } from '../config/schema.js';

@@ -12,7 +12,7 @@ export interface PollLoopProgress {
   now: number;
   /** When the poll loop last made progress (a poll answered or failed, a job step advanced). */
   lastProgressAt: number;
-  /** The configured poll interval. */
+  /** The longest the loop may legitimately go without progress (the agent passes the longer of its poll intervals and the request time limit); twice this is allowed. */
   intervalMs: number;
   /** End of a deliberate backoff the loop is sleeping in, or null when it is not backing off. */
   backoffUntil: number | null;

@@ -6,8 +6,8 @@ import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Agent, type AgentDeps, type AgentStatus } from '../../../src/agent/agent.js';
-import { createEngine } from '../../../src/agent/engine-adapter.js';
+import type { Agent, AgentDeps } from '../../../src/agent/agent.js';
+import type { AgentStatus } from '../../../src/agent/status.js';
 import type { StopCause } from '../../../src/agent/stop-cause.js';
 import { createStopCauseReader } from '../../../src/cli/stop-cause-reader.js';
 import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
@@ -22,47 +22,19 @@ import { openJournal } from '../../../src/state/journal.js';
 import { openOutbox } from '../../../src/state/outbox.js';
 import type { SelfUpdateOutcome } from '../../../src/state/self-update-outcome.js';
 import { waitFor } from '../../cloud/wait-for.js';
-
-const SCRIPTS = path.resolve('test/fixtures/scripts');
-const RUN_USER = process.getuid?.() === 0 ? 'nobody' : os.userInfo().username;
-
-interface Sent {
-  jobId: string;
-  report: StatusReport;
-}
-
-// A cloud that hands out queued offers and records every report; `answer` decides each report's fate.
-function createScriptedCloud() {
-  const offers: JobOffer[] = [];
-  const sent: Sent[] = [];
-  let polls = 0;
-  const cloud = {
-    offers,
-    sent,
-    polls: () => polls,
-    answer: (_jobId: string, _report: StatusReport, _attempt: number): StatusOutcome | Error => 'accepted',
-    attempts: new Map<string, number>(),
-    client: null as unknown as CloudClient,
-  };
-  cloud.client = {
-    async nextJob(): Promise<PollAnswer> {
-      polls += 1;
-      const offer = offers.shift();
-      return offer ? { kind: 'job', offer } : { kind: 'none' };
-    },
-    async sendStatus(jobId, report) {
-      const key = `${jobId}:${report.status}`;
-      const attempt = (cloud.attempts.get(key) ?? 0) + 1;
-      cloud.attempts.set(key, attempt);
-      const outcome = cloud.answer(jobId, report, attempt);
-      if (outcome instanceof Error) throw outcome;
-      sent.push({ jobId, report });
-      return outcome;
-    },
-    generation: () => 'devices',
-  };
-  return cloud;
-}
+import {
+  buildAgent,
+  createScriptedCloud,
+  createTestEngine as createHarnessEngine,
+  finals,
+  offerOf,
+  openStores,
+  RUN_USER,
+  SCRIPTS,
+  step,
+  type ScriptedCloud,
+  type Sent,
+} from './agent-harness.js';
 
 // The forgery of issue 21: a process of another user named `systemctl`, saying
 // `restart cloudjobs`, with the job's CLOUDJOBS_JOB_ID in its environment.
@@ -75,14 +47,6 @@ function startForgedProcess(jobId: string): ChildProcess {
 async function forgedIsUp(pid: number): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   return cmdline.startsWith('systemctl\0');
-}
-
-function offerOf(jobId: string, steps: unknown[], timeoutSeconds: number | null = 30): JobOffer {
-  return { jobId, jobName: `job ${jobId}`, timeoutSeconds, createdAt: null, document: { version: '1.0', includeStdOut: true, steps } };
-}
-
-function step(name: string, command: string[]): unknown {
-  return { action: { name, type: 'runCommand', input: { command } } };
 }
 
 // A machine that "reboots" in memory: the boot changes when told, and the
@@ -124,79 +88,31 @@ describe('Agent', () => {
   });
 
   function createTestEngine(jobs: { kill_grace?: number } = {}): AgentDeps['engine'] {
-    const clock = createSystemClock();
+    return createHarnessEngine(dir, createNullLog(), jobs);
+  }
+
+  async function build(cloud: ScriptedCloud, overrides: Partial<AgentDeps> = {}): Promise<Agent> {
     const log = createNullLog();
-    return createEngine({
-      jobs: {
-        enabled: true,
-        run_as_user: RUN_USER,
-        allowed_users: [],
-        handler_dirs: [],
-        work_dir: path.join(dir, 'work'),
-        default_timeout: 60_000,
-        kill_grace: jobs.kill_grace ?? 200,
-        max_output: 65_536,
-        progress_interval: 100,
-        max_parallel: 2,
-        path: '/usr/sbin:/usr/bin:/sbin:/bin',
-        max_reboots: 3,
-        reboot_timeout: 600_000,
-        reboot_command: 'systemctl reboot',
-        maintenance_windows: [],
-        hold_dir: '',
-        memory_max: 0,
-        tasks_max: 0,
-        cpu_quota: 0,
-        reboot_users: [],
-      },
-      agentVersion: '9.9.9-test',
-      clock,
+    const stores = await openStores(path.join(dir, 'state'), log);
+    return buildAgent({
+      dir,
+      cloud,
+      stores,
       log,
-      lookupUser,
-      agentUid: process.getuid?.() ?? 0,
+      overrides: {
+        reboot: createFakeMachine().port(),
+        writeStatus: async (status) => {
+          statuses.push(status);
+        },
+        ...overrides,
+      },
     });
   }
 
-  async function build(cloud: ReturnType<typeof createScriptedCloud>, overrides: Partial<AgentDeps> = {}): Promise<Agent> {
-    const clock = createSystemClock();
-    const log = createNullLog();
-    const stateDir = path.join(dir, 'state');
-    const [journal, outbox, history] = await Promise.all([
-      openJournal({ stateDir, log, clock }),
-      openOutbox({ stateDir, maxReports: 100, maxBytes: 1 << 24, log, clock }),
-      openHistory({ stateDir, size: 10, log, clock }),
-    ]);
-    const random = () => 0.5;
-    return new Agent({
-      clock,
-      log,
-      cloud: cloud.client,
-      scheduler: createPollScheduler({ intervalMs: 20, jitter: 0, maxBackoffMs: 1000, random }),
-      deliveryRetry: createRetryBackoff({ maxBackoffMs: 50, random }),
-      journal,
-      outbox,
-      history,
-      engine: createTestEngine(),
-      reboot: createFakeMachine().port(),
-      notifier: { ready() {}, status() {}, stopping() {} },
-      writeStatus: async (status) => {
-        statuses.push(status);
-      },
-      version: '9.9.9-test',
-      identitySource: 'test',
-      pid: 1234,
-      disabledReason: null,
-      pollIntervalMs: 20,
-      requestTimeoutMs: 1000,
-      progressIntervalMs: 100,
-      drainTimeoutMs: 10_000,
-      flushTimeoutMs: 2000,
-      ...overrides,
-    });
-  }
-
-  function finals(sent: Sent[], jobId: string): Sent[] {
-    return sent.filter((s) => s.jobId === jobId && s.report.status !== 'IN_PROGRESS');
+  // the stored history, newest first
+  async function historyOf(limit: number) {
+    const history = await openHistory({ stateDir: path.join(dir, 'state'), size: 10, log: createNullLog(), clock: createSystemClock() });
+    return history.list(limit);
   }
 
   it('runs a job, reports IN_PROGRESS then exactly one complete final, and keeps it in history', async () => {
@@ -223,7 +139,7 @@ describe('Agent', () => {
       ['exit_code', 'executed_steps', 'failed_step', 'reason', 'status', 'status_details', 'stderr', 'stdout'].sort(),
     );
     expect(finals(cloud.sent, 'j1')).toHaveLength(1);
-    const history = await agent.getJobHistory(5);
+    const history = await historyOf(5);
     expect(history.map((h) => [h.jobId, h.report.status])).toEqual([['j1', 'SUCCEEDED']]);
     expect(agent.getStatus().outbox.count).toBe(0);
   });
@@ -320,7 +236,7 @@ describe('Agent', () => {
     expect(counts.refused).toBe(0);
     expect(counts.cut).toBeGreaterThanOrEqual(2);
     // history keeps the report as made (within the report budget), not the cut sent one
-    const [latest] = await agent.getJobHistory(1);
+    const [latest] = await historyOf(1);
     expect(Buffer.byteLength(JSON.stringify(latest!.report))).toBeGreaterThan(limit);
   });
 
@@ -337,7 +253,7 @@ describe('Agent', () => {
     expect(cloud.attempts.get('never:SUCCEEDED')).toBe(1);
     expect(agent.getStatus().reports).toMatchObject({ refused: 1, cut: 0 });
     expect(statuses.some((status) => /^idle, .*; 1 report refused by the cloud$/.test(status.describe ?? ''))).toBe(true);
-    const history = await agent.getJobHistory(5);
+    const history = await historyOf(5);
     expect(history.map((h) => [h.jobId, h.report.status])).toEqual([
       ['after', 'SUCCEEDED'],
       ['never', 'SUCCEEDED'],
@@ -389,7 +305,7 @@ describe('Agent', () => {
     let release: (() => void) | null = null;
     cloud.client.nextJob = () => new Promise<PollAnswer>((resolve) => (release = () => resolve({ kind: 'none' })));
     const clock = createManualClock(1_000_000);
-    const agent = await build(cloud, { clock, pollIntervalMs: 100, requestTimeoutMs: 5000 });
+    const agent = await build(cloud, { clock, longestPollWaitMs: 100, requestTimeoutMs: 5000 });
     const running = agent.run();
     await waitFor(() => release !== null, 5000, 'the first poll to be in flight');
     expect(agent.isHealthy()).toBe(true);
@@ -407,7 +323,7 @@ describe('Agent', () => {
     let release: (() => void) | null = null;
     cloud.client.nextJob = () => new Promise<PollAnswer>((resolve) => (release = () => resolve({ kind: 'none' })));
     const clock = createManualClock(1_000_000);
-    const agent = await build(cloud, { clock, pollIntervalMs: 100, requestTimeoutMs: 5000 });
+    const agent = await build(cloud, { clock, longestPollWaitMs: 100, requestTimeoutMs: 5000 });
     const running = agent.run();
     await waitFor(() => release !== null, 5000, 'the first poll to be in flight');
     clock.stepWall(2 * 3600_000);
@@ -439,7 +355,8 @@ describe('Agent', () => {
     const push = { state: 'connected' as const, broker: 'mqtt://127.0.0.1:1883', since: 1_000_000, lastNotificationAt: null, notifications: 0, lastError: null };
     const agent = await build(cloud, {
       clock,
-      pollIntervalMs: 30_000,
+      longestPollWaitMs: 30_000,
+      recheckIntervalMs: 30_000,
       scheduler: createPollScheduler({ intervalMs: 30_000, jitter: 0, maxBackoffMs: 1000, random: () => 0.5 }),
       pushStatus: () => push,
     });

@@ -6,56 +6,14 @@ import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Agent, type AgentDeps, type LoopName } from '../../../src/agent/agent.js';
-import { createEngine } from '../../../src/agent/engine-adapter.js';
+import { Agent, type AgentDeps } from '../../../src/agent/agent.js';
+import type { LoopName } from '../../../src/agent/ports.js';
+import { withTestLoopDeath } from '../../../src/cli/test-loop-death.js';
 import { createSystemClock } from '../../../src/clock/clock.js';
-import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';
-import type { CloudClient, PollAnswer } from '../../../src/cloud/client.js';
-import type { JobOffer, StatusReport } from '../../../src/contract/types.js';
 import { LoopDiedError, StateIoError, type LocalFault } from '../../../src/errors/errors.js';
-import { lookupUser } from '../../../src/jobs/users.js';
-import { openHistory, type History } from '../../../src/state/history.js';
-import { openJournal, type Journal } from '../../../src/state/journal.js';
-import { openOutbox, type Outbox } from '../../../src/state/outbox.js';
 import { waitFor } from '../../cloud/wait-for.js';
 import { createCaptureLog } from '../cloud/capture-log.js';
-
-const SCRIPTS = path.resolve('test/fixtures/scripts');
-const RUN_USER = process.getuid?.() === 0 ? 'nobody' : os.userInfo().username;
-
-interface Sent {
-  jobId: string;
-  report: StatusReport;
-}
-
-function createCloud() {
-  const offers: JobOffer[] = [];
-  const sent: Sent[] = [];
-  let polls = 0;
-  const client: CloudClient = {
-    async nextJob(): Promise<PollAnswer> {
-      polls += 1;
-      const offer = offers.shift();
-      return offer ? { kind: 'job', offer } : { kind: 'none' };
-    },
-    async sendStatus(jobId, report) {
-      sent.push({ jobId, report });
-      return 'accepted';
-    },
-    generation: () => 'devices',
-  } as CloudClient;
-  return { offers, sent, client, polls: () => polls };
-}
-
-function offerOf(jobId: string, steps: unknown[]): JobOffer {
-  return { jobId, jobName: `job ${jobId}`, timeoutSeconds: 30, createdAt: null, document: { version: '1.0', includeStdOut: true, steps } };
-}
-
-function step(name: string, command: string[]): unknown {
-  return { action: { name, type: 'runCommand', input: { command } } };
-}
-
-const finals = (sent: Sent[], jobId: string) => sent.filter((s) => s.jobId === jobId && s.report.status !== 'IN_PROGRESS');
+import { agentDeps, buildAgent, createScriptedCloud, finals, offerOf, openStores, SCRIPTS, step, type ScriptedCloud, type Stores } from './agent-harness.js';
 
 // The error a full disk gives the stores (what describeIoError makes of ENOSPC).
 function enospc(file: string): StateIoError {
@@ -93,84 +51,11 @@ describe('Agent error boundary', () => {
   });
 
   async function stores() {
-    const clock = createSystemClock();
-    const log = logs;
-    const [journal, outbox, history] = await Promise.all([
-      openJournal({ stateDir, log, clock }),
-      openOutbox({ stateDir, maxReports: 100, maxBytes: 1 << 24, log, clock }),
-      openHistory({ stateDir, size: 10, log, clock }),
-    ]);
-    return { journal, outbox, history, clock, log };
+    return { ...(await openStores(stateDir, logs)), clock: createSystemClock(), log: logs };
   }
 
-  function build(
-    cloud: ReturnType<typeof createCloud>,
-    s: { journal: Journal; outbox: Outbox; history: History } & Awaited<ReturnType<typeof stores>>,
-    overrides: Partial<AgentDeps> = {},
-  ): Agent {
-    const random = () => 0.5;
-    const { clock, log } = s;
-    return new Agent({
-      clock,
-      log,
-      cloud: cloud.client,
-      scheduler: createPollScheduler({ intervalMs: 20, jitter: 0, maxBackoffMs: 1000, random }),
-      deliveryRetry: createRetryBackoff({ maxBackoffMs: 50, random }),
-      journal: s.journal,
-      outbox: s.outbox,
-      history: s.history,
-      engine: createEngine({
-        jobs: {
-          enabled: true,
-          run_as_user: RUN_USER,
-          allowed_users: [],
-          handler_dirs: [],
-          work_dir: path.join(dir, 'work'),
-          default_timeout: 60_000,
-          kill_grace: 200,
-          max_output: 65_536,
-          progress_interval: 50,
-          max_parallel: 2,
-          path: '/usr/sbin:/usr/bin:/sbin:/bin',
-          max_reboots: 3,
-          reboot_timeout: 600_000,
-          reboot_command: 'systemctl reboot',
-          maintenance_windows: [],
-          hold_dir: '',
-          memory_max: 0,
-          tasks_max: 0,
-          cpu_quota: 0,
-          reboot_users: [],
-        },
-        agentVersion: '9.9.9-test',
-        clock,
-        log,
-        lookupUser,
-        agentUid: process.getuid?.() ?? 0,
-      }),
-      reboot: {
-        currentBoot: async () => ({ bootId: 'boot-1', marker: 'marker-1' }),
-        requestReboot: async () => {
-          throw new Error('no reboots in these tests');
-        },
-        maxReboots: 3,
-        rebootUsers: [],
-        rebootTimeoutMs: 600_000,
-        commandText: 'none',
-      },
-      notifier: { ready() {}, status() {}, stopping() {} },
-      writeStatus: async () => undefined,
-      version: '9.9.9-test',
-      identitySource: 'test',
-      pid: 1234,
-      disabledReason: null,
-      pollIntervalMs: 20,
-      requestTimeoutMs: 1000,
-      progressIntervalMs: 50,
-      drainTimeoutMs: 10_000,
-      flushTimeoutMs: 2000,
-      ...overrides,
-    });
+  function build(cloud: ScriptedCloud, s: Stores, overrides: Partial<AgentDeps> = {}): Agent {
+    return buildAgent({ dir, cloud, stores: s, log: logs, overrides: { progressIntervalMs: 50, ...overrides } });
   }
 
   const messages = () => logs.entries.map((r) => r.message);
@@ -180,7 +65,7 @@ describe('Agent error boundary', () => {
     const s = await stores();
     const journal = failing(s.journal, disk, ['recordFinal', 'recordStep'], () => enospc(`${stateDir}/journal/x.json`));
     const outbox = failing(s.outbox, disk, ['enqueue'], () => enospc(`${stateDir}/outbox/1.json`));
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     const marks = path.join(dir, 'marks');
     // the step fills the disk as it ends; the second step must not start
     cloud.offers.push(
@@ -226,7 +111,7 @@ describe('Agent error boundary', () => {
 
   it('does not poll while checkState finds state_dir read-only, and polls again once it is writable', async () => {
     const s = await stores();
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     let readOnly = true;
     const fault = { path: stateDir, errno: 'EROFS', message: `${stateDir}: EROFS: read-only file system` };
     const agent = build(cloud, s, {
@@ -250,7 +135,7 @@ describe('Agent error boundary', () => {
     const s = await stores();
     const journal = failing(s.journal, disk, ['begin'], () => enospc(`${stateDir}/journal/new.json`));
     const outbox = failing(s.outbox, disk, ['enqueue'], () => enospc(`${stateDir}/outbox/1.json`));
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     const marks = path.join(dir, 'marks');
     cloud.offers.push(offerOf('nj', [step('mark', [path.join(SCRIPTS, 'mark.sh'), marks, 'ran'])]));
     const agent = build(cloud, { ...s, journal, outbox }, {
@@ -273,7 +158,7 @@ describe('Agent error boundary', () => {
 
   it('a status file that cannot be written is named in STATUS= and the journal, and the agent goes on', async () => {
     const s = await stores();
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     const statuses: string[] = [];
     const file = path.join(dir, 'run', 'status.json');
     const agent = build(cloud, s, {
@@ -294,7 +179,7 @@ describe('Agent error boundary', () => {
 
   it('a bug while handling a job kills the poll loop: run() rejects, the health check fails', async () => {
     const s = await stores();
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     const history = failing(s.history, { full: true }, ['add'], () => new TypeError('cannot read properties of undefined'));
     cloud.offers.push(offerOf('bug', [step('ok', ['true'])]));
     const agent = build(cloud, { ...s, history });
@@ -309,14 +194,15 @@ describe('Agent error boundary', () => {
     expect(agent.describe()).toBe('failed: the poll loop died: cannot read properties of undefined; exiting to be restarted');
   });
 
-  it.each<LoopName>(['delivery', 'poll', 'status writer'])('the %s loop dying makes run() reject', async (loop) => {
+  // each death is a bug in a port only that loop uses, made by the helper behind CLOUDJOBS_TEST_LOOP_DEATH (loop-death.sh)
+  it.each<LoopName>(['delivery', 'poll', 'progress', 'status writer'])('the %s loop dying makes run() reject', async (loop) => {
     const s = await stores();
-    const cloud = createCloud();
-    // one death at a fixed time, as run-command makes it: a loop that exists then dies
-    const death = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('injected')), 50));
-    death.catch(() => undefined);
-    const agent = build(cloud, s, { injectLoopDeath: (name) => (name === loop ? death : null) });
-    await expect(agent.run()).rejects.toThrow(`the ${loop} loop died: injected`);
+    const cloud = createScriptedCloud();
+    // a job that outlives the death: progress ticks, and its second step changes the status
+    cloud.offers.push(offerOf('dies', [step('wait', ['sleep', '1']), step('after', ['true'])]));
+    const deps = agentDeps({ dir, cloud, stores: s, log: logs, overrides: { progressIntervalMs: 50 } });
+    const agent = new Agent(withTestLoopDeath(deps, { loop, afterMs: 300 }, createSystemClock()));
+    await expect(agent.run()).rejects.toThrow(`the ${loop} loop died: test fault: CLOUDJOBS_TEST_LOOP_DEATH killed the ${loop} loop`);
     expect(agent.isHealthy()).toBe(false);
   });
 
@@ -324,7 +210,7 @@ describe('Agent error boundary', () => {
     const disk = { full: false };
     const s = await stores();
     const outbox = failing(s.outbox, disk, ['enqueue'], () => enospc(`${stateDir}/outbox/9.json`));
-    const cloud = createCloud();
+    const cloud = createScriptedCloud();
     cloud.offers.push(offerOf('long', [step('sleep', ['sleep', '30'])]));
     const extended: number[] = [];
     const agent = build(cloud, { ...s, outbox }, {

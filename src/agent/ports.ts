@@ -1,0 +1,89 @@
+// The ports the agent's modules use: the job engine, the reboot machinery,
+// systemd, and the metrics observer. Types only; the implementations live in
+// engine-adapter.ts and src/cli/run-command.ts.
+import type { JobOffer, StatusReport } from '../contract/types.js';
+import type { NormalizedJob, StepResult } from '../jobs/types.js';
+import type { BootIdentity } from '../state/boot-identity.js';
+import type { JournalEntry } from '../state/journal.js';
+
+/** A running job. */
+export interface JobRunPort {
+  done: Promise<StatusReport>;
+  snapshot(): StatusReport;
+  stop(kind: 'cancel' | 'shutdown'): void;
+  /** Once done: the step that asked for a reboot (the run ended after it), else null. */
+  readonly rebootRequest: RebootRequest | null;
+  /** Starts no further step; the job ends FAILED with `reason` unless every step ran. */
+  halt(reason: string): void;
+}
+
+/** A step's reboot request as the engine names it. */
+export interface RebootRequest {
+  label: string;
+  stepsDone: number;
+}
+
+/** The long-lived loops the agent watches: if one dies, the agent fails (loop-watch.ts). */
+export type LoopName = 'poll' | 'delivery' | 'progress' | 'status writer';
+
+/** The job engine as the agent uses it. */
+export interface EnginePort {
+  /** Validates an offer (its signature first); rejects with the list of problems (JobValidationError). `resumed`: accepted before a reboot. */
+  validate(offer: JobOffer, options?: { resumed?: boolean }): Promise<NormalizedJob>;
+  /** Runs `job`; with `start`, after the steps that already ran (a job resumed after a reboot). */
+  start(job: NormalizedJob, hooks: {
+    onStepStart(index: number, total: number, name: string): void | Promise<void>;
+    onStepEnd(result: StepResult, index: number, total: number): void | Promise<void>;
+  }, start?: { finished: readonly StepResult[]; startedAtMs: number }): JobRunPort;
+  rejectedReport(problems: readonly string[]): StatusReport;
+  /** The FAILED report of a job that was never started (nothing ran), with `reason`. */
+  unstartedReport(reason: string): StatusReport;
+  interruptedReport(entry: JournalEntry): StatusReport;
+  /** The job's whole time limit (timeout_seconds, else jobs.default_timeout). */
+  timeoutOf(offer: JobOffer): Promise<number>;
+  /** A final report from the journal alone (a rebooting job that ends without running on). */
+  journaledReport(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string): StatusReport;
+  /** Removes the work dirs an interrupted job left behind (logs what it did; never rejects). */
+  removeLeftovers?(jobId: string): Promise<void>;
+}
+
+/** How the agent reboots for a job, and tells a reboot from a restart. */
+export interface RebootPort {
+  /** The boot the agent runs in (boot_id and the runtime_dir marker). */
+  currentBoot(): Promise<BootIdentity>;
+  /** Runs jobs.reboot_command; rejects with a sentence when it fails. */
+  requestReboot(): Promise<void>;
+  /** jobs.max_reboots. */
+  maxReboots: number;
+  /** jobs.reboot_users: users besides root whose steps may ask for a reboot. */
+  rebootUsers: readonly string[];
+  /** jobs.reboot_timeout. */
+  rebootTimeoutMs: number;
+  /** What `reboot` runs, for messages ("systemctl reboot"). */
+  commandText: string;
+}
+
+/** systemd's view of the agent (no-ops outside systemd). */
+export interface NotifierPort {
+  ready(): void;
+  status(text: string): void;
+  stopping(): void;
+  /** EXTEND_TIMEOUT_USEC: systemd waits at least `ms` more for the stop to finish. */
+  extendTimeout?(ms: number): void;
+}
+
+/** Facts the agent reports as they happen (the metrics, metrics/agent-metrics.ts). */
+export interface AgentObserver {
+  /** A poll ended: `outcome` as in AgentStatus.lastPoll ('job', 'no job' or the failure kind). */
+  polled(poll: { at: number; outcome: string }): void;
+  /** A job ended with a final report (once per job). */
+  jobFinished(status: StatusReport['status'], durationMs: number): void;
+}
+
+/** A failure the cloud client raised, as far as the agent needs to know it. */
+export interface CloudFailure {
+  kind: string;
+  status?: number;
+  serverMessage?: string;
+  message: string;
+}
