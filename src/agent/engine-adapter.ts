@@ -5,6 +5,7 @@ import type { Clock } from '../clock/clock.js';
 import type { Config } from '../config/schema.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
 import { fitReport, REPORT_BUDGET_BYTES, serializedBytes } from '../contract/fit-report.js';
+import { countSteps } from '../jobs/document.js';
 import { composeReport, createRejectedReport } from '../jobs/report.js';
 import { ceilingFromConfig } from '../jobs/limits.js';
 import type { LimitSupport } from '../jobs/job-unit.js';
@@ -162,7 +163,7 @@ function boundReport(report: StatusReport, final: boolean, log: Log, jobId: stri
  * reboot and ends without running on (reboot refused or did not happen, time
  * limit gone): every step so far, the step that asked as the decisive one.
  */
-export function createJournaledReport(
+function createJournaledReport(
   entry: JournalEntry,
   status: 'FAILED' | 'TIMED_OUT',
   reason: string,
@@ -218,12 +219,7 @@ export function createInterruptedReport(entry: JournalEntry, agentVersion: strin
 function countDocumentSteps(document: unknown): number | null {
   const doc = parseDocument(document);
   if (!doc || !Array.isArray(doc.steps)) return null;
-  let total = 0;
-  for (const step of doc.steps as unknown[]) {
-    const parallel = step && typeof step === 'object' ? (step as { parallel?: unknown }).parallel : undefined;
-    total += Array.isArray(parallel) ? parallel.length : 1;
-  }
-  return total + (doc.finalStep ? 1 : 0);
+  return countSteps(doc.steps as unknown[], doc.finalStep);
 }
 
 function parseDocument(document: unknown): Record<string, unknown> | null {

@@ -38,7 +38,7 @@ import {
 import { createSerialQueue } from '../state/serial-queue.js';
 
 /** The least time between two checks caused by file events. */
-export const EVENT_GAP_MS = 1000;
+const EVENT_GAP_MS = 1000;
 
 /** The gate as `cloudjobs status --json` shows it (field `hold`). */
 export interface JobGateStatus {

@@ -17,7 +17,7 @@ import type { Clock } from '../clock/clock.js';
 import { AbortedError } from '../errors/errors.js';
 
 /** The smallest time between the start of a poll and a wake-up served after it. */
-export const WAKE_MIN_GAP_MS = 1000;
+const WAKE_MIN_GAP_MS = 1000;
 
 /** What decideWake looks at. */
 export interface WakeState {

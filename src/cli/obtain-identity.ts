@@ -22,7 +22,7 @@ export interface IdentityInUse extends ResolvedIdentity {
 }
 
 /** Resolves the identity once from every source; throws IdentityError saying what to do. */
-export async function findIdentity(
+async function findIdentity(
   config: Config,
   sources: Readonly<Record<string, string>>,
   clock: Clock,
@@ -45,7 +45,7 @@ export async function findIdentity(
 }
 
 /** One sentence for check-config and status, e.g. "uuid from the config file, API key from cloud.api_key_file". */
-export function describeIdentity(identity: ResolvedIdentity, config: Config): string {
+function describeIdentity(identity: ResolvedIdentity, config: Config): string {
   const name = (source: ResolvedIdentity['source'], what: 'uuid' | 'key'): string => {
     switch (source) {
       case 'identity-file':

@@ -42,7 +42,7 @@ export async function runRegister(ctx: CliContext, command: RegisterCommand): Pr
 }
 
 /** Reads the provisioning key (first line) from `file`, or from `stdin` when it is "-"; UsageError when neither is given. */
-export async function readProvisioningKey(file: string | undefined, stdin: NodeJS.ReadableStream | null): Promise<string> {
+async function readProvisioningKey(file: string | undefined, stdin: NodeJS.ReadableStream | null): Promise<string> {
   if (!file) {
     throw new UsageError('register needs --provisioning-key-file FILE or --provisioning-key-stdin (or [device] provisioning_key_file)');
   }

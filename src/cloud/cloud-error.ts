@@ -54,8 +54,3 @@ export class CloudError extends AgentError {
     if (details.retryAfterMs !== undefined) this.retryAfterMs = details.retryAfterMs;
   }
 }
-
-/** Returns whether `error` is a CloudError of one of `kinds`. */
-export function isCloudError(error: unknown, ...kinds: CloudErrorKind[]): error is CloudError {
-  return error instanceof CloudError && (kinds.length === 0 || kinds.includes(error.kind));
-}

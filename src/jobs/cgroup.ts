@@ -118,7 +118,7 @@ export async function isPopulated(dir: string): Promise<boolean> {
 }
 
 /** The value of `key` in a flat-keyed file ("oom_kill 3" lines); null when absent. */
-export function parseKeyed(text: string, key: string): number | null {
+function parseKeyed(text: string, key: string): number | null {
   const match = new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
   return match ? Number(match[1]) : null;
 }

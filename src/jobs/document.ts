@@ -100,7 +100,7 @@ export async function validateJob(offer: JobOffer, options: ValidateOptions): Pr
   } else if (!Array.isArray(steps) || steps.length === 0) {
     problems.add(`steps must be a non-empty array of steps, got ${describe(steps)}`);
   } else {
-    const count = countSteps(steps) + (finalRaw === undefined || finalRaw === null ? 0 : 1);
+    const count = countSteps(steps, finalRaw);
     if (count > DOCUMENT_LIMITS.maxSteps) {
       problems.add(
         `the job has ${count} steps (parallel members and finalStep included); at most ${DOCUMENT_LIMITS.maxSteps} are allowed`,
@@ -287,8 +287,9 @@ function checkConditions(conditions: unknown, problems: ProblemList): void {
   });
 }
 
-function countSteps(steps: unknown[]): number {
-  let count = 0;
+/** Counts the steps a document's `steps` and `finalStep` name, as the engine runs them: parallel members one by one, and finalStep. */
+export function countSteps(steps: readonly unknown[], finalStep: unknown): number {
+  let count = finalStep === undefined || finalStep === null ? 0 : 1;
   for (const step of steps) {
     count += isObject(step) && Array.isArray(step.parallel) ? step.parallel.length : 1;
   }

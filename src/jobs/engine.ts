@@ -2,7 +2,6 @@
 import { JobRun, type EngineOptions, type JobHooks, type JobStart } from './job-run.js';
 import type { NormalizedJob } from './types.js';
 
-export { countSteps } from './job-plan.js';
 export type { EngineOptions, JobHooks, JobRun, JobStart };
 
 /** Starts running `job` (from scratch, or after the earlier results in `start`); see JobRun. */

@@ -25,10 +25,3 @@ export function planSteps(job: NormalizedJob): PlanNode[] {
   if (job.finalStep !== null) nodes.push({ kind: 'single', step: plan(job.finalStep, 'final step') });
   return nodes;
 }
-
-/** Counts the steps a job can run: parallel members one by one, and its finalStep. */
-export function countSteps(job: NormalizedJob): number {
-  let count = job.finalStep === null ? 0 : 1;
-  for (const node of job.steps) count += node.kind === 'step' ? 1 : node.members.length;
-  return count;
-}

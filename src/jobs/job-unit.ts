@@ -32,9 +32,9 @@ import type { Launch } from './launch.js';
 import { quotaPerSecUsec, type EffectiveLimits } from './limits.js';
 
 /** The parent slice of every job's slice. */
-export const JOBS_SLICE = 'cloudjobs-jobs.slice';
+const JOBS_SLICE = 'cloudjobs-jobs.slice';
 /** oom_score_adj of job processes: the kernel's OOM killer picks them before anything at 0 or below. */
-export const JOB_OOM_SCORE_ADJ = 500;
+const JOB_OOM_SCORE_ADJ = 500;
 
 /** Paths of the tools the mechanism runs. */
 export interface LimitTools {

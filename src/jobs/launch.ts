@@ -89,7 +89,7 @@ export function planLaunch(
 }
 
 /** Finds util-linux setpriv, which drops to a user with initgroups and no capabilities. */
-export async function findSetpriv(): Promise<string | null> {
+async function findSetpriv(): Promise<string | null> {
   for (const candidate of SETPRIV_CANDIDATES) {
     if (await isExecutableFile(candidate)) return candidate;
   }

@@ -26,9 +26,9 @@ export interface EffectiveLimits extends JobLimits {
 export type LimitRequest = JobLimits;
 
 /** The smallest memory limit a job may ask for: below it nothing (not even a shell) starts. */
-export const MIN_MEMORY_MAX = 4 * 1024 * 1024;
+const MIN_MEMORY_MAX = 4 * 1024 * 1024;
 /** The largest tasks_max systemd and the kernel accept (pid_max's ceiling). */
-export const MAX_TASKS = 4_194_304;
+const MAX_TASKS = 4_194_304;
 
 const FIELDS = { memoryMax: 'memory_max', tasksMax: 'tasks_max', cpuQuota: 'cpu_quota' } as const;
 const MAX_TEXT = 32;

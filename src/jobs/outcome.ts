@@ -20,7 +20,7 @@ export interface FinishedStep {
 export interface OutcomeInput {
   /** Ended steps in the order they ended. */
   finished: readonly FinishedStep[];
-  /** Steps the job can run (countSteps). */
+  /** Steps the job can run (parallel members one by one, and finalStep). */
   total: number;
   /** Why the job was stopped, or null when it was not. */
   stop: JobStop | null;

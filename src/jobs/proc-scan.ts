@@ -12,7 +12,7 @@ export interface ProcessEntry {
 }
 
 /** Lists live processes (zombies and unreadable entries are skipped). */
-export async function listProcesses(procRoot = '/proc'): Promise<ProcessEntry[]> {
+async function listProcesses(procRoot = '/proc'): Promise<ProcessEntry[]> {
   const pids = (await readdir(procRoot)).filter((name) => /^\d+$/.test(name));
   const entries = await Promise.all(
     pids.map(async (name): Promise<ProcessEntry | null> => {

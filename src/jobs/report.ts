@@ -68,7 +68,7 @@ export function describeStepOutcome(label: string, result: StepResult): string {
 }
 
 /** The per-step object under status_details.steps. */
-export function describeStepDetails(result: StepResult): Record<string, unknown> {
+function describeStepDetails(result: StepResult): Record<string, unknown> {
   return {
     name: result.name,
     ...(result.handler === null ? { argv: result.argv } : { handler: result.handler, args: result.argv.slice(1) }),

@@ -22,6 +22,7 @@ import { isExecutableFile } from './executable.js';
 import { createGroupTarget, runKillLadder } from './kill-ladder.js';
 import { planLaunch, type AgentPrivileges, type Launch } from './launch.js';
 import { createOutputBuffer, type CapturedText, type OutputBuffer } from './output-buffer.js';
+import { createStepResult, outputFields, type StepIdentity } from './step-result.js';
 import { REBOOT_EXIT_CODE, type StepResult, type StepSpec } from './types.js';
 import type { UserInfo } from './users.js';
 
@@ -208,27 +209,17 @@ export function startStep(spec: StepSpec, context: StepContext): StepRun {
 
 /** A StepResult for a step that failed before it could start (e.g. its user does not exist). */
 export function createUnstartedResult(spec: StepSpec, reason: string, clock: Pick<Clock, 'now'>): StepResult {
+  return createStepResult(stepIdentity(spec, clock.now()), { failed: true, ignored: spec.ignoreStepFailure, failureReason: reason });
+}
+
+/** What names `spec` in its result, started at `startedAtMs` (wall clock). */
+export function stepIdentity(spec: StepSpec, startedAtMs: number): StepIdentity {
   return {
     name: spec.name,
     argv: describeCommand(spec),
     handler: spec.action.type === 'runHandler' ? spec.action.handlerPath : null,
     user: spec.user,
-    exitCode: null,
-    signal: null,
-    timedOut: false,
-    canceled: false,
-    durationMs: 0,
-    stdout: '',
-    stderr: '',
-    stdoutBytes: 0,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: true,
-    ignored: spec.ignoreStepFailure,
-    failureReason: reason,
-    startedAt: new Date(clock.now()).toISOString(),
+    startedAt: new Date(startedAtMs).toISOString(),
   };
 }
 
@@ -348,27 +339,16 @@ function buildResult(
   const rebootRequested = !failed && exitCode === REBOOT_EXIT_CODE;
   const stdoutText = outcome.kind === 'exited' ? out : NO_OUTPUT;
   const stderrText = outcome.kind === 'exited' ? err : NO_OUTPUT;
-  return {
-    name: spec.name,
-    argv: describeCommand(spec),
-    handler: spec.action.type === 'runHandler' ? spec.action.handlerPath : null,
-    user: spec.user,
+  return createStepResult(stepIdentity(spec, started.wallMs), {
     exitCode,
     signal,
     timedOut: stopKind === 'job-timeout' || stopKind === 'step-timeout',
     canceled: stopKind === 'cancel' || stopKind === 'shutdown',
     durationMs: Math.max(0, context.clock.monotonic() - started.mono),
-    stdout: stdoutText.text,
-    stderr: stderrText.text,
-    stdoutBytes: stdoutText.bytes,
-    stderrBytes: stderrText.bytes,
-    stdoutTruncated: stdoutText.truncated,
-    stderrTruncated: stderrText.truncated,
-    stderrLines: stderrText.lines,
+    ...outputFields(stdoutText, stderrText),
     failed,
     ignored: failed && spec.ignoreStepFailure,
     failureReason,
-    startedAt: new Date(started.wallMs).toISOString(),
     ...(rebootRequested ? { rebootRequested: true as const } : {}),
-  };
+  });
 }

@@ -3,7 +3,8 @@
 import type { StatusReport } from '../contract/types.js';
 import type { CapturedText } from './output-buffer.js';
 import { composeReport } from './report.js';
-import { createUnstartedResult } from './run-step.js';
+import { stepIdentity } from './run-step.js';
+import { createStepResult, outputFields } from './step-result.js';
 import type { StepResult, StepSpec } from './types.js';
 
 /** A step still running, with what it wrote so far. */
@@ -75,20 +76,7 @@ export function composeRebootingReport(input: RebootingInput): StatusReport {
 // A running step as a result that has not failed: its output so far and its age.
 function describeRunning(entry: ActiveStep, now: number): StepResult {
   const { stdout, stderr } = entry.output;
-  return {
-    ...createUnstartedResult(entry.spec, '', { now: () => now }),
-    failed: false,
-    ignored: false,
-    failureReason: null,
-    durationMs: now - entry.startedAtMs,
-    stdout: stdout.text,
-    stderr: stderr.text,
-    stdoutBytes: stdout.bytes,
-    stderrBytes: stderr.bytes,
-    stdoutTruncated: stdout.truncated,
-    stderrTruncated: stderr.truncated,
-    stderrLines: stderr.lines,
-  };
+  return createStepResult(stepIdentity(entry.spec, now), { durationMs: now - entry.startedAtMs, ...outputFields(stdout, stderr) });
 }
 
 function describeLabel(label: string, name: string): string {

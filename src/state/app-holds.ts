@@ -14,11 +14,11 @@ import { describeIoError, isErrnoCode } from './atomic-file.js';
 import { lockKey, splitDevice } from './proc-locks.js';
 
 /** Directory entries looked at, at most (the rest is counted as ignored). */
-export const MAX_HOLD_FILES = 64;
+const MAX_HOLD_FILES = 64;
 /** Bytes of a hold file read for its reason. */
-export const MAX_REASON_BYTES = 512;
+const MAX_REASON_BYTES = 512;
 /** Characters of a holder's name kept. */
-export const MAX_HOLDER_NAME_CHARS = 64;
+const MAX_HOLDER_NAME_CHARS = 64;
 const MAX_REASON_CHARS = 200;
 
 /** One live application hold. Name and reason are as written: escape them before showing. */

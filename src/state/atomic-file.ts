@@ -150,7 +150,7 @@ export async function removeStaleTempFiles(dir: string): Promise<string[]> {
 }
 
 /** Returns whether `name` is a temp file made by writeFileAtomic. */
-export function isTempFileName(name: string): boolean {
+function isTempFileName(name: string): boolean {
   return name.startsWith('.') && name.includes(TEMP_MARK);
 }
 

@@ -231,7 +231,7 @@ function summarize(entry: HistoryEntry, bytes: number): HistorySummary {
 }
 
 /** Validates a history file's content. */
-export function validateHistoryEntry(value: unknown): HistoryEntry {
+function validateHistoryEntry(value: unknown): HistoryEntry {
   const r = expectRecord(value, 'history entry');
   expectVersion(r, HISTORY_VERSION);
   return {

@@ -327,7 +327,7 @@ function withStepEnded(entry: JournalEntry, index: number, result: StepResult): 
 }
 
 /** Validates a journal file's content. */
-export function validateJournalEntry(value: unknown): JournalEntry {
+function validateJournalEntry(value: unknown): JournalEntry {
   const r = expectRecord(value, 'journal entry');
   expectVersion(r, JOURNAL_VERSION);
   const jobId = expectNonEmptyString(r, 'jobId');

@@ -358,7 +358,7 @@ function toInfo(stored: StoredOutboxEntry, bytes: number): OutboxEntryInfo {
 }
 
 /** Validates an outbox file's content. */
-export function validateOutboxEntry(value: unknown): StoredOutboxEntry {
+function validateOutboxEntry(value: unknown): StoredOutboxEntry {
   const r = expectRecord(value, 'outbox entry');
   expectVersion(r, OUTBOX_VERSION);
   const report = validateStatusReport(r.report);

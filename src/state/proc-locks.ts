@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { describeIoError } from './atomic-file.js';
 
 /** Read at most this much of /proc/locks (a busy system has a few hundred lines). */
-export const MAX_PROC_LOCKS_BYTES = 1024 * 1024;
+const MAX_PROC_LOCKS_BYTES = 1024 * 1024;
 const READ_CHUNK_BYTES = 16 * 1024;
 
 // "12: FLOCK  ADVISORY  WRITE 4711 00:1a:1234 0 EOF" (device major:minor in hex, inode in decimal)

@@ -8,7 +8,7 @@ import { classifyLocalFault, StateIoError, type LocalFault } from '../errors/err
 import { describeIoError, writeFileAtomic } from './atomic-file.js';
 
 /** Below this much free space the state directory counts as full: a journal entry or final report may not fit. */
-export const MIN_FREE_BYTES = 512 * 1024;
+const MIN_FREE_BYTES = 512 * 1024;
 
 /** What checkStateDir needs. */
 export interface StateDirCheck {

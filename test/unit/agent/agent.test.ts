@@ -11,16 +11,14 @@ import type { AgentStatus } from '../../../src/agent/status.js';
 import type { StopCause } from '../../../src/agent/stop-cause.js';
 import { createStopCauseReader } from '../../../src/cli/stop-cause-reader.js';
 import { createManualClock, createSystemClock } from '../../../src/clock/clock.js';
-import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';
-import type { CloudClient, PollAnswer, StatusOutcome } from '../../../src/cloud/client.js';
+import { createPollScheduler } from '../../../src/cloud/backoff.js';
+import type { PollAnswer } from '../../../src/cloud/client.js';
 import { CloudError } from '../../../src/cloud/cloud-error.js';
-import type { JobOffer, StatusReport } from '../../../src/contract/types.js';
-import { lookupUser } from '../../../src/jobs/users.js';
 import { createNullLog } from '../../../src/log/log.js';
 import { openHistory } from '../../../src/state/history.js';
 import { openJournal } from '../../../src/state/journal.js';
-import { openOutbox } from '../../../src/state/outbox.js';
 import type { SelfUpdateOutcome } from '../../../src/state/self-update-outcome.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 import { waitFor } from '../../cloud/wait-for.js';
 import {
   buildAgent,
@@ -826,7 +824,7 @@ describe('createInterruptedReport', () => {
     const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null, reboots: 0, rebooting: null };
     const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v');
     expect(between.reason).toBe('interrupted: the agent stopped before the first step started; the job was not resumed');
-    const result = { name: 'a', argv: ['true'], handler: null, user: 'nobody', exitCode: 0, signal: null, timedOut: false, canceled: false, durationMs: 5, stdout: 'x\n', stderr: '', stdoutBytes: 2, stderrBytes: 0, stdoutTruncated: false, stderrTruncated: false, stderrLines: 0, failed: false, ignored: false, failureReason: null, startedAt: new Date(0).toISOString() };
+    const result = createStepResult({ name: 'a', argv: ['true'], handler: null, user: 'nobody', startedAt: new Date(0).toISOString() }, { exitCode: 0, durationMs: 5, stdout: 'x\n', stdoutBytes: 2 });
     const after = createInterruptedReport({ ...base, steps: [{ index: 0, result }], running: [] }, 'v');
     expect(after.reason).toBe('interrupted: the agent stopped after 1 of 3 steps had finished; the job was not resumed');
     expect(after).toMatchObject({ status: 'FAILED', executed_steps: 1, stdout: '=== Step: a ===\nx\n', failed_step: null });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cutStepResult, decideStopCause, type PlannedRun, type StopEvidence } from '../../../src/agent/stop-cause.js';
-import type { StepResult } from '../../../src/jobs/types.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 const UNIT = 'cloudjobs.service';
 const restartJob = { id: 812, type: 'restart' };
@@ -60,28 +60,10 @@ describe('decideStopCause: root is believed, processes are not', () => {
 });
 
 describe('cutStepResult', () => {
-  const killed: StepResult = {
-    name: 'Restart',
-    argv: ['systemctl', 'restart', 'cloudjobs'],
-    handler: null,
-    user: 'root',
-    exitCode: null,
-    signal: 'SIGTERM',
-    timedOut: false,
-    canceled: false,
-    durationMs: 2500,
-    stdout: 'waiting',
-    stderr: '',
-    stdoutBytes: 7,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: true,
-    ignored: false,
-    failureReason: 'was killed by SIGTERM',
-    startedAt: '2026-12-01T10:00:00.000Z',
-  };
+  const killed = createStepResult(
+    { name: 'Restart', argv: ['systemctl', 'restart', 'cloudjobs'], handler: null, user: 'root', startedAt: '2026-12-01T10:00:00.000Z' },
+    { signal: 'SIGTERM', durationMs: 2500, stdout: 'waiting', stdoutBytes: 7, failed: true, failureReason: 'was killed by SIGTERM' },
+  );
 
   it('keeps the real end (no exit code, the signal) and says it was cut and why; it does not fail the job', () => {
     const cause = { kind: 'restart-command' as const, evidence: 'systemd job 812 (restart cloudjobs.service)', command: 'systemctl restart cloudjobs', stepIndex: 1 };

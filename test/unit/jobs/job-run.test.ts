@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { JobRun } from '../../../src/jobs/job-run.js';
 import type { StepResult } from '../../../src/jobs/types.js';
 import { makeJob, makeOptions, scriptStep } from './engine-helpers.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 const cleanups: string[] = [];
 afterEach(async () => {
@@ -16,29 +17,10 @@ async function options() {
 }
 
 function earlier(name: string, extra: Partial<StepResult> = {}): StepResult {
-  return {
-    name,
-    argv: ['/bin/echo', name],
-    handler: null,
-    user: 'cloudjobs',
-    exitCode: 0,
-    signal: null,
-    timedOut: false,
-    canceled: false,
-    durationMs: 7,
-    stdout: `${name} ran before\n`,
-    stderr: '',
-    stdoutBytes: 12,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: false,
-    ignored: false,
-    failureReason: null,
-    startedAt: '2025-01-01T00:00:00.000Z',
-    ...extra,
-  };
+  return createStepResult(
+    { name, argv: ['/bin/echo', name], handler: null, user: 'cloudjobs', startedAt: '2025-01-01T00:00:00.000Z' },
+    { exitCode: 0, durationMs: 7, stdout: `${name} ran before\n`, stdoutBytes: 12, ...extra },
+  );
 }
 
 describe('JobRun started after earlier steps', () => {

@@ -1,31 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { decideOutcome, findDecisive, type FinishedStep } from '../../../src/jobs/outcome.js';
 import type { StepResult } from '../../../src/jobs/types.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 function result(name: string, extra: Partial<StepResult> = {}): StepResult {
-  return {
-    name,
-    argv: ['/bin/true'],
-    handler: null,
-    user: 'cloudjobs',
-    exitCode: 0,
-    signal: null,
-    timedOut: false,
-    canceled: false,
-    durationMs: 5,
-    stdout: '',
-    stderr: '',
-    stdoutBytes: 0,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: false,
-    ignored: false,
-    failureReason: null,
-    startedAt: '2025-01-01T00:00:00.000Z',
-    ...extra,
-  };
+  return createStepResult(
+    { name, argv: ['/bin/true'], handler: null, user: 'cloudjobs', startedAt: '2025-01-01T00:00:00.000Z' },
+    { exitCode: 0, durationMs: 5, ...extra },
+  );
 }
 
 const failed = (name: string, extra: Partial<StepResult> = {}) =>

@@ -1,31 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { composeReport, createRejectedReport, describeStepOutcome, truncateChars } from '../../../src/jobs/report.js';
 import type { StepResult } from '../../../src/jobs/types.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 function result(name: string, extra: Partial<StepResult> = {}): StepResult {
-  return {
-    name,
-    argv: ['/bin/echo', name],
-    handler: null,
-    user: 'cloudjobs',
-    exitCode: 0,
-    signal: null,
-    timedOut: false,
-    canceled: false,
-    durationMs: 12,
-    stdout: `${name} out\n`,
-    stderr: '',
-    stdoutBytes: name.length + 5,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: false,
-    ignored: false,
-    failureReason: null,
-    startedAt: '2025-01-01T00:00:00.000Z',
-    ...extra,
-  };
+  return createStepResult(
+    { name, argv: ['/bin/echo', name], handler: null, user: 'cloudjobs', startedAt: '2025-01-01T00:00:00.000Z' },
+    { exitCode: 0, durationMs: 12, stdout: `${name} out\n`, stdoutBytes: name.length + 5, ...extra },
+  );
 }
 
 describe('composeReport', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { composeSnapshot } from '../../../src/jobs/snapshot.js';
-import type { StepResult, StepSpec } from '../../../src/jobs/types.js';
+import type { StepSpec } from '../../../src/jobs/types.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 const spec = (name: string): StepSpec => ({
   name,
@@ -11,28 +12,10 @@ const spec = (name: string): StepSpec => ({
   timeoutMs: null,
 });
 
-const ended: StepResult = {
-  name: 'First',
-  argv: ['/bin/echo', 'hi'],
-  handler: null,
-  user: 'cloudjobs',
-  exitCode: 0,
-  signal: null,
-  timedOut: false,
-  canceled: false,
-  durationMs: 40,
-  stdout: 'hi\n',
-  stderr: '',
-  stdoutBytes: 3,
-  stderrBytes: 0,
-  stdoutTruncated: false,
-  stderrTruncated: false,
-  stderrLines: 0,
-  failed: false,
-  ignored: false,
-  failureReason: null,
-  startedAt: '2025-01-01T00:00:00.000Z',
-};
+const ended = createStepResult(
+  { name: 'First', argv: ['/bin/echo', 'hi'], handler: null, user: 'cloudjobs', startedAt: '2025-01-01T00:00:00.000Z' },
+  { exitCode: 0, durationMs: 40, stdout: 'hi\n', stdoutBytes: 3 },
+);
 
 const text = (t: string, lines = 0) => ({ text: t, bytes: Buffer.byteLength(t), truncated: false, lines });
 

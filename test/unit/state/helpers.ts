@@ -7,6 +7,7 @@ import { afterEach } from 'vitest';
 import type { JobOffer, StatusReport } from '../../../src/contract/types.js';
 import type { StepResult } from '../../../src/jobs/types.js';
 import type { Log, LogFields } from '../../../src/log/log.js';
+import { createStepResult } from '../../../src/jobs/step-result.js';
 
 /** One recorded log call. */
 export interface LogRecord {
@@ -88,28 +89,17 @@ export function makeOffer(jobId: string, jobName = 'Restart Redis'): JobOffer {
 
 /** A step result. */
 export function makeStepResult(name: string, exitCode = 0): StepResult {
-  return {
-    name,
-    argv: ['df', '-h'],
-    handler: null,
-    user: 'cloudjobs-run',
-    exitCode,
-    signal: null,
-    timedOut: false,
-    canceled: false,
-    durationMs: 12,
-    stdout: 'Filesystem Size\n',
-    stderr: '',
-    stdoutBytes: 16,
-    stderrBytes: 0,
-    stdoutTruncated: false,
-    stderrTruncated: false,
-    stderrLines: 0,
-    failed: exitCode !== 0,
-    ignored: false,
-    failureReason: exitCode === 0 ? null : `exited with code ${exitCode}`,
-    startedAt: '2026-11-28T10:00:01.000Z',
-  };
+  return createStepResult(
+    { name, argv: ['df', '-h'], handler: null, user: 'cloudjobs-run', startedAt: '2026-11-28T10:00:01.000Z' },
+    {
+      exitCode,
+      durationMs: 12,
+      stdout: 'Filesystem Size\n',
+      stdoutBytes: 16,
+      failed: exitCode !== 0,
+      failureReason: exitCode === 0 ? null : `exited with code ${exitCode}`,
+    },
+  );
 }
 
 /** Ids a server could send that must not escape or break a state directory. */
