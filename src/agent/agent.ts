@@ -445,8 +445,11 @@ export class Agent {
       this.status.setState(state, { nextPollAt: clock.now() + delay });
       try {
         // a push wake-up cuts an idle wait short, never a failure backoff (Retry-After, the herd rule)
-        if (state === 'idle') await this.wakes.sleep(delay, signal);
-        else if (delay > 0) await clock.sleep(delay, signal);
+        if (state === 'idle') {
+          if ((await this.wakes.sleep(delay, signal)) === 'wake') log.debug('a push wake-up ended the wait; polling now');
+        } else if (delay > 0) {
+          await clock.sleep(delay, signal);
+        }
       } catch (error) {
         if (error instanceof AbortedError || signal.aborted) break;
         throw error;
@@ -525,7 +528,7 @@ export class Agent {
     }
   }
 
-  // Logs a cloud problem once per change of problem (test/cloud/CONTRACT.md "Errors": auth errors once per change).
+  // Logs a cloud problem once per change of problem (test/cloud/CONTRACT.md "Authentication": auth errors once per change).
   private noteCloudProblem(failure: ReturnType<typeof asCloudFailure>, delay: number): void {
     const key = `${failure.kind}:${failure.status ?? ''}:${failure.serverMessage ?? failure.message}`;
     const fields = { cloudStatus: failure.status ?? failure.kind };

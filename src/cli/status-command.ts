@@ -52,7 +52,7 @@ export function formatStatus(s: StatusFile, now: number): string {
     `api generation: ${s.generation ?? 'not detected yet'}`,
     `identity:       ${s.identitySource ?? 'unknown'}`,
     `signatures:     ${formatSignatures(s.signatures)}`,
-    `current job:    ${s.currentJob ? `${s.currentJob.jobName} (${s.currentJob.jobId})${s.currentJob.step ? `, step ${s.currentJob.stepIndex}/${s.currentJob.stepCount}: ${s.currentJob.step}` : ''}` : 'none'}`,
+    `current job:    ${s.currentJob ? formatCurrentJob(s.currentJob) : 'none'}`,
     ...(s.currentJob?.limits ? [`job limits:     ${formatJobLimits(s.currentJob.limits)}`] : []),
     `last poll:      ${s.lastPoll ? `${ago(s.lastPoll.at)}, ${s.lastPoll.outcome}` : 'never'}`,
     `next poll:      ${s.nextPollAt ? `in ${Math.max(0, Math.round((s.nextPollAt - now) / 1000))}s` : '-'}`,
@@ -63,6 +63,13 @@ export function formatStatus(s: StatusFile, now: number): string {
     `version:        ${s.agentVersion ?? 'unknown'} (pid ${s.pid ?? '?'}), status written ${ago(s.updatedAt)}`,
   ];
   return `${lines.map(escapeText).join('\n')}\n`;
+}
+
+// "update (j1), step 2/3: apt, after 1 reboot"
+function formatCurrentJob(job: NonNullable<AgentStatus['currentJob']>): string {
+  const step = job.step ? `, step ${job.stepIndex}/${job.stepCount}: ${job.step}` : '';
+  const reboots = job.reboots ? `, after ${job.reboots} reboot${job.reboots === 1 ? '' : 's'}` : '';
+  return `${job.jobName} (${job.jobId})${step}${reboots}`;
 }
 
 /** The signature policy in one line: "required; trusted keys 0a1b2c3d4e5f6071, ..." or "not required (...); no trusted key in DIR". */

@@ -58,6 +58,7 @@ describe('push notifications over MQTT', () => {
     expect(output).not.toContain(world.password);
   });
 
+  // the poll after a job comes at once anyway: what shows the wake-up was kept is that it, not the timeout, ended the wait after the job
   it('a wake-up while a job runs is served right after it', async () => {
     const world = await push.world('devices');
     const dirs = await scope.dirs(world.cloud, world.device, { polling: SLOW });
@@ -73,6 +74,12 @@ describe('push notifications over MQTT', () => {
     const secondFirst = patches.findIndex((p) => p.jobId === second.job_id);
     expect(firstFinal).toBeGreaterThanOrEqual(0);
     expect(secondFirst).toBeGreaterThan(firstFinal);
+    const output = agent.output();
+    const ended = output.indexOf('job long ended SUCCEEDED');
+    const woken = output.indexOf('a push wake-up ended the wait; polling now', ended);
+    expect(ended).toBeGreaterThanOrEqual(0);
+    expect(woken).toBeGreaterThan(ended);
+    expect(output.indexOf('received job queued meanwhile', ended)).toBeGreaterThan(woken);
     await expectCleanStop(agent);
   });
 

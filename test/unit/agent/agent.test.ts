@@ -376,25 +376,44 @@ describe('Agent', () => {
     await running;
   });
 
-  it('backs off after poll failures and reports it in its status', async () => {
+  it('backs off after poll failures by the scheduled delay (1s step, doubling, full jitter) and reports it in its status', async () => {
     const cloud = createScriptedCloud();
-    const failing = cloud.client.nextJob;
+    const answering = cloud.client.nextJob;
     let failures = 0;
     cloud.client.nextJob = async (signal) => {
       if (failures < 2) {
         failures += 1;
         throw new CloudError('network', 'cannot reach 127.0.0.1:9 (ECONNREFUSED)');
       }
-      return failing(signal);
+      return answering(signal);
     };
-    const agent = await build(cloud);
+    const clock = createManualClock(1_000_000);
+    // random 0.5: the first failure waits half of 1s, the second half of 2s
+    const scheduler = createPollScheduler({ intervalMs: 60_000, jitter: 0, maxBackoffMs: 8000, random: () => 0.5 });
+    const agent = await build(cloud, { clock, scheduler });
     const running = agent.run();
-    await waitFor(() => cloud.polls() > 0, 20_000, 'a poll after the failures');
+    const settled = async () => {
+      for (let i = 0; i < 20; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const attempts = () => failures + cloud.polls();
+    await waitFor(() => statuses.some((s) => s.state === 'backoff'), 5000, 'the backoff after the first failure');
+    const backoff = statuses.find((s) => s.state === 'backoff')!;
+    expect(backoff.lastPoll?.outcome).toBe('network');
+    expect(backoff.nextPollAt! - backoff.lastPoll!.at).toBe(500);
+    await clock.advance(499);
+    await settled();
+    expect(attempts()).toBe(1);
+    await clock.advance(1);
+    await waitFor(() => attempts() === 2, 5000, 'the second attempt');
+    await settled();
+    expect(agent.getStatus().nextPollAt! - agent.getStatus().lastPoll!.at).toBe(1000);
+    await clock.advance(999);
+    await settled();
+    expect(attempts()).toBe(2);
+    await clock.advance(1);
+    await waitFor(() => attempts() === 3, 5000, 'the poll after the second backoff');
     agent.stop();
     await running;
-    const backoff = statuses.find((s) => s.state === 'backoff');
-    expect(backoff?.lastPoll?.outcome).toBe('network');
-    expect(failures).toBe(2);
   });
 
   describe('a job that restarts the agent (stop-cause.ts)', () => {

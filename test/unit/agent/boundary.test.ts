@@ -130,6 +130,29 @@ describe('Agent error boundary', () => {
     expect(finals(cloud.sent, 'ro')[0]!.report.status).toBe('SUCCEEDED');
   });
 
+  it('with push on and a long connected poll interval, a broken state_dir is still probed at the plain poll interval', async () => {
+    const s = await stores();
+    const cloud = createScriptedCloud();
+    const fault = { path: stateDir, errno: 'EROFS', message: `${stateDir}: EROFS: read-only file system` };
+    let probes = 0;
+    const agent = build(cloud, s, {
+      // mqtt.poll_interval_when_connected = 1h: the health allowance, not the probe cadence
+      longestPollWaitMs: 3_600_000,
+      recheckIntervalMs: 20,
+      checkState: async () => fault,
+      probeState: async () => {
+        probes += 1;
+        return fault;
+      },
+    });
+    const running = agent.run();
+    await waitFor(() => probes >= 3, 5000, 'three probes of the read-only state_dir');
+    expect(agent.describe()).toBe(`degraded: ${stateDir}: EROFS: read-only file system; taking no new job, checking again every 20ms`);
+    agent.stop();
+    await running;
+    expect(cloud.polls()).toBe(0);
+  });
+
   it('a job that cannot be journaled is not run: FAILED "not started", sent directly, in history after recovery', async () => {
     const disk = { full: true };
     const s = await stores();

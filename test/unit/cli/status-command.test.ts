@@ -22,6 +22,14 @@ describe('formatStatus', () => {
   });
 });
 
+describe('formatStatus: a resumed job', () => {
+  it('says how many reboots the current job went through', () => {
+    const job = { jobId: 'j1', jobName: 'update', step: 'apt', stepIndex: 2, stepCount: 3, startedAt: 1 };
+    expect(formatStatus({ state: 'running', currentJob: { ...job, reboots: 2 }, updatedAt: 1 }, 1)).toContain('current job:    update (j1), step 2/3: apt, after 2 reboots\n');
+    expect(formatStatus({ state: 'running', currentJob: { ...job, reboots: 0 }, updatedAt: 1 }, 1)).toContain('current job:    update (j1), step 2/3: apt\n');
+  });
+});
+
 describe('formatStatus: signatures', () => {
   it('shows whether signatures are required and which key ids are trusted', () => {
     const base = { state: 'idle' as const, updatedAt: 1 };
