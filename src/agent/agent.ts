@@ -4,15 +4,14 @@
 // progress loop of a running job (here), and the status writer (status.ts).
 // The rest lives beside it: final reports and what the disk cannot hold
 // (held-finals.ts), degraded mode (degraded.ts), the reboot and restart path
-// (job-resume.ts). Everything it touches comes in through AgentDeps.
+// (job-path.ts). Everything it touches comes in through AgentDeps.
 import type { Clock } from '../clock/clock.js';
 import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
 import type { CloudClient } from '../cloud/client.js';
 import type { RefusedOffer } from '../cloud/parse-answer.js';
 import type { PushStatus } from '../cloud/push-settings.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
-import { AbortedError, classifyLocalFault, describeError, LoopDiedError, type LocalFault } from '../errors/errors.js';
-import type { NormalizedJob } from '../jobs/types.js';
+import { AbortedError, classifyLocalFault, LoopDiedError, type LocalFault } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { isPollLoopHealthy } from '../service/health.js';
 import type { History } from '../state/history.js';
@@ -21,16 +20,16 @@ import type { Outbox } from '../state/outbox.js';
 import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
 import { createDegradedMode, type DegradedMode } from './degraded.js';
 import { createDelivery, reportLeftAtStop, type Delivery } from './delivery.js';
-import { handOverBlocker, plannedRuns } from './handover.js';
 import { createFinals, type Finals } from './held-finals.js';
 import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
 import type { JobGate } from './job-gate.js';
 import type { JobLimits } from './job-limits.js';
-import { createJobResume, markResumed, withVersions, type JobResume, type JobStep } from './job-resume.js';
+import { createJobPath, markResumed, withVersions, type JobPath, type JobStep } from './job-path.js';
 import { createLoopWatch, type LoopWatch } from './loop-watch.js';
 import type { AgentObserver, EnginePort, JobRunPort, NotifierPort, RebootPort } from './ports.js';
 import { createStatusSink, reportingOutbox, type AgentStatus, type CurrentJobStatus, type StatusSink } from './status.js';
 import { cutStepResult, type PlannedRun, type StopCause } from './stop-cause.js';
+import { createRestartHandover, type HandoverJob, type RestartHandover } from './restart-handover.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
 import { asCloudFailure, asLocalFault, formatDelay } from './words.js';
 
@@ -98,31 +97,15 @@ const EXTEND_MIN_GAP_MS = 1000;
 const DEFAULT_STOP_ALLOWANCE_MS = 60_000;
 
 /** The job being run. */
-interface Current {
-  offer: JobOffer;
-  job: NormalizedJob;
-  run: JobRunPort | null;
+interface Current extends HandoverJob {
   /** What status shows of it. */
   shown: CurrentJobStatus;
   canceled: boolean;
   gone: boolean;
-  /** Set when root restarts the agent: the job goes on in the next agent process. */
-  handover: Handover | null;
   /** While the stop cause is being decided: no next step starts before it is. */
   deciding: Promise<void> | null;
-  /** onStepStart hooks in flight: a step between its start hook and its journal record. */
-  starting: number;
-  /** Resolves superviseRun's wait once the job is journaled RESTARTING. */
-  handedOver: () => void;
   /** The first local fault seen while the job ran; its final report says so. */
   fault: string | null;
-}
-
-/** A job to hand to the next agent process once no step of it runs (handover.ts). */
-interface Handover {
-  cause: Exclude<StopCause, { kind: 'outside' }>;
-  /** Journaled: no step result or start may be recorded any more. */
-  journaled: boolean;
 }
 
 /** One poll of the cloud: how long to wait after it, and the offer (taken or refused) it brought, if any. */
@@ -165,7 +148,9 @@ export class Agent {
   private readonly degraded: DegradedMode;
   private readonly delivery: Delivery;
   private readonly finals: Finals;
-  private readonly resume: JobResume;
+  private readonly path: JobPath;
+  /** Null when no stop cause is read: every stop drains. */
+  private readonly handover: RestartHandover | null;
   private readonly reclaimer: IdleReclaimer | null;
   private readonly wakes: WakeGate;
   private current: Current | null = null;
@@ -240,20 +225,23 @@ export class Agent {
     const { journal, history, engine, reboot, observer, selfUpdate, version } = deps;
     const ackPending = () => this.delivery.ackPending();
     this.finals = createFinals({ clock, log, cloud: deps.cloud, journal, outbox: this.outbox, history, degraded: this.degraded, observer, ackPending, recheckIntervalMs: deps.recheckIntervalMs });
-    this.resume = createJobResume({
+    this.path = createJobPath({
       clock,
       log,
       journal,
       outbox: this.outbox,
       engine,
       reboot,
+      history,
       finals: this.finals,
+      degraded: this.degraded,
       status: this.status,
       version,
       selfUpdate,
       stopSignal: this.pollStop.signal,
       waitForDelivery: (ms, signal) => this.delivery.waitUntilEmpty(ms, signal),
     });
+    this.handover = deps.stopCause ? createRestartHandover({ clock, log, journal, version, stopCause: deps.stopCause }) : null;
   }
 
   /** A push notification arrived (or the channel connected): poll now, or right after the running job. */
@@ -309,7 +297,7 @@ export class Agent {
       log.info(`cloud jobs are disabled: ${this.deps.disabledReason}; the agent stays idle and takes no jobs`);
       this.status.setState('disabled');
       for (const entry of this.rebootingAtStart.splice(0)) {
-        await this.resume.finishJournaled(entry, 'FAILED', `could not resume after the reboot: cloud jobs are disabled (${this.deps.disabledReason})`);
+        await this.path.finishJournaled(entry, 'FAILED', `could not resume after the reboot: cloud jobs are disabled (${this.deps.disabledReason})`);
       }
       await waitForAbort(this.pollStop.signal);
     } else {
@@ -357,7 +345,7 @@ export class Agent {
       this.pollStop.abort();
       // exact: its own timer, not the next progress tick (which may be progress_interval away)
       this.cancelDrainTimer = clock.timer(this.deps.drainTimeoutMs, () => this.onDrainDeadline());
-      if (current && this.deps.stopCause) current.deciding = this.checkStopCause(current);
+      if (current && this.handover) current.deciding = this.handover.decide(current, () => this.current === current && this.stopRequests === 1 && !this.drainExpired);
     } else if (current?.run) {
       log.warn('stopping now: the running job is stopped', { jobId: current.offer.jobId });
       current.run.stop('shutdown');
@@ -385,24 +373,10 @@ export class Agent {
     }
   }
 
-  // A job found RUNNING was interrupted by an agent stop: reported FAILED, never run again. REBOOTING ones wait for the poll loop.
+  // The journal at start: REBOOTING jobs wait for the poll loop (recovery may run again after a fault: each is decided once).
   private async recover(): Promise<void> {
-    const { journal, engine, log } = this.deps;
-    for (const entry of journal.list()) {
-      const { offer } = entry;
-      let report = entry.final;
-      if (!report && entry.rebooting) {
-        // recovery may run again after a fault: each REBOOTING job is decided once
-        if (!this.rebootingAtStart.some((e) => e.jobId === entry.jobId)) this.rebootingAtStart.push(entry);
-        continue;
-      }
-      if (!report) {
-        report = engine.interruptedReport(entry);
-        log.warn(`job ${offer.jobName} was interrupted by an agent stop; reporting it FAILED, it is not run again`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: report.status });
-        await journal.recordFinal(offer.jobId, report);
-        await engine.removeLeftovers?.(offer.jobId);
-      }
-      await this.finals.settle(offer, Date.parse(entry.receivedAt), report);
+    for (const entry of await this.path.recover()) {
+      if (!this.rebootingAtStart.some((e) => e.jobId === entry.jobId)) this.rebootingAtStart.push(entry);
     }
   }
 
@@ -547,7 +521,7 @@ export class Agent {
   // A local fault while taking a job degrades the agent; anything else is a bug and kills the poll loop.
   private async takeOffer(offer: JobOffer): Promise<void> {
     try {
-      await this.superviseJob(await this.handleOffer(offer));
+      await this.superviseJob(await this.path.admit(offer));
     } catch (error) {
       this.degraded.enter(asLocalFault(error), `handling job ${offer.jobName}`);
     }
@@ -566,51 +540,13 @@ export class Agent {
     }
   }
 
-  // Journals and validates an offer; what comes next is running it, or nothing (its final is recorded).
-  private async handleOffer(offer: JobOffer): Promise<JobStep> {
-    const { log, history, engine, journal, clock } = this.deps;
-    const fields = { jobId: offer.jobId, jobName: offer.jobName };
-    const receivedAt = clock.now();
-    const done = history.has(offer.jobId) ? await history.get(offer.jobId) : undefined;
-    if (done) {
-      log.warn(
-        `the cloud handed out job ${offer.jobName} again, which this agent already finished (${done.report.status}); not running it again, sending its final report again`,
-        { ...fields, jobStatus: done.report.status },
-      );
-      await this.outbox.enqueue(offer.jobId, done.report);
-      return { kind: 'done' };
-    }
-    log.info(`received job ${offer.jobName}`, fields);
-    // Journal first: the cloud already marked the job IN_PROGRESS, and validation
-    // (user lookups) takes long enough that a crash inside it would strand the job.
-    try {
-      await journal.begin(offer, receivedAt);
-    } catch (error) {
-      const fault = asLocalFault(error);
-      this.degraded.enter(fault, `journaling job ${offer.jobName}`);
-      const report = engine.unstartedReport(`not started: the agent could not journal the job (${fault.message}); nothing ran`);
-      log.error(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
-      await this.finals.finish({ offer, receivedAt, report, journaled: false, delivered: false });
-      return { kind: 'done' };
-    }
-    try {
-      return { kind: 'run', offer, job: await engine.validate(offer), receivedAt };
-    } catch (error) {
-      const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
-      const report = engine.rejectedReport(problems);
-      log.warn(`job ${offer.jobName} rejected: ${report.reason}`, { ...fields, jobStatus: 'REJECTED' });
-      await this.finals.finish({ offer, receivedAt, report, journaled: true, delivered: false });
-      return { kind: 'done' };
-    }
-  }
-
-  // A job's whole path: run, reboot, wait for the boot, run on... each step says what comes next (job-resume.ts).
+  // A job's whole path: run, reboot, wait for the boot, run on... each step says what comes next (job-path.ts).
   private async superviseJob(first: JobStep): Promise<void> {
     let step = first;
     while (step.kind !== 'done') {
       if (step.kind === 'run') step = await this.runJob(step);
-      else if (step.kind === 'reboot') step = await this.resume.requestReboot(step);
-      else step = await this.resume.awaitResume(step.entry);
+      else if (step.kind === 'reboot') step = await this.path.requestReboot(step);
+      else step = await this.path.awaitResume(step.entry);
     }
   }
 
@@ -629,7 +565,7 @@ export class Agent {
           await this.startStepHook(current, index, total, name);
         } finally {
           current.starting -= 1;
-          await this.tryHandOver(current);
+          await this.handover?.tryNow(current);
         }
       },
       // the engine logs each step's start and end with its fields
@@ -638,7 +574,7 @@ export class Agent {
         const cause = current.handover?.cause;
         const recorded = cause?.kind === 'restart-command' && cause.stepIndex === index - 1 ? cutStepResult(result, cause) : result;
         await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, recorded));
-        await this.tryHandOver(current);
+        await this.handover?.tryNow(current);
       },
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
@@ -772,67 +708,6 @@ export class Agent {
     current.canceled = true;
     current.run?.stop('cancel');
     return true;
-  }
-
-  // ---- a restart while a job runs ----------------------------------------
-
-  // SIGTERM while a job runs: if root restarts the agent (stop-cause.ts), hand the job over instead of draining.
-  private async checkStopCause(current: Current): Promise<void> {
-    const { log, journal } = this.deps;
-    const stopCause = this.deps.stopCause as NonNullable<AgentDeps['stopCause']>;
-    const fields = { jobId: current.offer.jobId, jobName: current.offer.jobName };
-    const entry = journal.get(current.offer.jobId);
-    let cause: StopCause;
-    try {
-      cause = await stopCause(entry ? plannedRuns(current.job, entry) : []);
-    } catch (error) {
-      log.warn(`could not tell whether root restarts the agent (${describeError(error)}); job ${current.offer.jobName} drains`, fields);
-      return;
-    }
-    if (cause.kind === 'outside') log.info(`job ${current.offer.jobName} drains: ${cause.evidence}`, fields);
-    if (cause.kind === 'outside' || this.current !== current || current.run === null || this.stopRequests > 1 || this.drainExpired) return;
-    current.handover = { cause, journaled: false };
-    if (cause.kind === 'restart-command') {
-      log.info(`job ${current.offer.jobName} restarts the agent (${cause.command}; ${cause.evidence}): the step is cut and the job goes on in the next agent process`, fields);
-      current.run.stop('shutdown');
-    } else {
-      log.info(`the agent restarts (${cause.evidence}): job ${current.offer.jobName} starts no further step and goes on in the next agent process once its running steps end`, fields);
-    }
-    await this.tryHandOver(current);
-  }
-
-  // Journals the job RESTARTING once none of its steps runs or starts (handover.ts), and ends superviseRun's wait.
-  private async tryHandOver(current: Current): Promise<void> {
-    const handover = current.handover;
-    if (handover === null || handover.journaled) return;
-    const { journal, clock, log } = this.deps;
-    const { offer } = current;
-    const entry = journal.get(offer.jobId);
-    if (!entry) return;
-    const blocker = handOverBlocker(entry, current.starting);
-    if (blocker !== null) {
-      if ('never' in blocker) {
-        log.info(`job ${offer.jobName} is not handed over (${blocker.never}): it ends in this agent process`, { jobId: offer.jobId });
-        current.handover = null;
-      }
-      return;
-    }
-    handover.journaled = true;
-    try {
-      const last = entry.steps[entry.steps.length - 1];
-      await journal.recordReboot(offer.jobId, {
-        kind: 'restart',
-        agentVersion: this.deps.version,
-        requestedAt: new Date(clock.now()).toISOString(),
-        bootId: null,
-        marker: 'restart',
-        resumeAt: entry.steps.length,
-        stepLabel: last ? `step ${last.index + 1} ("${last.result.name.slice(0, 200)}")` : 'the job',
-      });
-    } catch (error) {
-      log.error(`could not journal job ${offer.jobName} as RESTARTING (${describeError(error)}); it is reported interrupted at the next start`, { jobId: offer.jobId });
-    }
-    current.handedOver();
   }
 
   // ---- faults and stopping -----------------------------------------------

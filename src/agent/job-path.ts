@@ -1,10 +1,13 @@
-// The path of a job across a reboot or an agent restart it caused, as steps
-// that each return what comes next; the agent's job loop acts on the answer
-// (agent.ts superviseJob), so no step calls the next.
+// The path of a job, from the offer (or the journal at start) across the
+// reboots and agent restarts it causes, as steps that each return what comes
+// next; the agent's job loop acts on the answer (agent.ts superviseJob), so no
+// step calls the next.
 //
-//   { kind: 'reboot' }  a step asked for a reboot   -> requestReboot  -> 'await' | 'done'
-//   { kind: 'await' }   a job journaled REBOOTING    -> awaitResume    -> 'run' | 'done'
+//   an offer                                         -> admit          -> 'run' | 'done'
+//   the journal at start                             -> recover        -> REBOOTING entries ('await')
 //   { kind: 'run' }     a validated job to run (on)  -> the agent runs it -> 'reboot' | 'done'
+//   { kind: 'reboot' }  a step asked for a reboot    -> requestReboot  -> 'await' | 'done'
+//   { kind: 'await' }   a job journaled REBOOTING    -> awaitResume    -> 'run' | 'done'
 //
 // INVARIANTS
 // - A job that asks for a reboot is journaled REBOOTING (durably, with the
@@ -22,11 +25,13 @@ import type { BootIdentity } from '../state/boot-identity.js';
 import type { Journal, JournalEntry, RebootingRecord } from '../state/journal.js';
 import type { Outbox } from '../state/outbox.js';
 import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
+import type { History } from '../state/history.js';
+import type { DegradedMode } from './degraded.js';
 import type { Finals } from './held-finals.js';
 import type { EnginePort, RebootPort, RebootRequest } from './ports.js';
 import { decideAfterReboot, decideAfterRestart, decideRebootRequest, decideRebootUser } from './reboot-decision.js';
 import type { StatusSink } from './status.js';
-import { formatDelay } from './words.js';
+import { asLocalFault, formatDelay } from './words.js';
 
 /** What ran before a reboot or an agent restart, for the run after it. */
 export interface Resume {
@@ -46,14 +51,16 @@ export type JobStep =
   | { kind: 'done' };
 
 /** What the path needs. */
-export interface JobResumeOptions {
+export interface JobPathOptions {
   clock: Clock;
   log: Log;
   journal: Journal;
   outbox: Outbox;
   engine: EnginePort;
   reboot: RebootPort;
-  finals: Pick<Finals, 'finish'>;
+  history: History;
+  finals: Pick<Finals, 'finish' | 'settle'>;
+  degraded: Pick<DegradedMode, 'enter'>;
   status: Pick<StatusSink, 'setState' | 'update'>;
   version: string;
   /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
@@ -72,8 +79,12 @@ const REBOOT_REPORT_WAIT_MS = 10_000;
 // How often the agent looks for the self-update verdict.
 const SELF_UPDATE_POLL_MS = 500;
 
-/** The reboot and restart steps of a job. */
-export interface JobResume {
+/** The steps of a job's path. */
+export interface JobPath {
+  /** An offer: journal and validate it ('run'), or end it here ('done': a re-offer of a finished job, a job that cannot be journaled, a REJECTED one). */
+  admit(offer: JobOffer): Promise<JobStep>;
+  /** The journal at start: finished and interrupted jobs are settled (FAILED, never run again); returns the REBOOTING and RESTARTING ones. */
+  recover(): Promise<JournalEntry[]>;
   /** A step asked for a reboot: journal REBOOTING, say so to the cloud, reboot. */
   requestReboot(step: Extract<JobStep, { kind: 'reboot' }>): Promise<JobStep>;
   /** Decides a REBOOTING or RESTARTING job: resume it in a new boot (or agent), wait, or end it. */
@@ -82,8 +93,8 @@ export interface JobResume {
   finishJournaled(entry: JournalEntry, status: 'FAILED' | 'TIMED_OUT', reason: string, details?: Record<string, unknown>): Promise<JobStep>;
 }
 
-/** Creates the reboot and restart path. */
-export function createJobResume(options: JobResumeOptions): JobResume {
+/** Creates the path. */
+export function createJobPath(options: JobPathOptions): JobPath {
   const { clock, log, journal, engine, reboot, status } = options;
   const signal = options.stopSignal;
   const done: JobStep = { kind: 'done' };
@@ -191,6 +202,61 @@ export function createJobResume(options: JobResumeOptions): JobResume {
 
   return {
     finishJournaled,
+    async admit(offer) {
+      const { history, finals } = options;
+      const fields = { jobId: offer.jobId, jobName: offer.jobName };
+      const receivedAt = clock.now();
+      const earlier = history.has(offer.jobId) ? await history.get(offer.jobId) : undefined;
+      if (earlier) {
+        log.warn(
+          `the cloud handed out job ${offer.jobName} again, which this agent already finished (${earlier.report.status}); not running it again, sending its final report again`,
+          { ...fields, jobStatus: earlier.report.status },
+        );
+        await options.outbox.enqueue(offer.jobId, earlier.report);
+        return done;
+      }
+      log.info(`received job ${offer.jobName}`, fields);
+      // Journal first: the cloud already marked the job IN_PROGRESS, and validation
+      // (user lookups) takes long enough that a crash inside it would strand the job.
+      try {
+        await journal.begin(offer, receivedAt);
+      } catch (error) {
+        const fault = asLocalFault(error);
+        options.degraded.enter(fault, `journaling job ${offer.jobName}`);
+        const report = engine.unstartedReport(`not started: the agent could not journal the job (${fault.message}); nothing ran`);
+        log.error(`job ${offer.jobName} ended ${report.status}: ${report.reason}`, { ...fields, jobStatus: report.status });
+        await finals.finish({ offer, receivedAt, report, journaled: false, delivered: false });
+        return done;
+      }
+      try {
+        return { kind: 'run', offer, job: await engine.validate(offer), receivedAt };
+      } catch (error) {
+        const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
+        const report = engine.rejectedReport(problems);
+        log.warn(`job ${offer.jobName} rejected: ${report.reason}`, { ...fields, jobStatus: 'REJECTED' });
+        await finals.finish({ offer, receivedAt, report, journaled: true, delivered: false });
+        return done;
+      }
+    },
+    async recover() {
+      const waiting: JournalEntry[] = [];
+      for (const entry of journal.list()) {
+        const { offer } = entry;
+        let report = entry.final;
+        if (!report && entry.rebooting) {
+          waiting.push(entry);
+          continue;
+        }
+        if (!report) {
+          report = engine.interruptedReport(entry);
+          log.warn(`job ${offer.jobName} was interrupted by an agent stop; reporting it FAILED, it is not run again`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: report.status });
+          await journal.recordFinal(offer.jobId, report);
+          await engine.removeLeftovers?.(offer.jobId);
+        }
+        await options.finals.settle(offer, Date.parse(entry.receivedAt), report);
+      }
+      return waiting;
+    },
     async requestReboot({ offer, request, report, gone }) {
       const fields = { jobId: offer.jobId, jobName: offer.jobName };
       const entry = journalEntry(offer.jobId);
