@@ -2,90 +2,30 @@
 // the job it runs. It watches four long-lived loops (loop-watch.ts): the poll
 // loop (here; it also runs the jobs), the delivery loop (delivery.ts), the
 // progress loop of a running job (here), and the status writer (status.ts).
-// The rest lives beside it: final reports and what the disk cannot hold
-// (held-finals.ts), degraded mode (degraded.ts), the reboot and restart path
-// (job-path.ts). Everything it touches comes in through AgentDeps.
-import type { Clock } from '../clock/clock.js';
-import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
-import type { CloudClient } from '../cloud/client.js';
+// The rest lives beside it: a job's path from offer to final report across
+// reboots and restarts (job-path.ts), final reports and what the disk cannot
+// hold (held-finals.ts), degraded mode (degraded.ts), the hand-over to the next
+// agent process (restart-handover.ts). Everything it touches comes in through
+// AgentDeps (ports.ts).
 import type { RefusedOffer } from '../cloud/parse-answer.js';
 import type { PushStatus } from '../cloud/push-settings.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
 import { AbortedError, classifyLocalFault, LoopDiedError, type LocalFault } from '../errors/errors.js';
-import type { Log } from '../log/log.js';
 import { isPollLoopHealthy } from '../service/health.js';
-import type { History } from '../state/history.js';
-import type { Journal, JournalEntry } from '../state/journal.js';
+import type { JournalEntry } from '../state/journal.js';
 import type { Outbox } from '../state/outbox.js';
-import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
 import { createDegradedMode, type DegradedMode } from './degraded.js';
 import { createDelivery, reportLeftAtStop, type Delivery } from './delivery.js';
 import { createFinals, type Finals } from './held-finals.js';
 import { createIdleReclaimer, type IdleReclaimer } from './idle-reclaim.js';
-import type { JobGate } from './job-gate.js';
-import type { JobLimits } from './job-limits.js';
 import { createJobPath, markResumed, withVersions, type JobPath, type JobStep } from './job-path.js';
 import { createLoopWatch, type LoopWatch } from './loop-watch.js';
-import type { AgentObserver, EnginePort, JobRunPort, NotifierPort, RebootPort } from './ports.js';
+import type { AgentDeps, JobRunPort } from './ports.js';
 import { createStatusSink, reportingOutbox, type AgentStatus, type CurrentJobStatus, type StatusSink } from './status.js';
-import { cutStepResult, type PlannedRun, type StopCause } from './stop-cause.js';
+import { cutStepResult } from './stop-cause.js';
 import { createRestartHandover, type HandoverJob, type RestartHandover } from './restart-handover.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
-import { asCloudFailure, asLocalFault, formatDelay } from './words.js';
-
-/** Everything the agent needs. */
-export interface AgentDeps {
-  clock: Clock;
-  log: Log;
-  cloud: CloudClient;
-  scheduler: PollScheduler;
-  deliveryRetry: RetryBackoff;
-  journal: Journal;
-  outbox: Outbox;
-  history: History;
-  engine: EnginePort;
-  reboot: RebootPort;
-  notifier: NotifierPort;
-  writeStatus(status: AgentStatus): Promise<void>;
-  version: string;
-  identitySource: string;
-  pid: number;
-  /** Null when jobs run; else why the agent idles (e.g. "jobs.enabled is false"). */
-  disabledReason: string | null;
-  /** The longest idle wait between two polls (polling.interval; with push, the longer of it and mqtt.poll_interval_when_connected): the health allowance. */
-  longestPollWaitMs: number;
-  /** How often a held or degraded agent asks again: the job gate, the state_dir probe, held final reports (polling.interval). */
-  recheckIntervalMs: number;
-  /** cloud.request_timeout: how long one poll may be in flight. */
-  requestTimeoutMs: number;
-  progressIntervalMs: number;
-  drainTimeoutMs: number;
-  /** How long shutdown may spend flushing the outbox. */
-  flushTimeoutMs: number;
-  /** Why the agent stops (stop-cause.ts), from root's word only (systemd's job for the unit) and `running` as the agent planned them; absent: every stop drains. */
-  stopCause?(running: readonly PlannedRun[]): Promise<StopCause>;
-  /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
-  selfUpdate?: {
-    read(jobId: string): Promise<SelfUpdateOutcome | null>;
-    remove(jobId: string): Promise<void>;
-  };
-  /** Time systemd must allow on stop beyond the drain deadline (kill grace, flush, margin); sent as EXTEND_TIMEOUT_USEC. */
-  stopAllowanceMs?: number;
-  /** Checks state_dir without writing (checkStateDir) before each poll and step; a fault means degraded mode. */
-  checkState?(): Promise<LocalFault | null>;
-  /** Proves state_dir takes writes again (probeStateDir); asked every recheck interval while degraded. */
-  probeState?(): Promise<LocalFault | null>;
-  /** The push channel's state for status (absent: no push configured). */
-  pushStatus?: () => PushStatus;
-  /** A full garbage collection, run once the agent is quiet after a job (service/memory.ts); none when absent. */
-  reclaimMemory?: () => void;
-  /** Asked before each poll: while it holds, the cloud is not asked for a job (job-gate.ts). */
-  jobGate?: JobGate;
-  /** Told of polls and finished jobs (metrics). */
-  observer?: AgentObserver;
-  /** Shown in status. */
-  limits?: JobLimits;
-}
+import { asCloudFailure, asLocalFault, formatDelay, type CloudFailure } from './words.js';
 
 // How long after the last job or final report the memory a job left is collected.
 const RECLAIM_AFTER_MS = 1000;
@@ -503,7 +443,7 @@ export class Agent {
   }
 
   // Logs a cloud problem once per change of problem (test/cloud/CONTRACT.md "Authentication": auth errors once per change).
-  private noteCloudProblem(failure: ReturnType<typeof asCloudFailure>, delay: number): void {
+  private noteCloudProblem(failure: CloudFailure, delay: number): void {
     const key = `${failure.kind}:${failure.status ?? ''}:${failure.serverMessage ?? failure.message}`;
     const fields = { cloudStatus: failure.status ?? failure.kind };
     if (key !== this.lastCloudProblem) {

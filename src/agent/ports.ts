@@ -1,10 +1,77 @@
-// The ports the agent's modules use: the job engine, the reboot machinery,
-// systemd, and the metrics observer. Types only; the implementations live in
-// engine-adapter.ts and src/cli/run-command.ts.
+// What the agent is built from (AgentDeps) and the ports its modules use: the
+// job engine, the reboot machinery, systemd, and the metrics observer. Types
+// only; the implementations live in engine-adapter.ts and src/cli/run-command.ts.
+import type { Clock } from '../clock/clock.js';
+import type { PollScheduler, RetryBackoff } from '../cloud/backoff.js';
+import type { CloudClient } from '../cloud/client.js';
+import type { PushStatus } from '../cloud/push-settings.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
+import type { LocalFault } from '../errors/errors.js';
 import type { NormalizedJob, StepResult } from '../jobs/types.js';
+import type { Log } from '../log/log.js';
 import type { BootIdentity } from '../state/boot-identity.js';
-import type { JournalEntry } from '../state/journal.js';
+import type { History } from '../state/history.js';
+import type { Journal, JournalEntry } from '../state/journal.js';
+import type { Outbox } from '../state/outbox.js';
+import type { SelfUpdateOutcome } from '../state/self-update-outcome.js';
+import type { JobGate } from './job-gate.js';
+import type { JobLimits } from './job-limits.js';
+import type { AgentStatus } from './status.js';
+import type { PlannedRun, StopCause } from './stop-cause.js';
+
+/** Everything the agent needs. */
+export interface AgentDeps {
+  clock: Clock;
+  log: Log;
+  cloud: CloudClient;
+  scheduler: PollScheduler;
+  deliveryRetry: RetryBackoff;
+  journal: Journal;
+  outbox: Outbox;
+  history: History;
+  engine: EnginePort;
+  reboot: RebootPort;
+  notifier: NotifierPort;
+  writeStatus(status: AgentStatus): Promise<void>;
+  version: string;
+  identitySource: string;
+  pid: number;
+  /** Null when jobs run; else why the agent idles (e.g. "jobs.enabled is false"). */
+  disabledReason: string | null;
+  /** The longest idle wait between two polls (polling.interval; with push, the longer of it and mqtt.poll_interval_when_connected): the health allowance. */
+  longestPollWaitMs: number;
+  /** How often a held or degraded agent asks again: the job gate, the state_dir probe, held final reports (polling.interval). */
+  recheckIntervalMs: number;
+  /** cloud.request_timeout: how long one poll may be in flight. */
+  requestTimeoutMs: number;
+  progressIntervalMs: number;
+  drainTimeoutMs: number;
+  /** How long shutdown may spend flushing the outbox. */
+  flushTimeoutMs: number;
+  /** Why the agent stops (stop-cause.ts), from root's word only (systemd's job for the unit) and `running` as the agent planned them; absent: every stop drains. */
+  stopCause?(running: readonly PlannedRun[]): Promise<StopCause>;
+  /** The self-update handler's outcome for a job (state/self-update-outcome.ts); absent: none is looked for. */
+  selfUpdate?: {
+    read(jobId: string): Promise<SelfUpdateOutcome | null>;
+    remove(jobId: string): Promise<void>;
+  };
+  /** Time systemd must allow on stop beyond the drain deadline (kill grace, flush, margin); sent as EXTEND_TIMEOUT_USEC. */
+  stopAllowanceMs?: number;
+  /** Checks state_dir without writing (checkStateDir) before each poll and step; a fault means degraded mode. */
+  checkState?(): Promise<LocalFault | null>;
+  /** Proves state_dir takes writes again (probeStateDir); asked every recheck interval while degraded. */
+  probeState?(): Promise<LocalFault | null>;
+  /** The push channel's state for status (absent: no push configured). */
+  pushStatus?: () => PushStatus;
+  /** A full garbage collection, run once the agent is quiet after a job (service/memory.ts); none when absent. */
+  reclaimMemory?: () => void;
+  /** Asked before each poll: while it holds, the cloud is not asked for a job (job-gate.ts). */
+  jobGate?: JobGate;
+  /** Told of polls and finished jobs (metrics). */
+  observer?: AgentObserver;
+  /** Shown in status. */
+  limits?: JobLimits;
+}
 
 /** A running job. */
 export interface JobRunPort {
@@ -78,12 +145,4 @@ export interface AgentObserver {
   polled(poll: { at: number; outcome: string }): void;
   /** A job ended with a final report (once per job). */
   jobFinished(status: StatusReport['status'], durationMs: number): void;
-}
-
-/** A failure the cloud client raised, as far as the agent needs to know it. */
-export interface CloudFailure {
-  kind: string;
-  status?: number;
-  serverMessage?: string;
-  message: string;
 }

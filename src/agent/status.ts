@@ -14,7 +14,6 @@ import type { Log } from '../log/log.js';
 import type { Outbox } from '../state/outbox.js';
 import type { JobGateStatus } from './job-gate.js';
 import type { JobLimits } from './job-limits.js';
-import type { NotifierPort } from './ports.js';
 import { asLocalFault, countOf, formatDelay } from './words.js';
 
 /** The agent's state, as `cloudjobs status` shows it. */
@@ -105,7 +104,7 @@ export interface StatusSnapshot {
 
 /** The facts a module may push. */
 export type StatusFacts = Partial<Omit<AgentStatus, 'describe' | 'updatedAt' | 'outbox'>> &
-  Partial<Omit<StatusExtras, 'statusFault'>> & { outbox?: { count: number; bytes: number; oldestEnqueuedAt: number | null } };
+  Partial<Pick<StatusExtras, 'failed' | 'draining'>> & { outbox?: { count: number; bytes: number; oldestEnqueuedAt: number | null } };
 
 /** A one-line description of what the agent does, for systemd's STATUS=; a fault comes first. Pure. */
 export function describeStatus(snapshot: StatusSnapshot): string {
@@ -172,7 +171,8 @@ const STATUS_REFRESH_MS = 15_000;
 export interface StatusSinkOptions {
   clock: Clock;
   log: Log;
-  notifier: NotifierPort;
+  /** systemd's STATUS= (ports.ts NotifierPort, only the part the sink uses). */
+  notifier: { status(text: string): void };
   /** Writes the status file (under runtime_dir). */
   write(status: AgentStatus): Promise<void>;
   /** Watches the writer as a long-lived loop (loop-watch.ts): a bug in it is a loop death. */
@@ -229,7 +229,7 @@ export function createStatusSink(options: StatusSinkOptions): StatusSink {
   let writtenAt = 0;
 
   const record = (facts: StatusFacts): void => {
-    const { failed, stateProbeIntervalMs: _probe, draining, outbox, ...rest } = facts;
+    const { failed, draining, outbox, ...rest } = facts;
     Object.assign(status, rest);
     if (failed !== undefined) extras.failed = failed;
     if (draining !== undefined) extras.draining = draining;

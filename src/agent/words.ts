@@ -1,6 +1,13 @@
 // Small pieces of the agent's sentences and error handling, one copy each.
 import { classifyLocalFault, describeError, type LocalFault } from '../errors/errors.js';
-import type { CloudFailure } from './ports.js';
+
+/** A failure the cloud client raised, as far as the agent needs to know it. */
+export interface CloudFailure {
+  kind: string;
+  status?: number;
+  serverMessage?: string;
+  message: string;
+}
 
 /** A wait as a person reads it: "250ms", "30s", "60m". */
 export function formatDelay(ms: number): string {

@@ -1,7 +1,8 @@
 // `cloudjobs run`: builds the agent from the configuration and runs it until
 // SIGTERM/SIGINT (what systemd starts). Exit 0 after a clean drain, 78 on a
 // configuration error so systemd does not restart into the same error.
-import { Agent, type AgentDeps } from '../agent/agent.js';
+import { Agent } from '../agent/agent.js';
+import type { AgentDeps } from '../agent/ports.js';
 import { EXIT_LOOP_DIED } from '../agent/loop-watch.js';
 import { createJobGate, watchDirectory, type JobGate } from '../agent/job-gate.js';
 import { limitsFromConfig } from '../agent/job-limits.js';

@@ -3,8 +3,7 @@
 // restarts the agent (test/integration/loop-death.sh). The death is a bug in a
 // port only that loop uses, so the agent's own supervision is what is tested;
 // AgentDeps carries no hook for it.
-import type { AgentDeps } from '../agent/agent.js';
-import type { LoopName } from '../agent/ports.js';
+import type { AgentDeps, LoopName } from '../agent/ports.js';
 import type { Clock } from '../clock/clock.js';
 
 /** Which loop dies, and when. */

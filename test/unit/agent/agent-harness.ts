@@ -3,7 +3,8 @@
 // boundary.test.ts build their agents from.
 import os from 'node:os';
 import path from 'node:path';
-import { Agent, type AgentDeps } from '../../../src/agent/agent.js';
+import { Agent } from '../../../src/agent/agent.js';
+import type { AgentDeps } from '../../../src/agent/ports.js';
 import { createEngine } from '../../../src/agent/engine-adapter.js';
 import { createSystemClock } from '../../../src/clock/clock.js';
 import { createPollScheduler, createRetryBackoff } from '../../../src/cloud/backoff.js';

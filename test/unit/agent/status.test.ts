@@ -64,7 +64,7 @@ describe('createStatusSink', () => {
     const sink = createStatusSink({
       clock,
       log: createNullLog(),
-      notifier: { ready() {}, stopping() {}, status: (text) => void told.push(text) },
+      notifier: { status: (text) => void told.push(text) },
       write: async (status) => void written.push(status),
       watch: (_signal, writing) => writing,
       initial: { agentVersion: '1.0.0', pid: 1, disabledReason: null, identitySource: 'config', limits: null, stateProbeIntervalMs: 30_000 },
