@@ -2,11 +2,11 @@
 // the job it runs. It watches four long-lived loops (loop-watch.ts): the poll
 // loop (here; it also runs the jobs), the delivery loop (delivery.ts), the
 // progress loop of a running job (here), and the status writer (status.ts).
-// The rest lives beside it: a job's path from offer to final report across
-// reboots and restarts (job-path.ts), final reports and what the disk cannot
-// hold (held-finals.ts), degraded mode (degraded.ts), the hand-over to the next
-// agent process (restart-handover.ts). Everything it touches comes in through
-// AgentDeps (ports.ts).
+// The rest lives beside it: one poll of the cloud (poll-cloud.ts), a job's
+// path from offer to final report across reboots and restarts (job-path.ts),
+// final reports and what the disk cannot hold (held-finals.ts), degraded mode
+// (degraded.ts), the hand-over to the next agent process (restart-handover.ts).
+// Everything it touches comes in through AgentDeps (ports.ts).
 import type { RefusedOffer } from '../cloud/parse-answer.js';
 import type { PushStatus } from '../cloud/push-settings.js';
 import type { JobOffer, StatusReport } from '../contract/types.js';
@@ -24,8 +24,9 @@ import type { AgentDeps, JobRunPort } from './ports.js';
 import { createStatusSink, reportingOutbox, type AgentStatus, type CurrentJobStatus, type StatusSink } from './status.js';
 import { cutStepResult } from './stop-cause.js';
 import { createRestartHandover, type HandoverJob, type RestartHandover } from './restart-handover.js';
+import { createCloudPoller, type CloudPoller, type PollOutcome } from './poll-cloud.js';
 import { createWakeGate, type WakeGate } from './wake-gate.js';
-import { asCloudFailure, asLocalFault, formatDelay, type CloudFailure } from './words.js';
+import { asLocalFault } from './words.js';
 
 // How long after the last job or final report the memory a job left is collected.
 const RECLAIM_AFTER_MS = 1000;
@@ -46,14 +47,6 @@ interface Current extends HandoverJob {
   deciding: Promise<void> | null;
   /** The first local fault seen while the job ran; its final report says so. */
   fault: string | null;
-}
-
-/** One poll of the cloud: how long to wait after it, and the offer (taken or refused) it brought, if any. */
-interface PollOutcome {
-  delay: number;
-  state: 'idle' | 'backoff';
-  offer: JobOffer | null;
-  refused: RefusedOffer | null;
 }
 
 /*
@@ -93,6 +86,7 @@ export class Agent {
   private readonly handover: RestartHandover | null;
   private readonly reclaimer: IdleReclaimer | null;
   private readonly wakes: WakeGate;
+  private readonly poller: CloudPoller;
   private current: Current | null = null;
   /** REBOOTING jobs found at start, decided before the first poll. */
   private readonly rebootingAtStart: JournalEntry[] = [];
@@ -106,7 +100,6 @@ export class Agent {
   private cancelDrainTimer: (() => void) | null = null;
   private drainExpired = false;
   private lastExtendAt: number | null = null;
-  private lastCloudProblem: string | null = null;
   private lastProgressAt: number;
   private backoffUntil: number | null = null;
 
@@ -181,6 +174,8 @@ export class Agent {
       stopSignal: this.pollStop.signal,
       waitForDelivery: (ms, signal) => this.delivery.waitUntilEmpty(ms, signal),
     });
+    const { cloud, scheduler } = deps;
+    this.poller = createCloudPoller({ clock, log, cloud, scheduler, status: this.status, observer, onPollStart: () => this.wakes.pollStarting() });
     this.handover = deps.stopCause ? createRestartHandover({ clock, log, journal, version, stopCause: deps.stopCause }) : null;
   }
 
@@ -402,58 +397,14 @@ export class Agent {
     return this.degraded.fault() !== null;
   }
 
-  // One poll: the cloud's answer, or its failure turned into a backoff. Only the cloud call is inside the try.
+  // One poll; the loop made progress (and is in a deliberate backoff after a failure) unless the stop aborted it.
   private async pollCloud(signal: AbortSignal): Promise<PollOutcome> {
-    const { clock, cloud, scheduler, log, observer } = this.deps;
-    const none: PollOutcome = { delay: 0, state: 'idle', offer: null, refused: null };
-    let outcome: PollOutcome;
-    let lastPoll: { at: number; outcome: string };
-    try {
-      this.wakes.pollStarting();
-      const answer = await cloud.nextJob(signal);
-      this.noteCloudOk();
-      this.lastProgressAt = clock.monotonic();
-      this.backoffUntil = null;
-      lastPoll = { at: clock.now(), outcome: answer.kind === 'none' ? 'no job' : 'job' };
-      this.status.update({ generation: cloud.generation(), lastPoll });
-      if (answer.kind === 'job') outcome = { ...none, offer: answer.offer };
-      else if (answer.kind === 'refused') outcome = { ...none, refused: answer };
-      else outcome = { ...none, delay: scheduler.afterIdle() };
-      if (answer.kind === 'none') log.debug(`no pending job; polling again in ${outcome.delay}ms`);
-    } catch (error) {
-      if (signal.aborted) return none;
-      const failure = asCloudFailure(error);
-      const delay = scheduler.afterFailure(failure);
-      this.lastProgressAt = clock.monotonic();
-      this.backoffUntil = clock.monotonic() + delay;
-      lastPoll = { at: clock.now(), outcome: failure.kind };
-      this.status.update({ lastPoll });
-      this.noteCloudProblem(failure, delay);
-      outcome = { ...none, delay, state: 'backoff' };
-    }
-    if (!signal.aborted) observer?.polled(lastPoll);
+    const outcome = await this.poller.poll(signal);
+    if (outcome === null) return { delay: 0, state: 'idle', offer: null, refused: null };
+    const now = this.deps.clock.monotonic();
+    this.lastProgressAt = now;
+    this.backoffUntil = outcome.state === 'backoff' ? now + outcome.delay : null;
     return outcome;
-  }
-
-  private noteCloudOk(): void {
-    if (this.lastCloudProblem !== null) {
-      this.deps.log.info('the cloud answers again', { cloudStatus: 'ok' });
-      this.lastCloudProblem = null;
-    }
-  }
-
-  // Logs a cloud problem once per change of problem (test/cloud/CONTRACT.md "Authentication": auth errors once per change).
-  private noteCloudProblem(failure: CloudFailure, delay: number): void {
-    const key = `${failure.kind}:${failure.status ?? ''}:${failure.serverMessage ?? failure.message}`;
-    const fields = { cloudStatus: failure.status ?? failure.kind };
-    if (key !== this.lastCloudProblem) {
-      this.lastCloudProblem = key;
-      // TLS (pin mismatch, unknown CA) and auth problems need a person: say them loudly
-      const loud = failure.kind === 'tls' || failure.kind === 'auth' || failure.kind === 'device-unknown';
-      this.deps.log[loud ? 'error' : 'warn'](`polling for jobs failed: ${failure.message}; retrying in ${formatDelay(delay)}`, fields);
-    } else {
-      this.deps.log.debug(`polling for jobs failed again: ${failure.message}; retrying in ${formatDelay(delay)}`, fields);
-    }
   }
 
   // ---- running a job ---------------------------------------------------
