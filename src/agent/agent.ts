@@ -139,7 +139,7 @@ export class Agent {
       onLeave: () => {
         if (this.status.state() === 'degraded') this.status.setState(deps.disabledReason ? 'disabled' : 'idle');
       },
-      pollLoopProbes: () => this.status.current().polling,
+      pollLoopProbes: () => this.status.snapshot().status.polling,
     });
     this.delivery = createDelivery({
       clock,
@@ -310,9 +310,9 @@ export class Agent {
 
   // The journal at start: REBOOTING jobs wait for the poll loop (recovery may run again after a fault: each is decided once).
   private async recover(): Promise<void> {
-    for (const entry of await this.path.recover()) {
+    await this.path.recover((entry) => {
       if (!this.rebootingAtStart.some((e) => e.jobId === entry.jobId)) this.rebootingAtStart.push(entry);
-    }
+    });
   }
 
   // ---- polling ---------------------------------------------------------

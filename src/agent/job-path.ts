@@ -4,7 +4,7 @@
 // step calls the next.
 //
 //   an offer                                         -> admit          -> 'run' | 'done'
-//   the journal at start                             -> recover        -> REBOOTING entries ('await')
+//   the journal at start                             -> recover        -> each REBOOTING entry ('await')
 //   { kind: 'run' }     a validated job to run (on)  -> the agent runs it -> 'reboot' | 'done'
 //   { kind: 'reboot' }  a step asked for a reboot    -> requestReboot  -> 'await' | 'done'
 //   { kind: 'await' }   a job journaled REBOOTING    -> awaitResume    -> 'run' | 'done'
@@ -83,8 +83,8 @@ const SELF_UPDATE_POLL_MS = 500;
 export interface JobPath {
   /** An offer: journal and validate it ('run'), or end it here ('done': a re-offer of a finished job, a job that cannot be journaled, a REJECTED one). */
   admit(offer: JobOffer): Promise<JobStep>;
-  /** The journal at start: finished and interrupted jobs are settled (FAILED, never run again); returns the REBOOTING and RESTARTING ones. */
-  recover(): Promise<JournalEntry[]>;
+  /** The journal at start: finished and interrupted jobs are settled (FAILED, never run again); REBOOTING and RESTARTING ones go to `waiting` as they are met. */
+  recover(waiting: (entry: JournalEntry) => void): Promise<void>;
   /** A step asked for a reboot: journal REBOOTING, say so to the cloud, reboot. */
   requestReboot(step: Extract<JobStep, { kind: 'reboot' }>): Promise<JobStep>;
   /** Decides a REBOOTING or RESTARTING job: resume it in a new boot (or agent), wait, or end it. */
@@ -238,13 +238,12 @@ export function createJobPath(options: JobPathOptions): JobPath {
         return done;
       }
     },
-    async recover() {
-      const waiting: JournalEntry[] = [];
+    async recover(waiting) {
       for (const entry of journal.list()) {
         const { offer } = entry;
         let report = entry.final;
         if (!report && entry.rebooting) {
-          waiting.push(entry);
+          waiting(entry);
           continue;
         }
         if (!report) {
@@ -255,7 +254,6 @@ export function createJobPath(options: JobPathOptions): JobPath {
         }
         await options.finals.settle(offer, Date.parse(entry.receivedAt), report);
       }
-      return waiting;
     },
     async requestReboot({ offer, request, report, gone }) {
       const fields = { jobId: offer.jobId, jobName: offer.jobName };
