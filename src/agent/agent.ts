@@ -676,7 +676,7 @@ export class Agent {
     }
   }
 
-  // Logs a cloud problem once per change of problem (CONTRACT.md: auth errors once per change).
+  // Logs a cloud problem once per change of problem (test/cloud/CONTRACT.md "Authentication": once per change).
   private noteCloudProblem(failure: CloudFailure, delay: number): void {
     const key = `${failure.kind}:${failure.status ?? ''}:${failure.serverMessage ?? failure.message}`;
     const fields = { cloudStatus: failure.status ?? failure.kind };

@@ -63,7 +63,7 @@ export function isFinal(status: string): boolean {
   return FINAL_STATUSES.has(status as JobStatus);
 }
 
-/** Asserts a PATCH body carries every field of CONTRACT.md with its column type. */
+/** Asserts a PATCH body carries every field of test/cloud/CONTRACT.md "Status update" with its column type. */
 export function expectCompleteReport(body: unknown): asserts body is ReportBody {
   expect(body).toBeTypeOf('object');
   const b = body as Record<string, unknown>;
