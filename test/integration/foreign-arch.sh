@@ -100,17 +100,7 @@ ADMIN_VIA=()
 doc='{"version":"1.0","includeStdOut":true,"steps":[{"name":"Hello","type":"runCommand","input":{"command":"sh,-c,echo hello from $(uname -m)"}}]}'
 JOB=$(queue_job "Hello arm" "$doc")
 printf '%s\n' "$KEY" > "$WORK/api-key"
-cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-EOF
+write_agent_ini
 
 # inside: PID 1 of private mount and PID namespaces; prints marked sections.
 # Waits for $W/stop before it stops the agent (the host watches the cloud).

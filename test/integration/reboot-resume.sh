@@ -108,24 +108,7 @@ reboot_job() {
 }
 
 write_config() { # REBOOT_COMMAND REBOOT_TIMEOUT
-  cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-[jobs]
-allowed_users = root
-reboot_command = $1
-reboot_timeout = $2
-[logging]
-level = debug
-EOF
-  ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+  ct_install_agent_ini '[jobs]' 'allowed_users = root' "reboot_command = $1" "reboot_timeout = $2" '[logging]' 'level = debug'
 }
 
 step "rootfs (a private, persistent copy) and the cloud's network namespace"
