@@ -159,18 +159,6 @@ export async function reapOrphanSteps(jobIds: readonly string[], timeoutMs = 300
   }
 }
 
-/** A seeded pseudo-random source in [0, 1) (mulberry32), so a failing run can be replayed. */
-export function createSeededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The seed from CLOUDJOBS_TEST_SEED, or a fresh one. */
 export function chooseSeed(env: NodeJS.ProcessEnv = process.env): number {
   const given = env.CLOUDJOBS_TEST_SEED;

@@ -10,10 +10,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PatchRecord, ReferenceCloud } from '../cloud/reference-cloud.js';
+import { createSeededRandom } from '../seeded-random.js';
 import {
   appendJob,
   chooseSeed,
-  createSeededRandom,
   createSharedDir,
   expectCompleteReport,
   findJobProcesses,
