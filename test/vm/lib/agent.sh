@@ -10,6 +10,9 @@
 #                       apt-get install of the .deb (or the disk another
 #                       test of the run installed it on), config installed.
 #                       The agent is installed and enabled, not started.
+#                       The config is synced to the disk (as vm_agent_config
+#                       does): a power cut must not leave it empty, which
+#                       stops the agent at start (exit 78), not a test's aim.
 #                       (VM_API_KEY: the device's key, default a random one)
 #   (VM_POLL_INTERVAL: the polling interval of that agent.ini, default 1s)
 #   vm_agent_config INI_LINE...     /etc/cloudjobs/agent.ini in the guest becomes these lines
@@ -81,13 +84,13 @@ vm_agent_setup() {
       vm_sh 'fsfreeze --unfreeze /' || fail "fsfreeze --unfreeze in the guest failed"
     fi
   fi
-  vm_sh 'install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key && install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini' \
+  vm_sh 'install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key && install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini && sync' \
     || fail "installing the config in the guest failed"
 }
 
 vm_agent_config() {
   printf '%s\n' "$@" | base64 -w0 > "$VM_WORK/agent.ini.b64"
-  vm_sh "echo $(cat "$VM_WORK/agent.ini.b64") | base64 -d > /etc/cloudjobs/agent.ini.new && chmod 0640 /etc/cloudjobs/agent.ini.new && mv /etc/cloudjobs/agent.ini.new /etc/cloudjobs/agent.ini"
+  vm_sh "echo $(cat "$VM_WORK/agent.ini.b64") | base64 -d > /etc/cloudjobs/agent.ini.new && chmod 0640 /etc/cloudjobs/agent.ini.new && mv /etc/cloudjobs/agent.ini.new /etc/cloudjobs/agent.ini && sync"
 }
 
 vm_unit() { vm_sh systemctl show -p "$1" --value cloudjobs.service; }
