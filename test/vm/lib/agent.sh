@@ -27,12 +27,14 @@
 VM_UUID=3c9e0d1a-7b2f-4e5d-9a6c-1f2e3d4c5b6a
 
 # vm_test_prepare NAME [DEB]: what every VM test does first: DEB (the given
-# file, else the newest amd64 .deb in build/), a SKIP when no VM can run here
+# file, else build/'s amd64 .deb of package.json's version: not the newest
+# file, which the self-update test, running beside, rebuilds as another
+# version), a SKIP when no VM can run here
 # (a failure under CLOUDJOBS_REQUIRE_INTEGRATION), and WORK, the test's own
 # temp dir (/tmp/cloudjobs-vm-NAME.*). The test sets its own trap.
 vm_test_prepare() {
   local name=$1 why
-  DEB=$(realpath "${2:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+  DEB=$(realpath "${2:-$VM_REPO/build/cloudjobs_$(node -p "require('$VM_REPO/package.json').version")-1_amd64.deb}" 2>/dev/null || true)
   why=$(vm_unusable)
   [ -z "$why" ] || skip "$why"
   WORK=$(mktemp -d "/tmp/cloudjobs-vm-$name.XXXXXX")
