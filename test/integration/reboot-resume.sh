@@ -114,7 +114,7 @@ write_config() { # REBOOT_COMMAND REBOOT_TIMEOUT
 step "rootfs (a private, persistent copy) and the cloud's network namespace"
 ensure_rootfs amd64
 mkdir -p "$WORK/root"
-tar -C "$WORK/root" --numeric-owner -xf "$(rootfs_tarball amd64)"
+rootfs_extract "$(rootfs_tarball amd64)" "$WORK/root"
 cp "$DEB" "$WORK/cloudjobs_amd64.deb"
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/test/cloud/main.ts" --bundle --platform=node --format=cjs \
   --log-level=warning --outfile="$WORK/reference-cloud.cjs"

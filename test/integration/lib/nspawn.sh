@@ -26,7 +26,7 @@ extracted_rootfs() {
   dir=${tar%.tar}
   if [ ! -f "$dir/.extracted" ] || [ "$dir/.extracted" -ot "$tar" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
-    tar -C "$dir" --numeric-owner -xf "$tar"
+    rootfs_extract "$tar" "$dir"
     touch "$dir/.extracted"
   fi
   echo "$dir"
