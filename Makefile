@@ -28,7 +28,7 @@ CLOUD_SOURCES := $(shell find test/cloud -name '*.ts')
 .SUFFIXES:
 MAKEFLAGS += --no-builtin-rules
 
-.PHONY: all deps apt-deps build binaries deb test unit typecheck e2e qemu-test integration vm demo bench clean
+.PHONY: all deps apt-deps build binaries deb test test-suites rootfs unit typecheck e2e qemu-test integration vm demo bench clean
 
 all: build
 
@@ -111,7 +111,26 @@ integration: apt-deps deb build/reference-cloud.cjs
 vm: apt-deps deb build/reference-cloud.cjs
 	test/vm/run.sh
 
-test: typecheck unit e2e qemu-test integration vm
+# The Debian trees that qemu-test, integration and vm boot (debootstrap, cached
+# in /var/cache/cloudjobs-it; the missing ones only, side by side).
+rootfs: apt-deps
+	test/integration/build-rootfs.sh
+
+# On a fresh machine the trees build in the background (nice 19, in their own
+# process group, log build/rootfs.log) while typecheck, unit and e2e use the
+# CPU; a suite that needs a tree still being built waits on its lock. The
+# build stops with `make test`, whatever its end.
+test: apt-deps deps
+	@mkdir -p build; setsid nice -n 19 test/integration/build-rootfs.sh > build/rootfs.log 2>&1 & rootfs=$$!; \
+	trap 'kill -TERM -- -'$$rootfs' 2>/dev/null || true' EXIT; \
+	$(MAKE) --no-print-directory test-suites; \
+	grep -h '^rootfs: .* \(took\|ready after\|failed\)' build/rootfs.log || true
+
+# integration and vm side by side: the VM tests keep the two cores busy only
+# while a guest boots, the integration tests mostly wait on their containers;
+# each one's output is printed whole when it ends.
+test-suites: typecheck unit e2e qemu-test
+	$(MAKE) --no-print-directory -j2 --output-sync=target integration vm
 	@echo "make test: every suite passed"
 
 # --- demo and benchmarks -----------------------------------------------------

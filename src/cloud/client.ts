@@ -1,4 +1,4 @@
-// The device side of the cloud jobs API (CONTRACT.md): asks for the next job
+// The device side of the cloud jobs API (test/cloud/CONTRACT.md): asks for the next job
 // and reports statuses over either path generation, detecting which one the
 // server speaks and remembering it until a route 404 says otherwise.
 import { checkJobId } from '../contract/limits.js';
@@ -58,7 +58,7 @@ export interface CloudClient {
 type Attempt<T> = { kind: 'route'; response: HttpResponse; path: string } | { kind: 'done'; value: T };
 
 /**
- * Returns the path of `what` for a generation (CONTRACT.md "Two generations").
+ * Returns the path of `what` for a generation (test/cloud/CONTRACT.md "Two generations of paths").
  * Throws for a job id that is not one path segment (".", "..", "%2E%2E", ...):
  * encodeURIComponent keeps those, and the URL would address another route.
  */
@@ -276,7 +276,7 @@ export function createCloudClient(options: CloudClientOptions): CloudClient {
   return { nextJob, sendStatus, generation: () => detected };
 }
 
-// The one 400 CONTRACT.md names for a status PATCH: JSON {"error":"status is required"}.
+// The one 400 test/cloud/CONTRACT.md "Status update" names for a status PATCH: JSON {"error":"status is required"}.
 // Anything else answered 400 (a proxy's or captive portal's page, another
 // message) may go away: it is retried, since dropping a final report loses a
 // result for good.

@@ -2,6 +2,7 @@
 // can act on (journalctl -u cloudjobs), naming the [mqtt] key to fix.
 import { describeError } from '../errors/errors.js';
 import { BUILD_TIME_MS, describeCertificateTime, isCertificateTimeCode } from './certificate-time.js';
+import { isDnsFailureCode, isTlsHandshakeCode, isUnknownCaCode, isUnreachableCode } from './error-codes.js';
 import type { TlsRefusal } from './tls-options.js';
 
 /**
@@ -29,16 +30,6 @@ const CONNACK: Readonly<Record<number, string>> = {
   // mosquitto answers 5, not 4, to a wrong password
   5: 'not authorized; check [mqtt] username and password_file (the password is given once, at registration) and the broker ACL',
 };
-
-const UNKNOWN_CA = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);
 
 /** Classifies what ended a connection attempt. */
 export function classifyPushFailure(
@@ -84,16 +75,16 @@ export function classifyPushFailure(
     });
     return { kind: 'tls', message, loud: true };
   }
-  if (UNKNOWN_CA.has(name)) {
+  if (isUnknownCaCode(name)) {
     return { kind: 'tls', message: `TLS unknown CA: the broker's certificate for ${broker} is not signed by a trusted CA (${name}); set mqtt.ca_file to the CA that signed it`, loud: true };
   }
-  if (name.startsWith('ERR_SSL_') || name.startsWith('ERR_TLS_') || name === 'EPROTO') {
+  if (isTlsHandshakeCode(name)) {
     return { kind: 'tls', message: `TLS handshake with the broker ${broker} failed (${name}): ${firstLine(text)}`, loud: true };
   }
-  if (name === 'ENOTFOUND' || name === 'EAI_AGAIN' || name === 'EAI_NONAME' || name === 'EAI_FAIL') {
+  if (isDnsFailureCode(name)) {
     return { kind: 'dns', message: `the broker's host name in ${broker} does not resolve (${name}); check mqtt.broker and DNS`, loud: false };
   }
-  if (name === 'ECONNREFUSED' || name === 'EHOSTUNREACH' || name === 'ENETUNREACH' || name === 'ENETDOWN' || name === 'ETIMEDOUT') {
+  if (name === 'ECONNREFUSED' || isUnreachableCode(name)) {
     return { kind: 'unreachable', message: `the broker ${broker} is unreachable (${name})`, loud: false };
   }
   if (/connack timeout/i.test(text)) {

@@ -1,7 +1,8 @@
 // What the MQTT push channel needs, derived once from the [mqtt] section and
-// the identity stored at registration (CONTRACT.md "Push notifications over
-// MQTT"): broker, credentials, client id, the generation's topics, and the
-// reconnect policy as pure arithmetic. No MQTT code lives here: this module is
+// the identity stored at registration
+// (test/cloud/CONTRACT.md "Push notifications over MQTT (both generations)"):
+// broker, credentials, client id, the generation's topics, and the reconnect
+// policy as pure arithmetic. No MQTT code lives here: this module is
 // loaded by every `run`, the client only when a broker is configured.
 import type { Config } from '../config/schema.js';
 import type { ApiGeneration, MqttRegistration } from '../contract/types.js';
@@ -119,7 +120,7 @@ export function deriveTopics(generation: ApiGeneration | null, uuid: string, ten
     if (generation === 'agents') throw new PushConfigError(`the device uuid ${uuid} is not a uuid, so its generation agents topic cannot be derived`);
     return devices;
   }
-  // the newer server publishes on .../notify; its own agent listens on .../notify-next (CONTRACT.md): take both
+  // the newer server publishes on .../notify; its own agent listens on .../notify-next (test/cloud/CONTRACT.md "Push notifications over MQTT (both generations)"): take both
   const agents = [`i/${tenantId}/a/${a}/jobs/notify`, `i/${tenantId}/a/${a}/jobs/notify-next`];
   return generation === 'agents' ? agents : [...devices, ...agents];
 }

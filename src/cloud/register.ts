@@ -1,4 +1,4 @@
-// Provisioning (CONTRACT.md "Provisioning", issue 6.1): the device makes its
+// Provisioning (test/cloud/CONTRACT.md "Provisioning", issue 6.1): the device makes its
 // own uuid and API key (and, for generation agents, an Ed25519 key pair),
 // registers with a fleet provisioning key, proves it holds the key, and adopts
 // the uuid the server answers with.

@@ -2,17 +2,8 @@
 // CloudError whose message tells a user reading the journal what to fix.
 import { BUILD_TIME_MS, describeCertificateTime, isCertificateTimeCode } from './certificate-time.js';
 import { CloudError } from './cloud-error.js';
+import { isDnsFailureCode, isTlsHandshakeCode, isUnknownCaCode, isUnreachableCode } from './error-codes.js';
 import type { TlsRefusal } from './tls-options.js';
-
-const UNKNOWN_CA = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-]);
 
 const CLIENT_CERT_REFUSED = new Set([
   'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
@@ -59,7 +50,7 @@ export function describeTransportFailure(error: unknown, context: FailureContext
       builtAt: context.builtAt === undefined ? BUILD_TIME_MS : context.builtAt,
     }));
   }
-  if (code !== undefined && UNKNOWN_CA.has(code)) {
+  if (isUnknownCaCode(code)) {
     return fail('tls', `TLS unknown CA: the server's certificate for ${where} is not signed by a trusted CA; set cloud.ca_file to the CA that signed it`);
   }
   if (code !== undefined && CLIENT_CERT_REFUSED.has(code)) {
@@ -68,16 +59,16 @@ export function describeTransportFailure(error: unknown, context: FailureContext
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || /wrong version number/i.test(message)) {
     return fail('tls', `TLS handshake failed: ${where} does not speak TLS on this port; check the scheme and port of cloud.api_url`);
   }
-  if (code !== undefined && (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code === 'EPROTO')) {
+  if (isTlsHandshakeCode(code)) {
     return fail('tls', `TLS handshake with ${where} failed (${code}): ${firstLine(message)}`);
   }
   if (code === 'ECONNREFUSED') {
     return fail('network', `connection refused by ${where}: is the cloud API running there, and is the port in cloud.api_url right?`);
   }
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME' || code === 'EAI_FAIL') {
+  if (isDnsFailureCode(code)) {
     return fail('network', `DNS failure: cannot resolve ${context.url.hostname} (${code}); check cloud.api_url and this device's network and DNS settings`);
   }
-  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENETDOWN' || code === 'ETIMEDOUT') {
+  if (isUnreachableCode(code)) {
     return fail('network', `cannot reach ${where} (${code}); check this device's network connection`);
   }
   if (code !== undefined && CLOSED.has(code)) {

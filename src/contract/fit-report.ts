@@ -1,5 +1,5 @@
 // Keeps a status report within a byte budget measured on its serialized JSON,
-// the form the server counts against its body limit (CONTRACT.md: 16 MiB).
+// the form the server counts against its body limit (test/cloud/CONTRACT.md "Next job": 16 MiB).
 // Output of control characters costs six bytes per byte written (`\u0001`), so
 // the output limits per stream do not bound a report: this does.
 //
@@ -16,7 +16,7 @@
 // - A cut report says so: status_details.truncated names what was cut.
 import type { StatusReport } from './types.js';
 
-/** The server's body limit (CONTRACT.md "Next job": bodies over 16 MiB are rejected). */
+/** The server's body limit (test/cloud/CONTRACT.md "Next job": bodies over 16 MiB are rejected). */
 export const SERVER_BODY_LIMIT = 16 * 1024 * 1024;
 
 /** The budget every report is made to fit: the server's limit with a quarter to spare. */

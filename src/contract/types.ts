@@ -1,5 +1,5 @@
-// Wire types of the cloud API (../shared/CONTRACT.md) shared by jobs, state and
-// cloud. A bottom module: imports nothing of ours.
+// Wire types of the cloud API (test/cloud/CONTRACT.md) shared by jobs, state
+// and cloud. A bottom module: imports nothing of ours.
 
 /** Every status the server knows. */
 export type JobStatus =
@@ -25,7 +25,7 @@ export function isFinalStatus(status: JobStatus): boolean {
   return FINAL_STATUSES.has(status);
 }
 
-/** Which generation of device paths a server speaks (CONTRACT.md "Two generations"). */
+/** Which generation of device paths a server speaks (test/cloud/CONTRACT.md "Two generations of paths"). */
 export type ApiGeneration = 'devices' | 'agents';
 
 /** A job as handed out by `GET .../jobs/next`, after shape validation. */
@@ -61,8 +61,8 @@ export interface StatusReport {
 
 /**
  * The push-notification credentials a registration answer carries
- * (CONTRACT.md "Push notifications over MQTT"), normalised. The password is
- * given once, at registration: secret.
+ * (test/cloud/CONTRACT.md "Push notifications over MQTT (both generations)"),
+ * normalised. The password is given once, at registration: secret.
  */
 export interface MqttRegistration {
   /** mqtt://host:port or mqtts://host:port; '' when the server has no broker for this device. */

@@ -1,6 +1,6 @@
-// Validates a job document (CONTRACT.md "Job document", version 1.0) into a
-// NormalizedJob before anything runs, or throws JobValidationError listing
-// every problem found, each naming the step and the field.
+// Validates a job document (test/cloud/CONTRACT.md "Job document (version 1.0)")
+// into a NormalizedJob before anything runs, or throws JobValidationError
+// listing every problem found, each naming the step and the field.
 //
 // Choices where AWS IoT Device Client, the Iotistic cloud and STYLE.md differ
 // or say nothing (the README repeats them for users):

@@ -1,6 +1,6 @@
-// Turns StepResults into the StatusReport the cloud stores (CONTRACT.md
-// "Status update"): every column filled, output headed per step, and the
-// per-step details under status_details.
+// Turns StepResults into the StatusReport the cloud stores
+// (test/cloud/CONTRACT.md "Status update"): every column filled, output headed
+// per step, and the per-step details under status_details.
 import type { JobStatus, StatusReport } from '../contract/types.js';
 import type { StepResult } from './types.js';
 

@@ -10,6 +10,7 @@
 import { lstat, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
+import { ancestorsOf } from './path-ancestors.js';
 
 /** The identity a handler will run with; a structural subset of users.ts UserInfo. */
 export interface HandlerUser {
@@ -181,18 +182,6 @@ function permits(info: Pick<Stats, 'uid' | 'gid' | 'mode'>, user: HandlerUser, b
   if (info.uid === user.uid) return (info.mode & (bit << 6)) !== 0;
   if (info.gid === user.gid || user.groups.includes(info.gid)) return (info.mode & (bit << 3)) !== 0;
   return (info.mode & bit) !== 0;
-}
-
-// Parent directories of `p`, nearest first, ending with "/".
-function ancestorsOf(p: string): string[] {
-  const out: string[] = [];
-  let current = path.dirname(path.resolve(p));
-  for (;;) {
-    out.push(current);
-    const parent = path.dirname(current);
-    if (parent === current) return out;
-    current = parent;
-  }
 }
 
 function isAtOrAbove(target: string, trusted: string): boolean {

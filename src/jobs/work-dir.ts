@@ -31,6 +31,7 @@ import { escapeText } from '../log/escape.js';
 import { isExecutableFile } from './executable.js';
 import { createGroupTarget, runKillLadder } from './kill-ladder.js';
 import { planLaunch, type AgentPrivileges } from './launch.js';
+import { ancestorsOf } from './path-ancestors.js';
 import type { UserInfo } from './users.js';
 
 /** How long removing one job directory may take before its remover is stopped. */
@@ -82,18 +83,6 @@ async function checkAncestors(workDir: string): Promise<string | null> {
     }
   }
   return null;
-}
-
-// Parent directories of `p`, nearest first, ending with "/".
-function ancestorsOf(p: string): string[] {
-  const out: string[] = [];
-  let current = path.dirname(path.resolve(p));
-  for (;;) {
-    out.push(current);
-    const parent = path.dirname(current);
-    if (parent === current) return out;
-    current = parent;
-  }
 }
 
 /** Creates a fresh directory for one job and one run-as user, owned by that user, mode 0700. */

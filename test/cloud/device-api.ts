@@ -1,4 +1,4 @@
-// The device job routes of CONTRACT.md: GET .../jobs/next and
+// The device job routes of test/cloud/CONTRACT.md: GET .../jobs/next and
 // PATCH .../jobs/{jobId}/status, behind the device API key check.
 import type { JobStatus } from '../../src/contract/types.js';
 import { answerJson, mayAnswer, type CloudCore, type RouteContext } from './cloud-core.js';
@@ -211,7 +211,7 @@ function checkColumns(fields: Record<string, unknown>): string | null {
   return null;
 }
 
-// Every column is overwritten; a field left out becomes null (CONTRACT.md "Status update").
+// Every column is overwritten; a field left out becomes null (test/cloud/CONTRACT.md "Status update").
 function applyPatch(row: JobRow, fields: Record<string, unknown>, at: number, keepCanceled: boolean): void {
   const iso = new Date(at).toISOString();
   row.status = keepCanceled ? 'CANCELED' : (fields.status as JobStatus);

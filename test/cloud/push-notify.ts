@@ -1,6 +1,7 @@
-// How the real servers publish job notifications (CONTRACT.md "Push
-// notifications over MQTT"): the topic of each generation, the payload, QoS 1,
-// not retained. The reference cloud publishes through a real MQTT client.
+// How the real servers publish job notifications
+// (test/cloud/CONTRACT.md "Push notifications over MQTT (both generations)"):
+// the topic of each generation, the payload, QoS 1, not retained. The
+// reference cloud publishes through a real MQTT client.
 import { connect, type MqttClient } from 'mqtt';
 import type { ApiGeneration } from '../../src/contract/types.js';
 

@@ -1,4 +1,4 @@
-// A small but real implementation of the device side of CONTRACT.md, with an
+// A small but real implementation of the device side of test/cloud/CONTRACT.md, with an
 // admin side (in-process methods and HTTP under /admin) for tests, the demo
 // and benchmarks. Loopback only; plain node:http; in-memory tables.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

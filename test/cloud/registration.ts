@@ -1,4 +1,4 @@
-// Both provisioning flows of CONTRACT.md: generation `devices` (Bearer
+// Both provisioning flows of test/cloud/CONTRACT.md: generation `devices` (Bearer
 // provisioning key, key exchange with the API key) and generation `agents`
 // (x-provisioning-key, Ed25519 proof of possession over a one-time challenge).
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';

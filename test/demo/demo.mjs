@@ -84,7 +84,7 @@ const broker = await startBroker();
 const cloud = await startCloud(broker);
 say(`reference cloud listening at ${cloud.url} (device ${uuid})${broker ? `, publishing job notifications through mosquitto at ${broker}` : ' (no mosquitto installed: polling only)'}`);
 
-// The dashboard fills {{VAR}} placeholders; the CONTRACT's health-check checks ssh.
+// The dashboard fills {{VAR}} placeholders; the health-check template of test/cloud/CONTRACT.md checks ssh.
 const healthCheck = JSON.parse(
   readFileSync(path.join(root, 'test/fixtures/jobs/iotistic-health-check.template.json'), 'utf8').replaceAll('{{SERVICE_NAME}}', 'ssh'),
 );

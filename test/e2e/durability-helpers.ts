@@ -63,7 +63,7 @@ export function isFinal(status: string): boolean {
   return FINAL_STATUSES.has(status as JobStatus);
 }
 
-/** Asserts a PATCH body carries every field of CONTRACT.md with its column type. */
+/** Asserts a PATCH body carries every field of test/cloud/CONTRACT.md "Status update" with its column type. */
 export function expectCompleteReport(body: unknown): asserts body is ReportBody {
   expect(body).toBeTypeOf('object');
   const b = body as Record<string, unknown>;
@@ -157,18 +157,6 @@ export async function reapOrphanSteps(jobIds: readonly string[], timeoutMs = 300
     }
     await sleep(25);
   }
-}
-
-/** A seeded pseudo-random source in [0, 1) (mulberry32), so a failing run can be replayed. */
-export function createSeededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The seed from CLOUDJOBS_TEST_SEED, or a fresh one. */

@@ -10,10 +10,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PatchRecord, ReferenceCloud } from '../cloud/reference-cloud.js';
+import { createSeededRandom } from '../seeded-random.js';
 import {
   appendJob,
   chooseSeed,
-  createSeededRandom,
   createSharedDir,
   expectCompleteReport,
   findJobProcesses,
@@ -35,7 +35,7 @@ const KILLS = 20;
 const RESEND_WINDOW_MS = 1000;
 // The agent journals a job as soon as it has read the offer. A kill this soon
 // after the cloud answered may fall before that: the job is then known only to
-// the server, which never re-delivers it (CONTRACT.md) -- the one window no
+// the server, which never re-delivers it (test/cloud/CONTRACT.md "Next job") -- the one window no
 // agent can close. Only a job with no PATCH, no step run and a kill this close
 // to its hand-out may stay IN_PROGRESS.
 const LOST_OFFER_WINDOW_MS = 150;
@@ -116,7 +116,7 @@ describe('kill -9 at random points of a 5-step job', () => {
     for (const [n, jobId] of jobIds.entries()) {
       const patches = cloud.patches(jobId);
       if (lost.has(jobId) && patches.length === 0) {
-        // CONTRACT.md: a job handed out to an agent that dies before it could journal it is known only to the server
+        // test/cloud/CONTRACT.md "Next job": a job handed out to an agent that dies before it could journal it is known only to the server
         expect(cloud.getJob(jobId)!.status).toBe('IN_PROGRESS');
         expect(await readLines(fileOf(n))).toEqual([]);
         outcomes.push(`${jobId}: lost with the answer that handed it out (killed ${lost.get(jobId)} ms after the cloud answered)`);

@@ -1,6 +1,6 @@
 // Every job status through the reference cloud, run by the built executable
 // (issue 3, "Done when"): each job gets IN_PROGRESS first, then exactly one
-// final PATCH, every PATCH with every CONTRACT.md field.
+// final PATCH, every PATCH with every test/cloud/CONTRACT.md field.
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PatchRecord, ReferenceCloud } from '../cloud/reference-cloud.js';

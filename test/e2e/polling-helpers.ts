@@ -18,7 +18,7 @@ import {
   type TestDevice,
 } from './harness.js';
 
-/** Every field CONTRACT.md says a status PATCH carries, every time. */
+/** Every field test/cloud/CONTRACT.md "Status update" says a status PATCH carries, every time. */
 export const REPORT_FIELDS = ['status', 'exit_code', 'stdout', 'stderr', 'reason', 'executed_steps', 'failed_step', 'status_details'] as const;
 
 /** A status PATCH body as the agent sends it: the contract's report, with the per-step details. */
@@ -110,7 +110,7 @@ export function pollRetryDelays(output: string): number[] {
     });
 }
 
-/** Asserts every PATCH the cloud got carries every CONTRACT.md field with the column's type. */
+/** Asserts every PATCH the cloud got carries every test/cloud/CONTRACT.md field with the column's type. */
 export function expectFullBodies(patches: readonly PatchRecord[]): ReportBody[] {
   return patches.map((patch) => {
     const body = patch.body as Record<string, unknown>;

@@ -31,6 +31,17 @@ async function settledPolls(cloud: Parameters<typeof countPolls>[0]): Promise<nu
 }
 const CONNECTED = /INFO push notifications: connected to mqtt/;
 
+// Whether, after the last line matching `anchor`, a poll found no job and the
+// agent went back to its long idle wait (the next timed poll 27s to 33s away).
+function idleAfter(output: string, anchor: RegExp): boolean {
+  const lines = output.split('\n');
+  let last = -1;
+  lines.forEach((line, index) => {
+    if (anchor.test(line)) last = index;
+  });
+  return last >= 0 && lines.slice(last + 1).some((line) => / DEBUG no pending job; polling again in \d+ms/.test(line));
+}
+
 describe('push notifications over MQTT', () => {
   it.each(['devices', 'agents'] as ApiGeneration[])('generation %s: a job is dispatched by its notification with a 30s poll interval', async (generation) => {
     const world = await push.world(generation);
@@ -91,17 +102,18 @@ describe('push notifications over MQTT', () => {
     await agent.waitForOutput(CONNECTED);
     const job = world.cloud.queueJob(world.device.uuid, { name: 'flooded', document: commandJob(['true']) });
     await world.cloud.waitForJobStatus(job.job_id, 'SUCCEEDED', 15_000);
-    // let the drain after the job end (the next timed poll is 27s to 33s away)
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // the poll right after the job found the queue empty: the agent waits for its next timed poll
+    await world.cloud.waitFor(() => idleAfter(agent.output(), /INFO job flooded ended SUCCEEDED/), 15_000, 'the poll after the job');
     const pollsBefore = countPolls(world.cloud);
     for (let i = 0; i < 1000; i += 1) world.cloud.notify(job.job_id);
+    // every notification arrived, and a poll after the last one found the queue empty
     await world.cloud.waitFor(
-      () => logLines(agent.output(), 'DEBUG', /push notification on /).length >= 1001,
+      () => logLines(agent.output(), 'DEBUG', /push notification on /).length >= 1001 && idleAfter(agent.output(), /DEBUG push notification on /),
       30_000,
-      'the agent to receive all 1,001 notifications',
+      'the agent to receive all 1,001 notifications and poll after the last',
     );
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    const polls = countPolls(world.cloud) - pollsBefore;
+    // and no wake-up is left: no poll comes for longer than the wake gate's spacing
+    const polls = (await settledPolls(world.cloud)) - pollsBefore;
     // one wake-up poll per second at most: the flood ends inside two
     expect(polls).toBeGreaterThanOrEqual(1);
     expect(polls).toBeLessThanOrEqual(3);

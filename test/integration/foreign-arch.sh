@@ -33,6 +33,7 @@ IT_NAME=foreign-arch-$ARCH-$SUITE
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/nspawn.sh"
+. "$HERE/lib/cloud-admin.sh"
 
 case "$ARCH" in
   arm64) QEMU=/usr/bin/qemu-aarch64-static UNAME_M=aarch64 RUNTIME_RE='node v24\.[0-9]+\.[0-9]+, linux-arm64, single executable' ;;
@@ -94,23 +95,12 @@ PORT=$(jq -r .port "$WORK/cloud.out")
 "$PYTHON" "$ROOT/test/qemu/receive-datagrams.py" "$NOTIFY" 50 1500 > "$WORK/notify.out" 2> "$WORK/notify.err" &
 RECEIVER_PID=$!
 wait_until 10 "the READY receiver" grep -q '^ready$' "$WORK/notify.out" || fail "receiver did not start: $(cat "$WORK/notify.err")"
-admin() { curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"; }
-job_status() { admin GET "/jobs/$1" | jq -r .status; }
-job_is() { [ "$(job_status "$1")" = "$2" ]; }
+# the cloud listens on the host's loopback
+ADMIN_VIA=()
 doc='{"version":"1.0","includeStdOut":true,"steps":[{"name":"Hello","type":"runCommand","input":{"command":"sh,-c,echo hello from $(uname -m)"}}]}'
-JOB=$(admin POST "/devices/$UUID/jobs" "$(jq -cn --argjson d "$doc" '{name:"Hello arm", document:$d}')" | jq -r '.job_id // .jobs[0].job_id')
+JOB=$(queue_job "Hello arm" "$doc")
 printf '%s\n' "$KEY" > "$WORK/api-key"
-cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-EOF
+write_agent_ini
 
 # inside: PID 1 of private mount and PID namespaces; prints marked sections.
 # Waits for $W/stop before it stops the agent (the host watches the cloud).

@@ -14,6 +14,7 @@ IT_NAME=loop-death
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/nspawn.sh"
+. "$HERE/lib/cloud-admin.sh"
 
 DEB=${1:-$(ls -t "$ROOT"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}
 [ -n "$DEB" ] && [ -f "$DEB" ] || fail "no amd64 .deb (run make deb ARCH=amd64 first)"
@@ -49,16 +50,6 @@ out=$(ct env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-reco
   || { echo "$out" >&2; fail "apt-get install failed"; }
 ok "installed"
 
-show() { ct systemctl show -p "$1" --value cloudjobs.service; }
-admin() {
-  ct_net curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"
-}
-job_status() { admin GET "/jobs/$1" | jq -r .status; }
-queue_job() {
-  admin POST "/devices/$UUID/jobs" "$(jq -cn --arg n "$1" --argjson d "$2" '{name:$n, document:$d}')" | jq -r '.job_id // .jobs[0].job_id'
-}
-is_active() { [ "$(show ActiveState)" = active ]; }
-job_is() { [ "$(job_status "$1")" = "$2" ]; }
 nrestarts_at_least() { [ "$(show NRestarts)" -ge "$1" ]; }
 # exits_with_70: how often systemd logged the agent exiting with status 70 so far.
 exits_with_70() { ct journalctl -u cloudjobs.service --no-pager -o cat | grep -c 'Main process exited, code=exited, status=70' || true; }

@@ -19,6 +19,7 @@ IT_NAME=nspawn-systemd-$SUITE
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/nspawn.sh"
+. "$HERE/lib/cloud-admin.sh"
 
 DEB=${1:-$(ls -t "$ROOT"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}
 [ -n "$DEB" ] && [ -f "$DEB" ] || fail "no amd64 .deb (run make deb ARCH=amd64 first)"
@@ -56,20 +57,6 @@ started=$(date +%s)
 boot_container "$DIR" "$WORK"
 ok "booted in $(($(date +%s) - started))s (leader pid $CT_LEADER)"
 
-# show PROP: one property of the unit.
-show() { ct systemctl show -p "$1" --value cloudjobs.service; }
-# admin METHOD PATH [JSON]: the reference cloud's admin API, from the container's netns.
-admin() {
-  ct_net curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"
-}
-# job_status ID: the job's status as the cloud holds it.
-job_status() { admin GET "/jobs/$1" | jq -r .status; }
-# queue_job NAME DOCUMENT_JSON: prints the new job id.
-queue_job() {
-  admin POST "/devices/$UUID/jobs" "$(jq -cn --arg n "$1" --argjson d "$2" '{name:$n, document:$d}')" | jq -r '.job_id // .jobs[0].job_id'
-}
-is_active() { [ "$(show ActiveState)" = active ]; }
-job_is() { [ "$(job_status "$1")" = "$2" ]; }
 nrestarts_is() { [ "$(show NRestarts)" = "$1" ]; }
 
 step "install with apt"

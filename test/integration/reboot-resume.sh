@@ -22,6 +22,7 @@ IT_NAME=reboot-resume
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/nspawn.sh"
+. "$HERE/lib/cloud-admin.sh"
 
 DEB=${1:-$(ls -t "$ROOT"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}
 [ -n "$DEB" ] && [ -f "$DEB" ] || fail "no amd64 .deb (run make deb ARCH=amd64 first)"
@@ -90,16 +91,8 @@ wait_for_container_exit() {
   rm -f "$CT_LOG"
 }
 
-show() { ct systemctl show -p "$1" --value cloudjobs.service; }
-admin() {
-  ip netns exec "$NETNS" curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"
-}
-job_status() { admin GET "/jobs/$1" | jq -r .status; }
-job_is() { [ "$(job_status "$1")" = "$2" ]; }
-job_final() { case "$(job_status "$1")" in SUCCEEDED|FAILED|TIMED_OUT|REJECTED|CANCELED) return 0 ;; *) return 1 ;; esac; }
-queue_job() {
-  admin POST "/devices/$UUID/jobs" "$(jq -cn --arg n "$1" --argjson d "$2" '{name:$n, document:$d}')" | jq -r '.job_id // .jobs[0].job_id'
-}
+# the cloud listens in the namespace the container boots into
+ADMIN_VIA=(ip netns exec "$NETNS")
 last_report() { admin GET "/patches?jobId=$1" | jq -c '.patches[-1].body'; }
 status_text_matches() { show StatusText | grep -Eq -- "$1"; }
 
@@ -115,30 +108,13 @@ reboot_job() {
 }
 
 write_config() { # REBOOT_COMMAND REBOOT_TIMEOUT
-  cat > "$WORK/agent.ini" <<EOF
-[cloud]
-api_url = http://127.0.0.1:$PORT/api/v1
-api_key_file = /etc/cloudjobs/api-key
-[device]
-uuid = $UUID
-supervisor_url =
-[polling]
-interval = 1s
-max_backoff = 2s
-[jobs]
-allowed_users = root
-reboot_command = $1
-reboot_timeout = $2
-[logging]
-level = debug
-EOF
-  ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
+  ct_install_agent_ini '[jobs]' 'allowed_users = root' "reboot_command = $1" "reboot_timeout = $2" '[logging]' 'level = debug'
 }
 
 step "rootfs (a private, persistent copy) and the cloud's network namespace"
 ensure_rootfs amd64
 mkdir -p "$WORK/root"
-tar -C "$WORK/root" --numeric-owner -xf "$(rootfs_tarball amd64)"
+rootfs_extract "$(rootfs_tarball amd64)" "$WORK/root"
 cp "$DEB" "$WORK/cloudjobs_amd64.deb"
 "$ROOT/node_modules/.bin/esbuild" "$ROOT/test/cloud/main.ts" --bundle --platform=node --format=cjs \
   --log-level=warning --outfile="$WORK/reference-cloud.cjs"

@@ -25,28 +25,10 @@ TESTS=(
   "foreign-arch.sh --arch armhf --suite bookworm"
   "foreign-arch.sh --arch armhf --suite trixie"
 )
-# prefetch_rootfs: builds the missing cached root file systems side by side
-# (a fresh machine: one waits on the network while another runs its second
-# stage under qemu). Each build holds its tarball's lock and its own binfmt
-# entry; a failed build is retried, and reported, by the test that needs it.
-prefetch_rootfs() {
-  [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null || return 0
-  # shellcheck source=/dev/null
-  . "$HERE/lib/binfmt.sh"; . "$HERE/lib/rootfs.sh"
-  local spec missing=()
-  for spec in amd64:bookworm amd64:trixie arm64:trixie armhf:bookworm armhf:trixie; do
-    [ -s "$(rootfs_tarball "${spec%:*}" "${spec#*:}")" ] || missing+=("$spec")
-  done
-  [ ${#missing[@]} -gt 0 ] || return 0
-  echo "integration: building the root file systems ${missing[*]} (once; cached in $CLOUDJOBS_IT_CACHE)" >&2
-  if [ ! -e "$BINFMT_DIR/register" ]; then mount -t binfmt_misc binfmt_misc "$BINFMT_DIR"; BINFMT_MOUNTED_BY_US=1; fi
-  for spec in "${missing[@]}"; do
-    (ensure_rootfs "${spec%:*}" "${spec#*:}" || echo "integration: building the $spec rootfs failed" >&2) &
-  done
-  wait
-  binfmt_restore
-}
-prefetch_rootfs
+# The trees the tests need, built side by side when missing (lib/rootfs.sh).
+# shellcheck source=/dev/null
+. "$HERE/lib/binfmt.sh"; . "$HERE/lib/rootfs.sh"
+rootfs_prefetch $ROOTFS_ALL
 
 for test in "${TESTS[@]}"; do
   started=$(date +%s)

@@ -20,6 +20,7 @@ IT_NAME=self-update
 . "$HERE/lib/binfmt.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/nspawn.sh"
+. "$HERE/lib/cloud-admin.sh"
 
 why=$(nspawn_unusable)
 [ -z "$why" ] || skip "$why"
@@ -64,15 +65,8 @@ cp "$NEW_DEB" "$WORK/new.deb"
 boot_container "$DIR" "$WORK"
 ok "booted (leader pid $CT_LEADER)"
 
-show() { ct systemctl show -p "$1" --value cloudjobs.service; }
 # literal TEXT: TEXT as an extended regex that matches only itself (versions hold '+' and '.').
 literal() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
-admin() { ct_net curl -fsS -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$PORT/admin$2"; }
-job_status() { admin GET "/jobs/$1" | jq -r .status; }
-job_is() { [ "$(job_status "$1")" = "$2" ]; }
-queue_job() {
-  admin POST "/devices/$UUID/jobs" "$(jq -cn --arg n "$1" --argjson d "$2" '{name:$n, document:$d}')" | jq -r '.job_id // .jobs[0].job_id'
-}
 # finals JOB: how many final reports the cloud received for JOB.
 finals() {
   admin GET "/patches?jobId=$1" \

@@ -9,6 +9,10 @@
 #      (measured over VM_BENCH_WINDOW seconds each, scaled to an hour; goal 0)
 #   V2 bytes written per one-step job (VM_BENCH_JOBS jobs, minus the idle rate
 #      over the same time; goal <= 64 KiB)
+#   V2a-c where V2's bytes come from, by difference: the same jobs again with
+#      the journal volatile (V2 minus that = the journal's share), then with
+#      the agent's state directory on a tmpfs too (the rest = neither);
+#      the state directory's share is what remains
 #   V3 idle RSS of the agent (VmRSS of the unit's main process)
 # Prints a markdown section; with --results FILE it replaces the section
 # between the vm-bench markers in FILE (appends it when missing).
@@ -29,7 +33,7 @@ IT_NAME=vm-bench-$SUITE
 . "$VM_REPO/test/integration/lib/common.sh"
 . "$HERE/lib/vm.sh"
 . "$HERE/lib/agent.sh"
-DEB=$(realpath "${1:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+DEB=$(realpath "${1:-$VM_REPO/build/cloudjobs_$(node -p "require('$VM_REPO/package.json').version")-1_amd64.deb}" 2>/dev/null || true)
 why=$(vm_unusable)
 [ -z "$why" ] || fail "$why"
 WINDOW=${VM_BENCH_WINDOW:-300}
@@ -86,6 +90,17 @@ jobs_seconds=$(($(date +%s) - started))
 per_hour=$(( (idle_with - idle_without) * 3600 / WINDOW ))
 idle_rate_with=$(( idle_with * jobs_seconds / WINDOW ))
 per_job=$(( (jobs_bytes - idle_rate_with) / JOBS ))
+
+step "$SUITE: the same jobs with the journal volatile"
+vm_sh 'mkdir -p /etc/systemd/journald.conf.d && printf "[Journal]\nStorage=volatile\n" > /etc/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald'
+sleep 5
+per_job_volatile=$(( $(written_during run_jobs) / JOBS ))
+
+step "$SUITE: the same jobs with the journal volatile and the state directory on a tmpfs"
+vm_sh 'systemctl stop cloudjobs.service && cp -a /var/lib/cloudjobs /root/state-copy && mount -t tmpfs -o mode=0700 tmpfs /var/lib/cloudjobs && cp -a /root/state-copy/. /var/lib/cloudjobs/ && systemctl start cloudjobs.service'
+wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start on the tmpfs state directory"
+sleep 5
+per_job_rest=$(( $(written_during run_jobs) / JOBS ))
 vm_poweroff
 
 verdict() { if [ "$1" -le "$2" ]; then echo met; else echo missed; fi; }
@@ -103,7 +118,17 @@ host load average at the end $(cut -d' ' -f1-3 /proc/loadavg).
 |---|---|---|---|---|---|
 | V1 bytes written per idle hour (${WINDOW} s windows, scaled x$((3600 / WINDOW))) | $idle_without B / ${WINDOW} s | $idle_with B / ${WINDOW} s | $(kib "$per_hour")/h | 0 | $(verdict "$per_hour" 0) |
 | V2 bytes written per one-step job ($JOBS jobs in ${jobs_seconds} s, idle rate subtracted) | | $jobs_bytes B | $(kib "$per_job") | <= 64 KiB | $(verdict "$per_job" 65536) |
+| V2a of which the journal (V2 minus V2 with a volatile journal) | | | $(kib $(( per_job - per_job_volatile ))) | report | report |
+| V2b of which the agent's state directory (with a volatile journal, minus the same on a tmpfs) | | | $(kib $(( per_job_volatile - per_job_rest ))) | report | report |
+| V2c of which neither (volatile journal, state on a tmpfs) | | | $(kib "$per_job_rest") | report | report |
 | V3 idle RSS (VmRSS, after ${SETTLE} s + ${WINDOW} s idle) | | | $((rss_kib / 1024)) MiB ($rss_kib KiB) | report | report |
+
+V2a-c are differences between runs of the same jobs, not a trace: each is
+exact only to the noise of one run (ext4 commits shared by two writers fall
+to whichever run had them). The state directory's share is one fsynced file
+replacement per durable record (journal entry, report in the outbox, history):
+on ext4 each is two journal commits (the file, then the rename in its
+directory) of several 4 KiB metadata blocks, whatever the record's size.
 
 The idle windows are ${WINDOW} s, not an hour (the CI budget): the hourly
 figure is the difference scaled up, so what happens less often than once per

@@ -26,22 +26,20 @@ LANES=(
 )
 [ $# -eq 0 ] || LANES=("$@")
 
-# Both suites' VM root file systems, side by side (cached; a failed build is
-# retried, and reported, by the test that needs it).
-if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
-  # shellcheck source=/dev/null
-  . "$HERE/lib/rootfs-vm.sh"
-  for suite in bookworm trixie; do
-    [ -s "$(vm_rootfs_tarball "$suite")" ] || (vm_ensure_rootfs "$suite" || echo "vm: building the $suite VM rootfs failed" >&2) &
-  done
-  wait
-fi
+# Both suites' amd64 trees, side by side when missing (cached; a failed build
+# is retried, and reported, by the test that needs it).
+# shellcheck source=/dev/null
+. "$HERE/../integration/lib/binfmt.sh"; . "$HERE/../integration/lib/rootfs.sh"
+rootfs_prefetch amd64:bookworm amd64:trixie
 
 # the disks with the .deb installed, shared by the tests of this run
 export VM_RUN_CACHE
 VM_RUN_CACHE=$(mktemp -d /tmp/cloudjobs-vm-run.XXXXXX)
 trap 'rm -rf "$VM_RUN_CACHE"' EXIT
 run_started=$(date +%s)
+# A test that runs longer than this is stopped and fails (TERM, then KILL): a
+# hung guest must end as a FAIL with its log, not outlast CI's time limit.
+VM_TEST_TIMEOUT=${VM_TEST_TIMEOUT:-1800}
 # run_lane LANE: its tests (";"-separated) in order; 1 when any failed.
 run_lane() {
   local test started rc=0
@@ -49,7 +47,12 @@ run_lane() {
   for test in "${tests[@]}"; do
     started=$(date +%s)
     # shellcheck disable=SC2086 # a test and its arguments
-    "$HERE"/$test || rc=1
+    timeout -k 30 "$VM_TEST_TIMEOUT" "$HERE"/$test
+    case $? in
+      0) ;;
+      124) rc=1; echo "FAIL ${test%% *}: stopped after ${VM_TEST_TIMEOUT}s" >&2 ;;
+      *) rc=1 ;;
+    esac
     echo "   ($test: $(($(date +%s) - started))s)" >&2
   done
   return "$rc"

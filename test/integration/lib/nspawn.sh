@@ -26,7 +26,7 @@ extracted_rootfs() {
   dir=${tar%.tar}
   if [ ! -f "$dir/.extracted" ] || [ "$dir/.extracted" -ot "$tar" ]; then
     rm -rf "$dir" && mkdir -p "$dir"
-    tar -C "$dir" --numeric-owner -xf "$tar"
+    rootfs_extract "$tar" "$dir"
     touch "$dir/.extracted"
   fi
   echo "$dir"
@@ -94,11 +94,16 @@ ct_start_cloud() {
   ct install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key
 }
 
-# ct_install_agent_ini [LINE...]: /etc/cloudjobs/agent.ini against that cloud
-# (a poll every second), followed by the test's own LINEs (sections and keys).
-ct_install_agent_ini() {
+# write_agent_ini [LINE...]: $WORK/agent.ini against that cloud (a poll every
+# second), followed by the test's own LINEs (sections and keys).
+write_agent_ini() {
   printf '%s\n' '[cloud]' "api_url = http://127.0.0.1:$PORT/api/v1" 'api_key_file = /etc/cloudjobs/api-key' \
     '[device]' "uuid = $UUID" 'supervisor_url =' '[polling]' 'interval = 1s' 'max_backoff = 2s' "$@" > "$WORK/agent.ini"
+}
+
+# ct_install_agent_ini [LINE...]: write_agent_ini, installed as /etc/cloudjobs/agent.ini.
+ct_install_agent_ini() {
+  write_agent_ini "$@"
   ct install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini
 }
 

@@ -1,22 +1,30 @@
 # shellcheck shell=bash
-# Cached debootstrap root filesystems for the integration tests. Built once per
-# Debian suite and architecture into $CLOUDJOBS_IT_CACHE (outside the repo) as
-# a plain tarball: rootfs-<suite>-<arch>.tar.
+# Cached debootstrap root filesystems for the integration and VM tests. Built
+# once per Debian suite and architecture into $CLOUDJOBS_IT_CACHE (outside the
+# repo) as a plain tarball.
 #
-# API: rootfs_tarball ARCH [SUITE], ensure_rootfs ARCH [SUITE]; SUITE defaults
-# to $ROOTFS_SUITE (bookworm), so scripts written for one suite keep working.
-# ROOTFS_FLAVOR (empty by default) names another tree built from the same
-# suite with more packages (ROOTFS_PACKAGES set by the caller): test/vm sets
-# it to "vm" for trees with a kernel, cached as rootfs-vm-<suite>-<arch>.tar.
+# API: rootfs_tarball ARCH [SUITE], ensure_rootfs ARCH [SUITE],
+# rootfs_prefetch SPEC... (ARCH:SUITE, built side by side), rootfs_extract TAR
+# DIR (for a container: without the kernel's files). SUITE defaults to
+# $ROOTFS_SUITE (bookworm), so scripts written for one suite keep working.
 # Foreign arches need lib/binfmt.sh sourced too.
+#
+# The amd64 trees carry Debian's kernel, its initramfs and udev: test/vm boots
+# them in qemu, and nspawn boots the same tree (a container ignores the kernel),
+# so a fresh machine builds one amd64 tree per suite, not two. They are cached
+# as rootfs-vm-<suite>-amd64.tar; the foreign ones as rootfs-<suite>-<arch>.tar.
 
 CLOUDJOBS_IT_CACHE=${CLOUDJOBS_IT_CACHE:-/var/cache/cloudjobs-it}
 ROOTFS_SUITE=${ROOTFS_SUITE:-bookworm}
 ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,apt,ca-certificates,adduser,procps,iproute2
+ROOTFS_KERNEL_PACKAGES=udev,kmod,initramfs-tools,linux-image-amd64
 # Downloaded (not installed) into armhf trees, with apt's package lists: the
 # tests install the armhf package with apt, which must pull Debian's nodejs as
 # its dependency, offline and without a certificate store (minbase has none).
 ROOTFS_ARMHF_DOWNLOADS=nodejs
+# Every tree a test uses (test/qemu, test/integration, test/vm): what
+# `make rootfs` builds in the background at the start of `make test`.
+ROOTFS_ALL="amd64:bookworm amd64:trixie arm64:trixie armhf:bookworm armhf:trixie"
 
 # Print the Debian mirror the host's apt uses (deb822 or one-line sources).
 find_debian_mirror() {
@@ -28,8 +36,11 @@ find_debian_mirror() {
 
 # Print the tarball path for ARCH [SUITE].
 rootfs_tarball() {
-  echo "$CLOUDJOBS_IT_CACHE/rootfs-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}${2:-$ROOTFS_SUITE}-$1.tar"
+  echo "$CLOUDJOBS_IT_CACHE/rootfs-$(rootfs_kind "$1")${2:-$ROOTFS_SUITE}-$1.tar"
 }
+
+# rootfs_kind ARCH: the name's prefix of ARCH's trees ("vm-": with a kernel).
+rootfs_kind() { if [ "$1" = amd64 ]; then echo vm-; fi; }
 
 # Build the tarball for ARCH [SUITE] unless it is cached; foreign arches go
 # through debootstrap --foreign and a second stage under qemu-user binfmt.
@@ -47,7 +58,7 @@ ensure_rootfs() {
     [ -s "$tar" ] && exit 0
     # a build that failed before (we hold the lock: nobody else is building)
     local stale
-    for stale in "$CLOUDJOBS_IT_CACHE/build-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}$suite-$arch".*; do if [ -e "$stale" ]; then rootfs_discard "$stale"; fi; done
+    for stale in "$CLOUDJOBS_IT_CACHE/build-$(rootfs_kind "$arch")$suite-$arch".*; do if [ -e "$stale" ]; then rootfs_discard "$stale"; fi; done
     build_rootfs "$arch" "$suite" "$tar"
   ) 9>"$tar.lock"
 }
@@ -58,11 +69,11 @@ build_rootfs() {
   # what binfmt registrations the caller holds: only ours are undone below
   local ours_before=${#BINFMT_OURS[@]} mounted_before=${BINFMT_MOUNTED_BY_US:-0} name
   started=$(date +%s)
-  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-${ROOTFS_FLAVOR:+$ROOTFS_FLAVOR-}$suite-$arch.XXXXXX")
+  work=$(mktemp -d "$CLOUDJOBS_IT_CACHE/build-$(rootfs_kind "$arch")$suite-$arch.XXXXXX")
   mirror=$(find_debian_mirror)
   echo "rootfs: debootstrap $suite/$arch from $mirror into $work (once; cached as $tar)" >&2
   if [ "$arch" = "$(dpkg --print-architecture)" ]; then
-    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES" "$suite" "$work/root" "$mirror" >&2 \
+    debootstrap --variant=minbase --include="$ROOTFS_PACKAGES,$ROOTFS_KERNEL_PACKAGES" "$suite" "$work/root" "$mirror" >&2 \
       || { echo "rootfs: debootstrap $suite/$arch failed" >&2; return 1; }
   else
     debootstrap --foreign --arch="$arch" --variant=minbase --include=adduser,procps \
@@ -111,4 +122,31 @@ rootfs_download() {
   local rc=$?
   rm -f "$root/etc/resolv.conf"
   return "$rc"
+}
+
+# rootfs_extract TAR DIR: unpacks TAR into DIR for a container: the kernel's
+# modules and images stay out (nspawn uses the host's kernel).
+rootfs_extract() {
+  tar -C "$2" --numeric-owner --exclude=./boot --exclude=./usr/lib/modules --exclude=./usr/lib/firmware -xf "$1"
+}
+
+# rootfs_prefetch SPEC...: builds the missing trees among SPECs (ARCH:SUITE)
+# side by side (on a fresh machine one waits on the network while another runs
+# its second stage under qemu). Each build holds its tarball's lock, so a test
+# that needs a tree being built waits for it; a failed build is retried, and
+# reported, by the test that needs it. Needs root and debootstrap (else a no-op).
+rootfs_prefetch() {
+  [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null || return 0
+  local spec missing=()
+  for spec in "$@"; do
+    [ -s "$(rootfs_tarball "${spec%:*}" "${spec#*:}")" ] || missing+=("$spec")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  echo "rootfs: building ${missing[*]} (once; cached in $CLOUDJOBS_IT_CACHE)" >&2
+  if [ ! -e "$BINFMT_DIR/register" ]; then mount -t binfmt_misc binfmt_misc "$BINFMT_DIR"; BINFMT_MOUNTED_BY_US=1; fi
+  for spec in "${missing[@]}"; do
+    (ensure_rootfs "${spec%:*}" "${spec#*:}" || echo "rootfs: building the $spec tree failed" >&2) &
+  done
+  wait
+  binfmt_restore
 }

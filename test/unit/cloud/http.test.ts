@@ -83,15 +83,18 @@ describe('http transport', () => {
   });
 
   it('times out when the injected clock passes the deadline', async () => {
-    const server = await serve(() => undefined);
+    let arrived!: () => void;
+    const atServer = new Promise<void>((resolve) => (arrived = resolve));
+    const server = await serve(() => arrived());
     const clock = createManualClock();
     const t = createHttpTransport({ timeoutMs: 2000, clock });
     transports.push(t);
     let settled = false;
     const pending = failure(t.request({ method: 'GET', url: `${server.url}/next` })).finally(() => (settled = true));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await atServer;
     await clock.advance(1999);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // a deadline that fired would have rejected by now: aborting settles within one turn of the event loop
+    await new Promise((resolve) => setImmediate(resolve));
     expect(settled).toBe(false);
     await clock.advance(1);
     const error = await pending;
@@ -126,6 +129,8 @@ describe('http transport', () => {
     const total = 50 * 1024 * 1024;
     let written = 0;
     let finished = false;
+    let closed!: () => void;
+    const serverClosed = new Promise<void>((resolve) => (closed = resolve));
     const server = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no length to refuse up front
       const pump = (): void => {
@@ -139,15 +144,15 @@ describe('http transport', () => {
         finished = true;
         res.end();
       };
-      res.on('close', () => undefined);
+      res.on('close', closed);
       pump();
     });
     const cap = 1024 * 1024;
     const error = await failure(transport({ maxBodyBytes: cap }).request({ method: 'GET', url: `${server.url}/big` }));
     expect(error.kind).toBe('protocol');
     expect(error.message).toBe(`the server's answer from ${server.url} is larger than the 1 MiB limit; not reading it`);
-    // the server could only push what the socket buffers hold beyond the cap: far from 50 MiB
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // the client closed the connection: the server could only push what the socket buffers hold beyond the cap, far from 50 MiB
+    await serverClosed;
     expect(finished).toBe(false);
     expect(written).toBeLessThan(cap + 16 * 1024 * 1024);
   });
@@ -259,8 +264,8 @@ describe('http transport', () => {
   it('reports a connection dropped mid-answer as a network error', async () => {
     const server = await serve((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
-      res.write('{"job');
-      setTimeout(() => req.socket.destroy(), 20);
+      // dropped once the head and the first bytes are on their way
+      res.write('{"job', () => req.socket.destroy());
     });
     const error = await failure(transport().request({ method: 'GET', url: `${server.url}/x` }));
     expect(error.kind).toBe('network');
@@ -268,10 +273,10 @@ describe('http transport', () => {
   });
 
   it('rejects with AbortedError, not a CloudError, when the caller aborts', async () => {
-    const server = await serve(() => undefined);
     const controller = new AbortController();
+    // aborted while the server holds the request
+    const server = await serve(() => controller.abort());
     const pending = transport().request({ method: 'GET', url: `${server.url}/x`, signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
     await expect(pending).rejects.toBeInstanceOf(AbortedError);
   });
 });

@@ -26,7 +26,7 @@ const registered: PushIdentity = {
 };
 
 describe('topics', () => {
-  it('{A} is the uuid bytes in base64url without padding (CONTRACT.md example)', () => {
+  it('{A} is the uuid bytes in base64url without padding (test/cloud/CONTRACT.md example)', () => {
     expect(encodeUuidTopicSegment(UUID)).toBe('B3VYgFIrQxaL5X6S5JbIPg');
     expect(encodeUuidTopicSegment('not-a-uuid')).toBeNull();
   });

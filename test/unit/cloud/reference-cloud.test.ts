@@ -1,5 +1,5 @@
 // The cloud module against the team's reference cloud (a real implementation of
-// CONTRACT.md): registration, polling and reporting for both generations, and
+// test/cloud/CONTRACT.md): registration, polling and reporting for both generations, and
 // the reference cloud's broken answers.
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSystemClock } from '../../../src/clock/clock.js';

@@ -6,6 +6,7 @@ import {
   MIN_REPORT_BUDGET,
   serializedBytes,
 } from '../../../src/contract/fit-report.js';
+import { createSeededRandom } from '../../seeded-random.js';
 
 function report(extra: Partial<StatusReport> = {}): StatusReport {
   return {
@@ -18,18 +19,6 @@ function report(extra: Partial<StatusReport> = {}): StatusReport {
     failed_step: null,
     status_details: { agent_version: '1.0.0', duration_ms: 5, steps: [{ name: 'a', argv: ['/bin/true'] }] },
     ...extra,
-  };
-}
-
-// A small seeded generator (mulberry32): failures are reproducible from the seed.
-function createRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -71,7 +60,7 @@ const MARKER = /\n\[\.\.\. \d+ bytes omitted to fit the report size limit \.\.\.
 
 describe('escapedBytes', () => {
   it('counts what JSON.stringify writes for every kind of character', () => {
-    const random = createRandom(7);
+    const random = createSeededRandom(7);
     for (let i = 0; i < 200; i += 1) {
       const text = randomText(random, Math.floor(random() * 300));
       expect(escapedBytes(text)).toBe(Buffer.byteLength(JSON.stringify(text)) - 2);
@@ -158,7 +147,7 @@ describe('fitReport', () => {
   });
 
   it('keeps every randomized report within its budget, valid JSON, with intact characters', () => {
-    const random = createRandom(20261201);
+    const random = createSeededRandom(20261201);
     for (let round = 0; round < 300; round += 1) {
       const stdout = randomText(random, Math.floor(random() * 20_000));
       const stderr = randomText(random, Math.floor(random() * 20_000));

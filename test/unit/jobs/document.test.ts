@@ -208,7 +208,7 @@ describe('validateJob: Iotistic templates and the seed guide', () => {
     );
   });
 
-  it('the CONTRACT.md example (AWS shape, conditions, finalStep handler)', async () => {
+  it('the test/cloud/CONTRACT.md example (AWS shape, conditions, finalStep handler)', async () => {
     expect(await validateJob(offer(loadJobFixture('contract-example.json')), WITH_ROOT)).toEqual(
       job([step('Restart', ['systemctl', 'restart', 'redis'], { user: 'root', allowStdErr: 2 })], {
         includeStdOut: true,

@@ -62,6 +62,34 @@ describe.runIf(isRoot)('work dirs (root only)', () => {
     );
   });
 
+  it('refuses a work_dir whose configured path passes a symlink held by a directory others can write', async () => {
+    const base = await makeBase();
+    const real = path.join(base, 'real');
+    const links = path.join(base, 'links');
+    await mkdir(path.join(real, 'work'), { recursive: true, mode: 0o755 });
+    await mkdir(links, { mode: 0o755 });
+    await symlink(real, path.join(links, 'to-real'));
+    const workDir = path.join(links, 'to-real', 'work');
+    expect(await prepareWorkRoot(workDir, 0)).toBeNull();
+    // whoever can write `links` can repoint to-real
+    await chmod(links, 0o775);
+    expect(await prepareWorkRoot(workDir, 0)).toBe(
+      `work_dir ${workDir} is below ${links}, which others can write (mode 775); they could swap work_dir for a symlink: move work_dir or chmod go-w ${links}`,
+    );
+  });
+
+  it('refuses a work_dir whose real path lies below a directory another user owns', async () => {
+    const base = await makeBase();
+    const home = path.join(base, 'home');
+    await mkdir(path.join(home, 'real', 'work'), { recursive: true, mode: 0o755 });
+    await chown(home, nobody.uid, nobody.gid);
+    await symlink(path.join(home, 'real'), path.join(base, 'to-home'));
+    const workDir = path.join(base, 'to-home', 'work');
+    expect(await prepareWorkRoot(workDir, 0)).toBe(
+      `work_dir ${workDir} is below ${home}, owned by uid ${nobody.uid}, not root; that user could swap work_dir for a symlink: move work_dir or chown root ${home}`,
+    );
+  });
+
   it("creates a job dir owned by the step's user, mode 0700", async () => {
     const base = await makeBase();
     const dir = await createJobDir(base, '../job/1', nobody, 0);

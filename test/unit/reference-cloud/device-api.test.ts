@@ -27,7 +27,7 @@ async function start(options: ReferenceCloudOptions = {}): Promise<ReferenceClou
 const auth = { 'X-Device-API-Key': KEY };
 
 describe('reference cloud: authentication', () => {
-  it('answers each CONTRACT.md auth error exactly', async () => {
+  it('answers each test/cloud/CONTRACT.md auth error exactly', async () => {
     const c = await start();
     const next = (uuid: string, headers: Record<string, string>) => send(`${c.url}/devices/${uuid}/jobs/next`, { headers });
 

@@ -10,6 +10,9 @@
 #                       apt-get install of the .deb (or the disk another
 #                       test of the run installed it on), config installed.
 #                       The agent is installed and enabled, not started.
+#                       The config is synced to the disk (as vm_agent_config
+#                       does): a power cut must not leave it empty, which
+#                       stops the agent at start (exit 78), not a test's aim.
 #                       (VM_API_KEY: the device's key, default a random one)
 #   (VM_POLL_INTERVAL: the polling interval of that agent.ini, default 1s)
 #   vm_agent_config INI_LINE...     /etc/cloudjobs/agent.ini in the guest becomes these lines
@@ -24,12 +27,14 @@
 VM_UUID=3c9e0d1a-7b2f-4e5d-9a6c-1f2e3d4c5b6a
 
 # vm_test_prepare NAME [DEB]: what every VM test does first: DEB (the given
-# file, else the newest amd64 .deb in build/), a SKIP when no VM can run here
+# file, else build/'s amd64 .deb of package.json's version: not the newest
+# file, which the self-update test, running beside, rebuilds as another
+# version), a SKIP when no VM can run here
 # (a failure under CLOUDJOBS_REQUIRE_INTEGRATION), and WORK, the test's own
 # temp dir (/tmp/cloudjobs-vm-NAME.*). The test sets its own trap.
 vm_test_prepare() {
   local name=$1 why
-  DEB=$(realpath "${2:-$(ls -t "$VM_REPO"/build/cloudjobs_*_amd64.deb 2>/dev/null | head -n1 || true)}" 2>/dev/null || true)
+  DEB=$(realpath "${2:-$VM_REPO/build/cloudjobs_$(node -p "require('$VM_REPO/package.json').version")-1_amd64.deb}" 2>/dev/null || true)
   why=$(vm_unusable)
   [ -z "$why" ] || skip "$why"
   WORK=$(mktemp -d "/tmp/cloudjobs-vm-$name.XXXXXX")
@@ -81,13 +86,13 @@ vm_agent_setup() {
       vm_sh 'fsfreeze --unfreeze /' || fail "fsfreeze --unfreeze in the guest failed"
     fi
   fi
-  vm_sh 'install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key && install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini' \
+  vm_sh 'install -m 0600 /mnt/host/api-key /etc/cloudjobs/api-key && install -m 0640 /mnt/host/agent.ini /etc/cloudjobs/agent.ini && sync' \
     || fail "installing the config in the guest failed"
 }
 
 vm_agent_config() {
   printf '%s\n' "$@" | base64 -w0 > "$VM_WORK/agent.ini.b64"
-  vm_sh "echo $(cat "$VM_WORK/agent.ini.b64") | base64 -d > /etc/cloudjobs/agent.ini.new && chmod 0640 /etc/cloudjobs/agent.ini.new && mv /etc/cloudjobs/agent.ini.new /etc/cloudjobs/agent.ini"
+  vm_sh "echo $(cat "$VM_WORK/agent.ini.b64") | base64 -d > /etc/cloudjobs/agent.ini.new && chmod 0640 /etc/cloudjobs/agent.ini.new && mv /etc/cloudjobs/agent.ini.new /etc/cloudjobs/agent.ini && sync"
 }
 
 vm_unit() { vm_sh systemctl show -p "$1" --value cloudjobs.service; }

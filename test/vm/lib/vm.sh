@@ -42,7 +42,9 @@
 
 VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=/dev/null
-. "$VM_DIR/rootfs-vm.sh"
+. "$VM_DIR/../../integration/lib/binfmt.sh"
+# shellcheck source=/dev/null
+. "$VM_DIR/../../integration/lib/rootfs.sh"
 VM_WORK=''
 VM_DISK=''
 VM_SHARE_IMG=''
@@ -70,7 +72,7 @@ vm_unusable() {
   for tool in qemu-system-x86_64 socat python3 mkfs.ext4 flock setpriv; do
     command -v "$tool" >/dev/null || { echo "$tool missing (make apt-deps installs it)"; return; }
   done
-  if [ ! -s "$(vm_rootfs_tarball bookworm)" ] && ! command -v debootstrap >/dev/null; then
+  if [ ! -s "$(rootfs_tarball amd64 bookworm)" ] && ! command -v debootstrap >/dev/null; then
     echo "no cached VM rootfs and no debootstrap to build it"
   fi
 }
@@ -78,9 +80,9 @@ vm_unusable() {
 # vm_image SUITE: see the API.
 vm_image() {
   local suite=$1 dir stamp
-  vm_ensure_rootfs "$suite" || fail "building the VM rootfs of $suite failed"
+  ensure_rootfs amd64 "$suite" || fail "building the VM rootfs of $suite failed"
   dir="$CLOUDJOBS_IT_CACHE/vm-$suite-amd64"
-  stamp="rev $VM_IMAGE_REV $(stat -c %Y "$(vm_rootfs_tarball "$suite")") $(cat "$VM_DIR"/guest/* | sha256sum | cut -c1-16)"
+  stamp="rev $VM_IMAGE_REV $(stat -c %Y "$(rootfs_tarball amd64 "$suite")") $(cat "$VM_DIR"/guest/* | sha256sum | cut -c1-16)"
   mkdir -p "$dir"
   (
     flock 9
@@ -96,7 +98,7 @@ vm_build_image() {
   local suite=$1 dir=$2 tree unit started
   started=$(date +%s)
   tree=$(mktemp -d "$CLOUDJOBS_IT_CACHE/vm-tree-$suite.XXXXXX")
-  tar -C "$tree" --numeric-owner -xf "$(vm_rootfs_tarball "$suite")" || return 1
+  tar -C "$tree" --numeric-owner -xf "$(rootfs_tarball amd64 "$suite")" || return 1
   cp -L "$tree/vmlinuz" "$dir/vmlinuz.part" && cp -L "$tree/initrd.img" "$dir/initrd.img.part" || {
     echo "vm: no /vmlinuz or /initrd.img in the $suite rootfs" >&2; rm -rf "$tree"; return 1; }
   # /mnt/host is mounted by vm_boot (an fstab entry's device timeout fires on a loaded host)

@@ -1,0 +1,14 @@
+// One seeded pseudo-random source for the tests that draw random cases (unit
+// and e2e alike), so a failing run can be replayed from its seed.
+
+/** A seeded pseudo-random source in [0, 1) (mulberry32). */
+export function createSeededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
