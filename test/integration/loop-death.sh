@@ -102,9 +102,9 @@ step "a drain longer than TimeoutStopSec is not killed (EXTEND_TIMEOUT_USEC)"
 dropin it-stop '[Service]\nTimeoutStopSec=4s\n'
 ct systemctl restart cloudjobs.service || bad "restart with TimeoutStopSec=4s failed"
 check_eq "TimeoutStopUSec" 4s "$(show TimeoutStopUSec)"
-doc='{"version":"1.0","includeStdOut":true,"steps":[{"name":"Long work","type":"runCommand","input":{"command":"sh,-c,sleep 10; echo drained"}}]}'
+doc='{"version":"1.0","includeStdOut":true,"steps":[{"name":"Long work","type":"runCommand","input":{"command":"sh,-c,touch /dev/shm/it-long-started; sleep 10; echo drained"}}]}'
 job=$(queue_job "Long drain" "$doc")
-wait_until 20 "job $job IN_PROGRESS" job_is "$job" IN_PROGRESS || true
+ct_wait_step_started /dev/shm/it-long-started
 stop_started=$(date +%s)
 ct systemctl stop cloudjobs.service || bad "systemctl stop failed"
 stop_seconds=$(($(date +%s) - stop_started))

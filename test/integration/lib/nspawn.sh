@@ -70,6 +70,15 @@ CT_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # ct CMD...: runs CMD inside the container (all namespaces, its root, a clean environment).
 ct() { nsenter -t "$CT_LEADER" -a "${CT_ENV[@]}" "$@"; }
 
+# ct_wait_step_started MARKER: waits (bounded) until a step has created MARKER
+# in the container (under /dev/shm: the unit has PrivateTmp=yes, which steps
+# share): its command runs, so its scope is started. A stop sent
+# while the agent still waits for a step's scope would wait out drain_timeout
+# (the scope's start is ordered after the agent's stop: README, Resource limits).
+ct_wait_step_started() {
+  wait_until 30 "the step's marker $1" ct test -e "$1" || true
+}
+
 # ct_net CMD...: runs a HOST command in the container's network namespace only.
 ct_net() { nsenter -t "$CT_LEADER" -n "$@"; }
 
