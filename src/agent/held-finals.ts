@@ -1,13 +1,17 @@
-// Final reports: a job's final report goes to the journal, the outbox and the
-// history, in that order, and the job then leaves the journal. What the state
-// directory cannot take is held in memory: sent directly to the cloud, and
-// stored once the disk recovers.
+// Final reports: a job's final report goes to the outbox and the history, in
+// that order, and the job then leaves the journal. What the state directory
+// cannot take is held in memory: sent directly to the cloud, and stored once
+// the disk recovers.
 //
 // INVARIANTS
-// - A final report is in the journal before it enters the outbox; the job
-//   leaves the journal only after the outbox and history hold it. So a crash
-//   at any point leaves either a journal entry (recovered at start) or an
-//   outbox entry (delivered at start), never neither.
+// - The job leaves the journal only after the outbox and history hold its
+//   final report. So a crash at any point leaves either a journal entry
+//   (recovered at start) or an outbox entry (delivered at start), never
+//   neither; a journal entry whose job has a final waiting in the outbox (or
+//   is in history) was finished, and recovery only removes it (job-path.ts).
+//   The final report is not written into the journal entry first: the outbox
+//   file is the durable copy, and one more fsynced file replacement per job
+//   cost an SD card two ext4 journal commits.
 // - A held final is sent directly only once no earlier report of its job waits
 //   in the outbox (reports of a job arrive in the order they were made).
 import type { Clock } from '../clock/clock.js';
@@ -81,7 +85,6 @@ export function createFinals(options: FinalsOptions): Finals {
     const { offer, receivedAt, report } = final;
     const jobId = offer.jobId;
     try {
-      if (final.journaled && journal.get(jobId)?.final === null) await journal.recordFinal(jobId, report);
       if (!final.delivered && !history.has(jobId) && !outbox.hasPendingFinal(jobId)) await outbox.enqueue(jobId, report);
       // from here the outbox delivers it: a retry after a later failure must not queue it twice
       final.delivered = true;

@@ -246,6 +246,8 @@ export function createJobPath(options: JobPathOptions): JobPath {
           waiting(entry);
           continue;
         }
+        // finished: its final report reached the outbox (held-finals.ts) before the agent stopped
+        report ??= (await options.outbox.pendingFinal(offer.jobId)) ?? (await options.history.get(offer.jobId))?.report ?? null;
         if (!report) {
           report = engine.interruptedReport(entry);
           log.warn(`job ${offer.jobName} was interrupted by an agent stop; reporting it FAILED, it is not run again`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: report.status });

@@ -1,10 +1,18 @@
-// The outbox: every status report is on disk before it is sent and leaves the
-// disk only when the cloud acknowledged it (or said it never will).
+// The outbox: every final status report is on disk before it is sent and
+// leaves the disk only when the cloud acknowledged it (or said it never will).
+// Progress reports wait in memory.
 //
 // INVARIANTS
-// - One file per report, `<seq>.json` with a zero-padded, strictly increasing
-//   sequence number; delivery order is seq order, so reports of one job go out
-//   in the order they were enqueued, across restarts.
+// - One file per final report, `<seq>.json` with a zero-padded, strictly
+//   increasing sequence number; delivery order is seq order, so reports of
+//   one job go out in the order they were enqueued, across restarts.
+// - A progress (non-final) report is never written: it waits in memory, in
+//   the same seq order, and a crash loses it and nothing else. The server
+//   keeps whichever PATCH comes last and every PATCH carries every column, so
+//   the final report (of the job, or of its interruption at the next start)
+//   says all a lost progress report said. Writing each one durably cost an
+//   SD card three ext4 journal commits, about 100 KiB, per report.
+//   Progress files left by an older version are loaded and delivered.
 // - Adding writes the new file (atomically) before anything is removed; a crash
 //   in between leaves an extra progress report that open() coalesces away.
 // - At most one progress (non-final) report per job waits: a newer progress or
@@ -16,9 +24,11 @@
 //   When the bounds are exceeded, progress reports go, oldest first; if only
 //   finals remain the outbox stays over its bound and says so.
 // - All mutations run through one serial queue; the in-memory index changes
-//   only after the disk did. The index holds no report bodies (bounded memory
-//   whatever outbox_max_bytes is); next() reads the body from disk. An idle
-//   agent (empty outbox) does no disk I/O.
+//   only after the disk did. The index holds no final report's body (bounded
+//   memory whatever outbox_max_bytes is); next() reads the body from disk.
+//   Memory holds the bodies of waiting progress reports: at most one per job,
+//   each bounded like any report (contract/fit-report.ts). An idle agent
+//   (empty outbox) does no disk I/O.
 // - ack() of a seq that coalescing already removed is a harmless no-op: the
 //   delivery loop may be sending a progress report while a newer one replaces it.
 //
@@ -59,8 +69,10 @@ export interface OutboxEntryInfo {
   status: StatusReport['status'];
   /** ISO time it was enqueued. */
   enqueuedAt: string;
-  /** Size of its file in bytes. */
+  /** Size of its file (or, in memory, of its JSON) in bytes. */
   bytes: number;
+  /** Whether it is on disk (finals, and progress reports an older version wrote). */
+  onDisk: boolean;
 }
 
 /** One waiting report with its body. */
@@ -94,6 +106,8 @@ export interface Outbox {
   stats(): OutboxStats;
   /** Whether a final report of `jobId` waits. */
   hasPendingFinal(jobId: string): boolean;
+  /** The oldest waiting final report of `jobId` (read from disk), or undefined. */
+  pendingFinal(jobId: string): Promise<StatusReport | undefined>;
   /** The waiting reports in delivery order (no bodies). */
   entries(): OutboxEntryInfo[];
   /** Resolves as soon as a report waits (at once if one does); rejects with AbortedError on abort. */
@@ -130,6 +144,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   const index = new Map<number, OutboxEntryInfo>();
   // jobId -> its waiting progress report's seq (at most one after coalescing) and number of waiting finals
   const jobs = new Map<string, { progress: number[]; finals: number }>();
+  // seq -> body of a waiting progress report kept in memory only
+  const inMemory = new Map<number, StatusReport>();
   let totalBytes = 0;
   let totalFinals = 0;
   let overBoundWarned = false;
@@ -153,7 +169,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       await quarantineFile(path, `it holds report ${read.stored.seq}, whose file name is different`, log, clock);
       continue;
     }
-    loaded.push(toInfo(read.stored, read.bytes));
+    loaded.push(toInfo(read.stored, read.bytes, true));
   }
   loaded.sort((a, b) => a.seq - b.seq);
   for (const info of loaded) addToIndex(info);
@@ -219,7 +235,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   async function dropEntry(seq: number): Promise<void> {
     const info = index.get(seq);
     if (!info) return;
-    await removeFileDurable(pathFor(seq));
+    if (info.onDisk) await removeFileDurable(pathFor(seq));
+    inMemory.delete(seq);
     forgetInIndex(info);
   }
 
@@ -276,9 +293,10 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
           report: structuredClone(report),
         };
         const text = JSON.stringify(stored);
-        await writeFileAtomic(pathFor(stored.seq), text, { mode: STATE_FILE_MODE });
+        if (final) await writeFileAtomic(pathFor(stored.seq), text, { mode: STATE_FILE_MODE });
+        else inMemory.set(stored.seq, stored.report);
         nextSeq += 1;
-        const info = toInfo(stored, Buffer.byteLength(text));
+        const info = toInfo(stored, Buffer.byteLength(text), final);
         addToIndex(info);
         for (const seq of jobs.get(jobId)?.progress ?? []) if (seq < info.seq) await dropEntry(seq);
         await enforceBounds();
@@ -291,6 +309,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       queue.run(async () => {
         // deleting the current key while iterating a Map is safe
         for (const info of index.values()) {
+          const body = inMemory.get(info.seq);
+          if (body !== undefined) return { ...info, report: structuredClone(body) };
           const path = pathFor(info.seq);
           const read = await readStored(path);
           if (read !== null && !('reason' in read)) return { ...info, report: read.stored.report };
@@ -321,6 +341,13 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       };
     },
     hasPendingFinal,
+    pendingFinal: (jobId) =>
+      queue.run(async () => {
+        const info = [...index.values()].find((i) => i.final && i.jobId === jobId);
+        if (!info) return undefined;
+        const read = await readStored(pathFor(info.seq));
+        return read !== null && !('reason' in read) ? read.stored.report : undefined;
+      }),
     entries: () => [...index.values()].map((i) => ({ ...i })),
     waitForEntry: (signal) =>
       new Promise<void>((resolve, reject) => {
@@ -346,8 +373,9 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   };
 }
 
-function toInfo(stored: StoredOutboxEntry, bytes: number): OutboxEntryInfo {
+function toInfo(stored: StoredOutboxEntry, bytes: number, onDisk: boolean): OutboxEntryInfo {
   return {
+    onDisk,
     seq: stored.seq,
     jobId: stored.jobId,
     final: stored.final,

@@ -18,6 +18,7 @@ import { CloudError } from '../../../src/cloud/cloud-error.js';
 import { createNullLog } from '../../../src/log/log.js';
 import { openHistory } from '../../../src/state/history.js';
 import { openJournal } from '../../../src/state/journal.js';
+import { openOutbox } from '../../../src/state/outbox.js';
 import type { SelfUpdateOutcome } from '../../../src/state/self-update-outcome.js';
 import { createStepResult } from '../../../src/jobs/step-result.js';
 import { waitFor } from '../../cloud/wait-for.js';
@@ -184,6 +185,26 @@ describe('Agent', () => {
     expect(reopened.list()).toEqual([]);
   });
 
+  it('a crash after the final report reached the outbox: that final goes out once, the job is not called interrupted', async () => {
+    const stateDir = path.join(dir, 'state');
+    const clock = createSystemClock();
+    const journal = await openJournal({ stateDir, log: createNullLog(), clock });
+    const offer = offerOf('finished', [step('only', ['true'])]);
+    await journal.begin(offer, clock.now());
+    const outbox = await openOutbox({ stateDir, maxReports: 10, maxBytes: 1e6, log: createNullLog(), clock });
+    const report = { status: 'SUCCEEDED', exit_code: 0, stdout: '', stderr: '', reason: '1 of 1 steps succeeded', executed_steps: 1, failed_step: null, status_details: {} } as const;
+    await outbox.enqueue('finished', report);
+    const cloud = createScriptedCloud();
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'finished').length === 1, 20_000, 'the final from the outbox');
+    agent.stop();
+    await running;
+    expect(cloud.sent.filter((s) => s.jobId === 'finished').map((s) => [s.report.status, s.report.reason])).toEqual([['SUCCEEDED', '1 of 1 steps succeeded']]);
+    expect((await openJournal({ stateDir, log: createNullLog(), clock })).list()).toEqual([]);
+    expect((await historyOf(5)).map((h) => [h.jobId, h.report.status])).toEqual([['finished', 'SUCCEEDED']]);
+  });
+
   it('keeps a final report until the cloud takes it, retrying through failures', async () => {
     const cloud = createScriptedCloud();
     cloud.answer = (_jobId, report, attempt) =>
@@ -262,7 +283,9 @@ describe('Agent', () => {
 
   it('stops a job the cloud canceled and ends it CANCELED', async () => {
     const cloud = createScriptedCloud();
-    cloud.answer = (_jobId, report) => (report.status === 'IN_PROGRESS' ? 'canceled' : 'accepted');
+    // the first progress report may go out before step 1 starts: the cancel answers a later one, sent while it runs
+    let progress = 0;
+    cloud.answer = (_jobId, report) => (report.status === 'IN_PROGRESS' && ++progress >= 2 ? 'canceled' : 'accepted');
     cloud.offers.push(offerOf('cancel-me', [step('long', ['sleep', '30']), step('never', ['true'])]));
     const agent = await build(cloud);
     const running = agent.run();

@@ -73,7 +73,8 @@ describe('outbox', () => {
       [2, 'b'],
       [3, 'a'],
     ]);
-    expect(await readdir(join(stateDir, 'outbox'))).toEqual(['0000000000000002.json', '0000000000000003.json']);
+    // progress reports wait in memory: none is written
+    expect(await readdir(join(stateDir, 'outbox'))).toEqual([]);
     expect(await drain(outbox)).toEqual([
       ['b', 'IN_PROGRESS', 'b1'],
       ['a', 'IN_PROGRESS', 'a2'],
@@ -110,7 +111,7 @@ describe('outbox', () => {
     expect(await drain(outbox)).toEqual([['a', 'IN_PROGRESS', 'a2']]);
   });
 
-  it('keeps order per job across restarts and continues the sequence', async () => {
+  it('keeps the finals in order across restarts, forgets progress reports and continues the sequence', async () => {
     const stateDir = await makeTempDir();
     const first = await open(stateDir);
     await first.enqueue('a', makeReport('IN_PROGRESS', 'a1'));
@@ -119,8 +120,8 @@ describe('outbox', () => {
     await first.enqueue('a', makeReport('FAILED', 'a final'));
     const log = createRecordingLog();
     const second = await open(stateDir, { log });
-    expect(log.messages('info')).toEqual(["outbox holds 3 report(s) from before the restart; delivering them in order"]);
-    expect(second.entries().map((e) => e.seq)).toEqual([2, 3, 4]);
+    expect(log.messages('info')).toEqual(["outbox holds 2 report(s) from before the restart; delivering them in order"]);
+    expect(second.entries().map((e) => e.seq)).toEqual([2, 4]);
     expect((await second.enqueue('c', makeReport('SUCCEEDED', 'c final')))?.seq).toBe(5);
     const third = await open(stateDir);
     expect(await drain(third)).toEqual([
@@ -130,17 +131,20 @@ describe('outbox', () => {
     ]);
   });
 
-  it('coalesces at open what a crash between adding and removing left', async () => {
+  it('loads the progress files an older version wrote, coalescing what a crash between adding and removing left', async () => {
     const stateDir = await makeTempDir();
-    const outbox = await open(stateDir);
-    await outbox.enqueue('a', makeReport('IN_PROGRESS', 'old'));
-    await copyFile(fileOf(stateDir, 1), join(stateDir, 'keep'));
-    await outbox.enqueue('a', makeReport('IN_PROGRESS', 'new'));
-    await copyFile(join(stateDir, 'keep'), fileOf(stateDir, 1));
-    await rm(join(stateDir, 'keep'));
+    await open(stateDir);
+    const written = (seq: number, reason: string) => ({
+      version: 1, seq, jobId: 'a', final: false, enqueuedAt: '2026-11-28T10:00:00.000Z', report: makeReport('IN_PROGRESS', reason),
+    });
+    await writeFile(fileOf(stateDir, 1), JSON.stringify(written(1, 'old')));
+    await writeFile(fileOf(stateDir, 2), JSON.stringify(written(2, 'new')));
     const reopened = await open(stateDir);
-    expect(reopened.entries().map((e) => e.seq)).toEqual([2]);
+    expect(reopened.entries().map((e) => [e.seq, e.onDisk])).toEqual([[2, true]]);
     expect(await readdir(join(stateDir, 'outbox'))).toEqual(['0000000000000002.json']);
+    expect((await reopened.enqueue('a', makeReport('SUCCEEDED', 'final')))?.seq).toBe(3);
+    expect(await readdir(join(stateDir, 'outbox'))).toEqual(['0000000000000003.json']);
+    expect(await drain(reopened)).toEqual([['a', 'SUCCEEDED', 'final']]);
   });
 
   it('drops the oldest progress reports when full, with a warning, and keeps every final over the bound', async () => {
@@ -171,7 +175,7 @@ describe('outbox', () => {
     expect(outbox.stats().finals).toBe(6);
   });
 
-  it('bounds bytes too, counting the size of each file', async () => {
+  it('bounds bytes too, counting the size of each file (progress reports: of their JSON, kept in memory)', async () => {
     const stateDir = await makeTempDir();
     const log = createRecordingLog();
     const outbox = await open(stateDir, { log, maxBytes: 2000 });
@@ -182,7 +186,11 @@ describe('outbox', () => {
     expect(outbox.entries().map((e) => e.jobId)).toEqual(['p2', 'f1']);
     let onDisk = 0;
     for (const name of await readdir(join(stateDir, 'outbox'))) onDisk += (await stat(join(stateDir, 'outbox', name))).size;
-    expect(outbox.stats().bytes).toBe(onDisk);
+    const [progress, final] = outbox.entries();
+    expect(final!.bytes).toBe(onDisk);
+    const stored = { version: 1, seq: 2, jobId: 'p2', final: false, enqueuedAt: '2026-11-28T10:00:00.000Z', report: big('IN_PROGRESS') };
+    expect(progress!.bytes).toBe(Buffer.byteLength(JSON.stringify(stored)));
+    expect(outbox.stats().bytes).toBe(progress!.bytes + final!.bytes);
     expect(log.messages('warn')).toHaveLength(1);
   });
 
