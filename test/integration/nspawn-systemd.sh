@@ -211,6 +211,8 @@ check_match "drained job's output" 'drained' "$(admin GET "/jobs/$job" | jq -r .
 step "stop during step 1 of two: step 2 runs in the agent's cgroup, as its user, and the job SUCCEEDED"
 # While the unit stops, systemd starts no new scope in the job's slice (its stop
 # job is queued through PartOf=): step 2 must not go through systemd-run.
+# this test's own starts, not a restart loop: StartLimitBurst=5 would refuse the next one
+ct systemctl reset-failed cloudjobs.service
 ct systemctl start cloudjobs.service || bad "start before the two-step drain failed"
 where='echo $0 uid=$(id -u) oom=$(cat /proc/self/oom_score_adj) cgroup=$(sed -n s/^0:://p /proc/self/cgroup)'
 doc=$(jq -cn --arg w "$where" '{version:"1.0", includeStdOut:true, steps:[
