@@ -467,6 +467,8 @@ export class Agent {
         await this.journalStep(current, () => journal.recordStep(offer.jobId, index - 1, recorded));
         await this.handover?.tryNow(current);
       },
+      // the agent's unit is stopping (its drain): systemd starts no new scope for the job meanwhile
+      agentStopping: () => this.stopRequests > 0,
     }, resume ? { finished: resume.finished, startedAtMs: receivedAt } : undefined);
     current.run = run;
     if (this.stopRequests > 1 || this.drainExpired || this.loops.dead()) run.stop('shutdown');

@@ -101,6 +101,8 @@ export interface EnginePort {
   start(job: NormalizedJob, hooks: {
     onStepStart(index: number, total: number, name: string): void | Promise<void>;
     onStepEnd(result: StepResult, index: number, total: number): void | Promise<void>;
+    /** True once the agent is stopping: a step starting then runs outside the job's slice (job-unit.ts). */
+    agentStopping?(): boolean;
   }, start?: { finished: readonly StepResult[]; startedAtMs: number }): JobRunPort;
   rejectedReport(problems: readonly string[]): StatusReport;
   /** The FAILED report of a job that was never started (nothing ran), with `reason`. */

@@ -15,6 +15,10 @@
 // - With limits enforced, the first OOM kill or refused fork the kernel counts
 //   in the job's slice stops the whole job (FAILED, the limit named), read
 //   from the cgroup's counters after each step and every limitPollMs.
+// - A step that starts once the agent is stopping (hooks.agentStopping) runs
+//   in the agent's cgroup, outside the slice (job-unit.ts); the job says so
+//   once in the log and in status_details.limits, and its last sweep also
+//   looks for processes carrying CLOUDJOBS_JOB_ID (the slice's cannot see them).
 // - Steps are numbered by their place in the plan (job-plan.ts), so a run that
 //   starts with earlier results (JobStart.finished) numbers, labels and reports
 //   exactly as the run that made them.
@@ -30,8 +34,8 @@ import { planSteps, type PlannedStep, type PlanNode } from './job-plan.js';
 import { JobResources } from './job-resources.js';
 import type { CgroupCounters } from './cgroup.js';
 import { openJobUnit, type JobUnit, type LimitSupport } from './job-unit.js';
-import { createCgroupTarget, createJobTarget, runKillLadder } from './kill-ladder.js';
-import { applyLimitRequest, describeOutOfMemory, describeTasksMax, type EffectiveLimits, type JobLimits } from './limits.js';
+import { createCgroupTarget, createJobTarget, runKillLadder, type KillTarget } from './kill-ladder.js';
+import { applyLimitRequest, describeLimits, describeOutOfMemory, describeTasksMax, type EffectiveLimits, type JobLimits } from './limits.js';
 import type { AgentPrivileges } from './launch.js';
 import { decideOutcome, findDecisive, type FinishedStep, type JobStop, type Verdict } from './outcome.js';
 import { composeReport } from './report.js';
@@ -76,6 +80,8 @@ export interface JobHooks {
   /** `index` is 1-based over all steps (parallel members and finalStep included). */
   onStepStart?(index: number, total: number, name: string): void | Promise<void>;
   onStepEnd?(result: StepResult, index: number, total: number): void | Promise<void>;
+  /** Asked as each step starts (limits enforced): true once the agent is stopping, so the step cannot get a scope. */
+  agentStopping?(): boolean;
 }
 
 /** Where a run begins: from scratch (the default), or after steps that already ran. */
@@ -126,6 +132,8 @@ export class JobRun {
   private unit: JobUnit | null = null;
   private limitReason: string | null = null;
   private lastCounters: CgroupCounters | null = null;
+  /** Steps (1-based plan indexes) that ran outside the job's slice because the agent was stopping. */
+  private readonly outsideSlice: number[] = [];
 
   constructor(job: NormalizedJob, options: EngineOptions, hooks: JobHooks = {}, start: JobStart = {}) {
     this.job = job;
@@ -256,12 +264,27 @@ export class JobRun {
     return this.limitReason;
   }
 
-  private stepUnit(unit: JobUnit): StepUnit {
+  private stepUnit(unit: JobUnit, step: PlannedStep): StepUnit {
     return {
-      wrap: (launch) => unit.wrap(launch),
+      wrap: (launch) => {
+        const placed = unit.wrap(launch, this.hooks.agentStopping?.() === true);
+        if (placed.placement === 'agent-cgroup') this.noteOutsideSlice(unit, step);
+        return placed.launch;
+      },
       checkLimits: () => this.checkLimits(),
       limitReason: () => this.limitReason,
     };
+  }
+
+  // Said once per job: from this step on, the job's limits do not hold (the slice takes no new step).
+  private noteOutsideSlice(unit: JobUnit, step: PlannedStep): void {
+    this.outsideSlice.push(step.index);
+    if (this.outsideSlice.length > 1) return;
+    this.log.warn(
+      `${step.label} and any later step of this job run outside the job's slice ${unit.slice}, so its limits (${describeLimits(this.limits)}) are not enforced on them: ` +
+        "the agent is stopping, and systemd starts no new scope in the job's slice while it does; they still end by the agent's drain_timeout",
+      { jobId: this.job.jobId, step: step.spec.name },
+    );
   }
 
   /** The limits as status_details.limits shows them, with the peak memory and CPU time seen. */
@@ -279,6 +302,7 @@ export class JobRun {
       ...base,
       ...(support.gaps.length > 0 ? { not_enforced: support.gaps } : {}),
       unit: this.unit?.slice ?? null,
+      ...(this.outsideSlice.length > 0 ? { steps_outside_slice: [...this.outsideSlice] } : {}),
       memory_peak: counters?.memoryPeak ?? null,
       cpu_usage_ms: usage === null ? null : Math.round(usage / 1000),
     };
@@ -340,7 +364,7 @@ export class JobRun {
         reclaimMemory: this.options.reclaimMemory,
         killGraceMs: this.options.killGraceMs,
         jobTimeoutMs: this.job.timeoutMs,
-        ...(this.unit === null ? {} : { unit: this.stepUnit(this.unit) }),
+        ...(this.unit === null ? {} : { unit: this.stepUnit(this.unit, step) }),
         clock,
         log: this.log,
       }),
@@ -410,15 +434,24 @@ export class JobRun {
     return this.startedAtMs + this.elapsedMs();
   }
 
+  // Where the job's leftovers are: its slice, and (no slice, or steps that ran outside it) the processes carrying its id.
+  private sweepTargets(unit: JobUnit | null): KillTarget[] {
+    const byId = createJobTarget(this.job.jobId, process.pid);
+    if (unit === null) return [byId];
+    const slice = createCgroupTarget(unit.cgroupDir);
+    return this.outsideSlice.length > 0 ? [slice, byId] : [slice];
+  }
+
   private async cleanUp(): Promise<void> {
     this.timer.abort();
     const unit = this.unit;
     try {
       // the last counters (peak memory) before the sweep empties the slice
       if (unit !== null) this.lastCounters = await unit.counters();
-      const target = unit === null ? createJobTarget(this.job.jobId, process.pid) : createCgroupTarget(unit.cgroupDir);
-      const outcome = await runKillLadder(target, this.options.killGraceMs, this.options.clock);
-      if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
+      for (const target of this.sweepTargets(unit)) {
+        const outcome = await runKillLadder(target, this.options.killGraceMs, this.options.clock);
+        if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
+      }
       await unit?.release();
     } catch (error) {
       this.log.error(`could not sweep the job's leftover processes: ${describeError(error)}`, { jobId: this.job.jobId });

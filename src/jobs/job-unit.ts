@@ -18,6 +18,13 @@
 // drain runs first), as KillMode=mixed did when the steps were in the agent's
 // own cgroup; a system shutdown stops the agent (draining) before the jobs.
 //
+// While the agent's unit stops, its stop job puts one on the slice too
+// (PartOf=), and systemd starts no new scope in it: systemd-run would fail at
+// once. A step that starts while the agent is stopping (a further step of a
+// draining job) therefore runs without a scope, in the agent's own cgroup,
+// where KillMode=mixed ends it after the agent; choom and setpriv still apply
+// (decideStepPlacement, wrapOutsideScope).
+//
 // INVARIANTS
 // - The agent never waits for a systemd job on its job units (--no-block):
 //   during a shutdown their stop jobs wait for the agent's own stop.
@@ -61,12 +68,16 @@ export type LimitSupport =
 /** Runs a command and returns its exit code and output (execa in production, a fake in tests). */
 export type RunCommand = (file: string, args: string[]) => Promise<{ exitCode: number; stdout: string; stderr: string }>;
 
+/** Where a step of a job with enforced limits runs: a scope of the job's slice, or the agent's own cgroup. */
+export type StepPlacement = 'scope' | 'agent-cgroup';
+
 /** A job run's slice: wraps steps into scopes inside it, reads its counters, names its cgroup. */
 export interface JobUnit {
   slice: string;
   /** The slice's process tree (cgroupfs directory). */
   cgroupDir: string;
-  wrap(launch: Launch): Launch;
+  /** The step's launch and where it runs; `agentStopping`: the agent drains (decideStepPlacement). */
+  wrap(launch: Launch, agentStopping: boolean): { launch: Launch; placement: StepPlacement };
   counters(): Promise<CgroupCounters>;
   /** Asks systemd to stop the slice (no wait); its processes should be gone already. */
   release(): Promise<void>;
@@ -126,9 +137,11 @@ export async function openJobUnit(
   return {
     slice,
     cgroupDir: treeDir(support.layout, cgroupPath),
-    wrap: (launch) => {
+    wrap: (launch, agentStopping) => {
       steps += 1;
-      return wrapInScope(launch, { slice, unit: `cloudjobs-step-${key}-${steps}`, tools: support.tools, agentUnit: support.agentUnit });
+      const placement = decideStepPlacement(support.agentUnit, agentStopping);
+      if (placement === 'agent-cgroup') return { launch: wrapOutsideScope(launch, support.tools), placement };
+      return { launch: wrapInScope(launch, { slice, unit: `cloudjobs-step-${key}-${steps}`, tools: support.tools, agentUnit: support.agentUnit }), placement };
     },
     counters: () => readCounters(support.layout, cgroupPath),
     release: () => releaseSlice(support, slice, run),
@@ -163,16 +176,33 @@ export function buildSliceCall(slice: string, jobId: string, limits: EffectiveLi
   ];
 }
 
+/**
+ * Where a step runs. A scope, except while the agent's own unit stops: its
+ * stop job reaches the job's slice through PartOf=, and systemd refuses a new
+ * scope there, so the step runs in the agent's cgroup. Outside a unit
+ * (agentUnit null: nothing is PartOf= it) a stopping agent keeps the scope.
+ */
+export function decideStepPlacement(agentUnit: string | null, agentStopping: boolean): StepPlacement {
+  return agentUnit !== null && agentStopping ? 'agent-cgroup' : 'scope';
+}
+
 /** The step's launch run inside a new scope of `slice`, its oom_score_adj raised first. */
 export function wrapInScope(launch: Launch, unit: { slice: string; unit: string; tools: LimitTools; agentUnit: string | null }): Launch {
-  if (launch.uid !== undefined) throw new Error('internal: a step in a scope must switch user with setpriv, not the spawn');
+  const inner = wrapOutsideScope(launch, unit.tools);
   const order = unit.agentUnit === null ? [] : ['-p', `Before=${unit.agentUnit}`];
-  const choom = unit.tools.choom === null ? [] : [unit.tools.choom, '-n', String(JOB_OOM_SCORE_ADJ), '--'];
   return {
     file: unit.tools.systemdRun,
-    args: ['--scope', '--quiet', '--collect', `--slice=${unit.slice}`, `--unit=${unit.unit}`, ...order, '--', ...choom, launch.file, ...launch.args],
+    args: ['--scope', '--quiet', '--collect', `--slice=${unit.slice}`, `--unit=${unit.unit}`, ...order, '--', inner.file, ...inner.args],
     via: launch.via,
   };
+}
+
+/** The step's launch without a scope (the agent's own cgroup): its oom_score_adj raised, then the planned user switch. */
+export function wrapOutsideScope(launch: Launch, tools: LimitTools): Launch {
+  // both ways start as root (systemd-run, choom): the user switch must be setpriv's, after them
+  if (launch.uid !== undefined) throw new Error('internal: a step of a job with limits must switch user with setpriv, not the spawn');
+  if (tools.choom === null) return launch;
+  return { file: tools.choom, args: ['-n', String(JOB_OOM_SCORE_ADJ), '--', launch.file, ...launch.args], via: launch.via };
 }
 
 /** The cgroup of a slice: each dash opens a level ("a-b.slice" is /a.slice/a-b.slice). */

@@ -31,7 +31,7 @@ export type StopKind = 'job-timeout' | 'step-timeout' | 'cancel' | 'shutdown' | 
 
 /** The job's systemd unit as a step sees it (job-unit.ts, job-run.ts). */
 export interface StepUnit {
-  /** The launch run inside a scope of the job's slice. */
+  /** The launch run inside a scope of the job's slice (or, while the agent stops, outside it: job-unit.ts). */
   wrap(launch: Launch): Launch;
   /** After the step's exit: the reason when the job hit a limit meanwhile (from the cgroup's counters), else null. */
   checkLimits(): Promise<string | null>;

@@ -208,6 +208,36 @@ check_eq "job status at the cloud" SUCCEEDED "$(job_status "$job")"
 check_match "drained job's output" 'drained' "$(admin GET "/jobs/$job" | jq -r .stdout)"
 [ "$stop_seconds" -ge 3 ] && ok "stop waited for the job (${stop_seconds}s)" || bad "stop took ${stop_seconds}s: the job cannot have finished"
 
+step "stop during step 1 of two: step 2 runs in the agent's cgroup, as its user, and the job SUCCEEDED"
+# While the unit stops, systemd starts no new scope in the job's slice (its stop
+# job is queued through PartOf=): step 2 must not go through systemd-run.
+# this test's own starts, not a restart loop: StartLimitBurst=5 would refuse the next one
+ct systemctl reset-failed cloudjobs.service
+ct systemctl start cloudjobs.service || bad "start before the two-step drain failed"
+where='echo $0 uid=$(id -u) oom=$(cat /proc/self/oom_score_adj) cgroup=$(sed -n s/^0:://p /proc/self/cgroup)'
+doc=$(jq -cn --arg w "$where" '{version:"1.0", includeStdOut:true, steps:[
+  {name:"First", type:"runCommand", input:{command:("sh,-c,touch /dev/shm/it-two-started; sleep 4; " + $w + ",first")}},
+  {name:"Second", type:"runCommand", input:{command:("sh,-c," + $w + ",second")}}]}')
+job=$(queue_job "Two steps" "$doc")
+ct_wait_step_started /dev/shm/it-two-started
+stop_started=$(date +%s)
+ct systemctl stop --no-block cloudjobs.service
+wait_until 60 "the unit to stop" sh -c "[ \"\$(nsenter -t $CT_LEADER -a systemctl show -p ActiveState --value cloudjobs.service)\" = inactive ]" || true
+stop_seconds=$(($(date +%s) - stop_started))
+check_eq "Result of the stop" success "$(show Result)"
+answer=$(admin GET "/jobs/$job")
+check_eq "two-step job at the cloud" "SUCCEEDED 2 of 2 steps succeeded" "$(jq -r '"\(.status) \(.reason)"' <<<"$answer")"
+out=$(jq -r .stdout <<<"$answer")
+job_uid=$(ct id -u cloudjobs)
+check_match "step 1 ran in its scope of the job's slice" "first uid=$job_uid oom=500 cgroup=/cloudjobs\.slice/cloudjobs-jobs\.slice/cloudjobs-jobs-[0-9a-f]{18}\.slice/cloudjobs-step-[0-9a-f]{18}-1\.scope" "$out"
+check_match "step 2 ran in the agent's cgroup, as its user, OOM-first" "second uid=$job_uid oom=500 cgroup=/system\.slice/cloudjobs\.service" "$out"
+check_eq "status_details.limits.steps_outside_slice" "[2]" "$(jq -c .status_details.limits.steps_outside_slice <<<"$answer")"
+check_match "journal says step 2 runs outside the slice, and why" \
+  "step 2 and any later step of this job run outside the job's slice cloudjobs-jobs-[0-9a-f]{18}\.slice, so its limits .* are not enforced on them: the agent is stopping" \
+  "$(ct journalctl -u cloudjobs.service --no-pager -o cat "JOB_ID=$job")"
+check_eq "no job slice left after the stop" "" "$(ct systemctl list-units --all --plain --no-legend 'cloudjobs-jobs-*.slice')"
+[ "$stop_seconds" -ge 3 ] && ok "stop waited for both steps (${stop_seconds}s)" || bad "stop took ${stop_seconds}s: step 1 cannot have finished"
+
 step "remove keeps state and config; purge leaves nothing"
 ct rm -rf /etc/systemd/system/cloudjobs.service.d # the test's own drop-ins
 ct systemctl daemon-reload

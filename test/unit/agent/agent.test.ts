@@ -297,6 +297,29 @@ describe('Agent', () => {
     expect(final!.report.executed_steps).toBe(1);
   });
 
+  it('tells the engine, as each step starts, whether the agent is stopping (a step then gets no scope of the job slice)', async () => {
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('two', [step('first', ['sleep', '0.5']), step('second', ['echo', 'after'])]));
+    const seen: Array<boolean | undefined> = [];
+    const engine = createHarnessEngine(dir, createNullLog());
+    const agent = await build(cloud, {
+      engine: {
+        ...engine,
+        start: (job, hooks, start) =>
+          engine.start(job, { ...hooks, onStepStart: (index, total, name) => {
+            seen.push(hooks.agentStopping?.());
+            return hooks.onStepStart(index, total, name);
+          } }, start),
+      },
+    });
+    const running = agent.run();
+    await waitFor(() => seen.length === 1, 20_000, 'the first step to start');
+    agent.stop();
+    await running;
+    expect(finals(cloud.sent, 'two').map((s) => s.report.status)).toEqual(['SUCCEEDED']);
+    expect(seen).toEqual([false, true]);
+  });
+
   it('on the first stop lets the running job finish; the second stop ends it as a shutdown', async () => {
     const cloud = createScriptedCloud();
     cloud.offers.push(offerOf('drain', [step('short', ['sleep', '1'])]));

@@ -1,8 +1,12 @@
-import { rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobRun } from '../../../src/jobs/job-run.js';
+import type { LimitSupport } from '../../../src/jobs/job-unit.js';
 import type { StepResult } from '../../../src/jobs/types.js';
-import { makeJob, makeOptions, scriptStep } from './engine-helpers.js';
+import type { Log } from '../../../src/log/log.js';
+import { commandStep, makeJob, makeOptions, scriptStep } from './engine-helpers.js';
 import { createStepResult } from '../../../src/jobs/step-result.js';
 
 const cleanups: string[] = [];
@@ -166,5 +170,94 @@ describe('JobRun: a step that asks for a reboot (exit 194)', () => {
     expect(report.reason).toBe(
       'step 1.1 ("A") failed: exited with code 194 (a reboot request) inside a parallel group; only a step of its own may ask for a reboot',
     );
+  });
+});
+
+// systemd's part, faked in a directory of scripts: systemd-run refuses a new
+// scope once the agent's unit stops (the `stopping` file), as systemd does
+// while the job's slice has a stop job queued through PartOf=.
+const FAKE_SYSTEMD_RUN = `#!/bin/sh
+dir=$(dirname "$0")
+if [ -e "$dir/stopping" ]; then
+  echo "Failed to start transient scope unit: Transaction for cloudjobs-step.scope/start is destructive" >&2
+  exit 1
+fi
+echo "systemd-run $*" >> "$dir/calls"
+while [ "$1" != -- ]; do shift; done
+shift
+exec "$@"
+`;
+const FAKE_CHOOM = `#!/bin/sh
+echo "choom $*" >> "$(dirname "$0")/calls"
+shift 3
+exec "$@"
+`;
+
+async function fakeSystemd(): Promise<{ dir: string; support: Extract<LimitSupport, { enforced: true }> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cloudjobs-fake-systemd-'));
+  cleanups.push(dir);
+  for (const [name, text] of [['systemd-run', FAKE_SYSTEMD_RUN], ['choom', FAKE_CHOOM]] as const) {
+    await writeFile(path.join(dir, name), text);
+    await chmod(path.join(dir, name), 0o755);
+  }
+  const tools = { systemdRun: path.join(dir, 'systemd-run'), systemctl: '/bin/true', busctl: '/bin/true', choom: path.join(dir, 'choom') };
+  // no cgroup tree there: the counters read as unknown, the slice as empty
+  const layout = { unified: path.join(dir, 'cgroup'), legacy: null, controllers: new Set<string>() };
+  return { dir, support: { enforced: true, tools, layout, agentUnit: 'cloudjobs.service', gaps: [] } };
+}
+
+function warningLog(): Log & { warnings: string[] } {
+  const log: Log & { warnings: string[] } = {
+    warnings: [],
+    error() {},
+    warn: (message) => void log.warnings.push(message),
+    info() {},
+    debug() {},
+    child: () => log,
+  };
+  return log;
+}
+
+describe('JobRun under limits while the agent stops', () => {
+  it('runs the steps that start after the stop outside the slice, says so once, and the job succeeds', async () => {
+    const { dir, support } = await fakeSystemd();
+    const log = warningLog();
+    const uid = process.getuid?.() ?? 0;
+    const built = await options();
+    const opts = {
+      ...built,
+      log,
+      limitSupport: support,
+      limitCeiling: { memoryMax: 256 * 1024 * 1024, tasksMax: 512, cpuQuota: 80 },
+      agentUid: uid,
+      agentPrivileges: { uid, noNewPrivs: false, noInheritableCaps: true, setprivPath: '/usr/bin/setpriv' },
+    };
+    const job = makeJob(['one', 'two', 'three'].map((word) => commandStep(word, ['/bin/echo', word])));
+    let stopping = false;
+    const report = await new JobRun(job, opts, {
+      // the agent's stop arrives while step 1 runs
+      onStepEnd: async (_result, index) => {
+        if (index !== 1) return;
+        stopping = true;
+        await writeFile(path.join(dir, 'stopping'), '');
+      },
+      agentStopping: () => stopping,
+    }).done;
+    expect(report.status).toBe('SUCCEEDED');
+    expect(report.stdout).toBe('=== Step: one ===\none\n=== Step: two ===\ntwo\n=== Step: three ===\nthree\n');
+    const calls = (await readFile(path.join(dir, 'calls'), 'utf8')).trim().split('\n');
+    expect(calls).toHaveLength(4);
+    expect(calls[0]).toMatch(/^systemd-run --scope --quiet --collect --slice=cloudjobs-jobs-[0-9a-f]{18}\.slice --unit=cloudjobs-step-[0-9a-f]{18}-1 -p Before=cloudjobs\.service -- .*\/choom -n 500 -- \S+ .*\/bin\/echo one$/);
+    expect(calls[1]).toMatch(/^choom -n 500 -- \S+ .*\/bin\/echo one$/);
+    // steps 2 and 3: choom (and the user switch) without systemd-run
+    expect(calls[2]).toMatch(/^choom -n 500 -- \S+ .*\/bin\/echo two$/);
+    expect(calls[3]).toMatch(/^choom -n 500 -- \S+ .*\/bin\/echo three$/);
+    const limits = report.status_details.limits as Record<string, unknown>;
+    expect(limits.steps_outside_slice).toEqual([2, 3]);
+    expect(limits.unit).toMatch(/^cloudjobs-jobs-[0-9a-f]{18}\.slice$/);
+    expect(log.warnings).toEqual([
+      `step 2 and any later step of this job run outside the job's slice ${String(limits.unit)}, so its limits (memory 256 MiB, 512 tasks, CPU 80%) are not enforced on them: ` +
+        "the agent is stopping, and systemd starts no new scope in the job's slice while it does; they still end by the agent's drain_timeout",
+    ]);
   });
 });

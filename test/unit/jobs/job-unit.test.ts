@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   buildSliceCall,
+  decideStepPlacement,
   detectLimitSupport,
   findLeftoverSlices,
   openJobUnit,
@@ -11,6 +12,7 @@ import {
   parseUnitList,
   sliceCgroupPath,
   wrapInScope,
+  wrapOutsideScope,
   type LimitSupport,
 } from '../../../src/jobs/job-unit.js';
 import { applyLimitRequest } from '../../../src/jobs/limits.js';
@@ -86,6 +88,39 @@ describe('a step in a scope', () => {
   it('refuses a launch whose spawn would switch the user (systemd-run must start as root)', () => {
     const unit = { slice: 's.slice', unit: 'u', tools: TOOLS, agentUnit: null };
     expect(() => wrapInScope({ file: '/bin/true', args: [], uid: 1000, gid: 1000, via: 'direct' }, unit)).toThrow(/setpriv/);
+  });
+});
+
+describe('a step that starts while the agent stops', () => {
+  it('runs outside a scope only when the agent is a unit that is stopping', () => {
+    expect(decideStepPlacement('cloudjobs.service', true)).toBe('agent-cgroup');
+    expect(decideStepPlacement('cloudjobs.service', false)).toBe('scope');
+    // outside a unit nothing is PartOf= the agent: the slice still takes scopes
+    expect(decideStepPlacement(null, true)).toBe('scope');
+    expect(decideStepPlacement(null, false)).toBe('scope');
+  });
+
+  it('keeps choom and the setpriv switch, without systemd-run', () => {
+    const planned = { file: '/usr/bin/setpriv', args: ['--reuid=1000', '--regid=1000', '--groups=1000', '--no-new-privs', '--', '/bin/sh', '-c', 'x'], via: 'setpriv' as const };
+    expect(wrapOutsideScope(planned, TOOLS)).toEqual({
+      file: '/usr/bin/choom',
+      args: ['-n', '500', '--', '/usr/bin/setpriv', '--reuid=1000', '--regid=1000', '--groups=1000', '--no-new-privs', '--', '/bin/sh', '-c', 'x'],
+      via: 'setpriv',
+    });
+    expect(wrapOutsideScope(planned, { ...TOOLS, choom: null })).toEqual(planned);
+    expect(() => wrapOutsideScope({ file: '/bin/true', args: [], uid: 1000, gid: 1000, via: 'direct' }, TOOLS)).toThrow(/setpriv/);
+  });
+
+  it('is placed by the job unit: a scope before the stop, the agent\'s cgroup after it', async () => {
+    const unit = await openJobUnit('job-1', LIMITS, SUPPORT, async () => ({ exitCode: 0, stdout: '', stderr: '' }));
+    const planned = { file: '/usr/bin/setpriv', args: ['--reuid=1000', '--', '/bin/true'], via: 'setpriv' as const };
+    const before = unit.wrap(planned, false);
+    expect(before.placement).toBe('scope');
+    expect(before.launch.file).toBe('/usr/bin/systemd-run');
+    expect(before.launch.args).toContain(`--slice=${unit.slice}`);
+    expect(unit.wrap(planned, true)).toEqual({ placement: 'agent-cgroup', launch: wrapOutsideScope(planned, TOOLS) });
+    const outsideUnit = await openJobUnit('job-1', LIMITS, { ...SUPPORT, agentUnit: null }, async () => ({ exitCode: 0, stdout: '', stderr: '' }));
+    expect(outsideUnit.wrap(planned, true).placement).toBe('scope');
   });
 });
 
