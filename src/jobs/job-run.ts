@@ -17,8 +17,8 @@
 //   from the cgroup's counters after each step and every limitPollMs.
 // - A step that starts once the agent is stopping (hooks.agentStopping) runs
 //   in the agent's cgroup, outside the slice (job-unit.ts); the job says so
-//   once in the log and in status_details.limits, and its last sweep also
-//   looks for processes carrying CLOUDJOBS_JOB_ID (the slice's cannot see them).
+//   once in the log and in status_details.limits; what it leaves behind is in
+//   the agent's stopping cgroup, which the unit's KillMode=mixed ends.
 // - Steps are numbered by their place in the plan (job-plan.ts), so a run that
 //   starts with earlier results (JobStart.finished) numbers, labels and reports
 //   exactly as the run that made them.
@@ -434,12 +434,11 @@ export class JobRun {
     return this.startedAtMs + this.elapsedMs();
   }
 
-  // Where the job's leftovers are: its slice, and (no slice, or steps that ran outside it) the processes carrying its id.
+  // Where the job's leftovers are: its slice (or, without one, the processes carrying its id). What a step
+  // run outside the slice left is in the agent's cgroup, which is stopping: KillMode=mixed ends it after
+  // the agent, and no process is picked by what it says about itself (its environment).
   private sweepTargets(unit: JobUnit | null): KillTarget[] {
-    const byId = createJobTarget(this.job.jobId, process.pid);
-    if (unit === null) return [byId];
-    const slice = createCgroupTarget(unit.cgroupDir);
-    return this.outsideSlice.length > 0 ? [slice, byId] : [slice];
+    return unit === null ? [createJobTarget(this.job.jobId, process.pid)] : [createCgroupTarget(unit.cgroupDir)];
   }
 
   private async cleanUp(): Promise<void> {
