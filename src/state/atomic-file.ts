@@ -11,6 +11,14 @@
 //   file pattern) and are removed by removeStaleTempFiles when a store opens.
 // - A removal is durable only after the directory is fsynced
 //   (removeFileDurable), so an acknowledged report stays acknowledged.
+// - A new record file (a name that does not exist yet: a job's journal entry,
+//   a final report, a history entry) may instead be written in place under its
+//   name (createFileDurable): one fsync of the file commits its name, inode and
+//   content in one ext4 journal commit, where a temp file and a rename take
+//   two. A crash before that fsync leaves no file or, when ext4's periodic
+//   commit took the name first, an empty one: a record never acknowledged,
+//   which the stores remove (json-file.ts setAsideRecordFile) instead of
+//   quarantining.
 import { randomUUID } from 'node:crypto';
 import { closeSync, constants, fchmodSync, openSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
@@ -92,16 +100,53 @@ function writeTempAndRenameSync(temp: string, path: string, data: string | Uint8
   }
 }
 
+/**
+ * Writes a file that does not exist yet at `path` itself, fsynced, then its
+ * directory (see the INVARIANTS); replaces it as writeFileAtomic does when it
+ * exists after all.
+ */
+export async function createFileDurable(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  } catch (error) {
+    if (isErrnoCode(error, 'EEXIST')) return writeFileAtomic(path, data, { mode });
+    throw describeIoError('create', path, error);
+  }
+  try {
+    await handle.chmod(mode);
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw describeIoError('write', path, error);
+  }
+  await syncDirectory(dirname(path));
+}
+
 /** Removes `path` (a missing file is fine) and makes the removal durable; returns whether it existed. */
 export async function removeFileDurable(path: string): Promise<boolean> {
+  const existed = await removeFileLazily(path);
+  if (existed) await syncDirectory(dirname(path));
+  return existed;
+}
+
+/**
+ * Removes `path` (a missing file is fine) without waiting for the disk: a
+ * crash may bring it back. Only for a file whose return is harmless (the
+ * caller says why); any later fsync on the file system commits the removal.
+ */
+export async function removeFileLazily(path: string): Promise<boolean> {
   try {
     await unlink(path);
+    return true;
   } catch (error) {
     if (isErrnoCode(error, 'ENOENT')) return false;
     throw describeIoError('remove', path, error);
   }
-  await syncDirectory(dirname(path));
-  return true;
 }
 
 /** Flushes a directory's entries (new names, renames, removals) to disk. */

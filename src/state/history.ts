@@ -32,10 +32,10 @@ import {
   listDirectory,
   removeFileDurable,
   removeStaleTempFiles,
-  writeFileAtomic,
+  createFileDurable,
 } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
-import { checkJson, quarantineFile, readTextIfExists, STATE_FILE_MODE } from './json-file.js';
+import { checkJson, quarantineFile, readTextIfExists, setAsideRecordFile, STATE_FILE_MODE } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
 import { expectInteger, expectRecord, expectString, expectTimestamp, expectVersion } from './validate.js';
@@ -127,6 +127,7 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
     if ('reason' in read || `${encodeFileKey(read.entry.jobId)}${SUFFIX}` !== name) {
       const reason = 'reason' in read ? read.reason : 'it holds a job whose file name is different';
       if (readOnly) log.warn(`history file ${path} is unreadable (${reason}); skipped it`, { file: path });
+      else if ('reason' in read) await setAsideRecordFile(path, read.text, reason, log, clock);
       else await quarantineFile(path, reason, log, clock);
       continue;
     }
@@ -138,11 +139,11 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
   const queue = createSerialQueue();
   if (!readOnly) await trim();
 
-  async function readEntry(path: string): Promise<{ entry: HistoryEntry; bytes: number } | { reason: string } | null> {
+  async function readEntry(path: string): Promise<{ entry: HistoryEntry; bytes: number } | { reason: string; text: string } | null> {
     const text = await readTextIfExists(path);
     if (text === null) return null;
     const checked = checkJson(text, validateHistoryEntry);
-    return 'reason' in checked ? checked : { entry: checked.value, bytes: Buffer.byteLength(text) };
+    return 'reason' in checked ? { reason: checked.reason, text } : { entry: checked.value, bytes: Buffer.byteLength(text) };
   }
 
   async function trim(): Promise<void> {
@@ -189,7 +190,7 @@ export async function openHistory(options: HistoryOptions): Promise<History> {
       queue.run(async () => {
         if (readOnly) throw new AgentError('STATE_IO', 'this history was opened read-only');
         const { entry, text } = boundEntry({ version: HISTORY_VERSION, seq: nextSeq, ...structuredClone(job) });
-        await writeFileAtomic(pathFor(job.jobId), text, { mode: STATE_FILE_MODE });
+        await createFileDurable(pathFor(job.jobId), text, STATE_FILE_MODE);
         nextSeq += 1;
         ordered = ordered.filter((s) => s.jobId !== job.jobId);
         const summary = summarize(entry, Buffer.byteLength(text));

@@ -5,8 +5,9 @@
 // - begin() returns only after the entry is durably on disk; the agent starts
 //   the first process of a job only after begin() resolved. So after any
 //   crash a job either has no entry (nothing ran) or has one (it may have run).
-// - begin() and recordFinal() rewrite the job's file atomically and fsynced
-//   (writeJsonFile). Step starts and ends are appended to the job's step log
+// - begin() creates the job's file fsynced (createFileDurable: a crash leaves
+//   none or an empty one, removed at open); recordFinal(), recordReboot() and
+//   recordResumed() rewrite it atomically and fsynced (writeJsonFile). Step starts and ends are appended to the job's step log
 //   (`<key>.steps`, step-log.ts), not fsynced: a crash of the agent (kill -9,
 //   OOM) loses none of them, a power loss can lose the last few, never leave a
 //   torn one that is read. An fsync or a file replacement per step would cost
@@ -16,11 +17,14 @@
 //   the write succeeded, so memory never claims more than the disk holds.
 // - The final entry holds every step, so the step log is deleted after it;
 //   a step log next to an entry that has a final is ignored.
-// - An entry with `final === null` at open time was interrupted; `running`
-//   names the step(s) that were running. An entry with a final was finished
-//   but not yet handed to outbox/history: the agent must enqueue the final
-//   (outbox de-duplicates nothing, so it checks hasPendingFinal/history first)
-//   and only then remove() the entry.
+// - An entry with `final === null` at open time was interrupted, unless its
+//   job's final report is in the outbox or history (the agent puts it there,
+//   then remove()s the entry, not fsynced: a crash may bring the entry back);
+//   `running` names the step(s) that were running. An entry with a final (the
+//   agent records one for an interrupted job at start) was finished but not
+//   yet handed to outbox/history: the agent must enqueue the final (outbox
+//   de-duplicates nothing, so it checks hasPendingFinal/history first) and only
+//   then remove() the entry.
 // - A job that asked for a reboot is REBOOTING (a job that caused an agent
 //   restart is RESTARTING: the same record, kind 'restart', same rules): recordReboot() writes the
 //   whole entry (every step so far, the boot identity, where to go on)
@@ -37,9 +41,9 @@ import type { JobOffer, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { StepResult } from '../jobs/types.js';
 import type { Log } from '../log/log.js';
-import { describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { createFileDurable, describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileLazily, removeStaleTempFiles } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
-import { quarantineFile, readJsonFile, writeJsonFile } from './json-file.js';
+import { checkJson, quarantineFile, readTextIfExists, setAsideRecordFile, STATE_FILE_MODE, writeJsonFile } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { openStepLog, readStepLog, type StepLogRecord, type StepLogWriter } from './step-log.js';
 import { resolveStatePaths } from './state-paths.js';
@@ -131,7 +135,7 @@ export interface Journal {
   recordResumed(jobId: string): Promise<void>;
   /** Records the final report; must be on disk before the report is enqueued or sent. */
   recordFinal(jobId: string, report: StatusReport): Promise<void>;
-  /** Forgets a job once its final is in the outbox and history; missing is fine. */
+  /** Forgets a job once its final is durably in the outbox and history (not fsynced itself); missing is fine. */
   remove(jobId: string): Promise<void>;
   /** The entry of one job. */
   get(jobId: string): JournalEntry | undefined;
@@ -162,7 +166,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   for (const name of names) {
     if (!isFileKeyName(name, SUFFIX)) continue;
     const path = join(dir, name);
-    const entry = await readJsonFile(path, validateJournalEntry, log, clock);
+    const entry = await readEntry(path);
     if (entry === null) continue;
     if (fileNameFor(entry.jobId) !== name) {
       await quarantineFile(path, `it holds job ${JSON.stringify(entry.jobId.slice(0, 80))}, whose file name is different`, log, clock);
@@ -176,6 +180,16 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
     if (isFileKeyName(name, STEP_LOG_SUFFIX) && !known.has(name)) {
       await quarantineFile(join(dir, name), 'it is the step log of a job the journal does not hold', log, clock);
     }
+  }
+
+  // null when missing or set aside (an empty file: a begin() a crash cut short, never acknowledged)
+  async function readEntry(path: string): Promise<JournalEntry | null> {
+    const text = await readTextIfExists(path);
+    if (text === null) return null;
+    const checked = checkJson(text, validateJournalEntry);
+    if ('value' in checked) return checked.value;
+    await setAsideRecordFile(path, text, checked.reason, log, clock);
+    return null;
   }
 
   // the step records of an interrupted job, applied in the order they were written
@@ -246,7 +260,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
           reboots: 0,
           rebooting: null,
         };
-        await writeJsonFile(pathFor(offer.jobId), entry);
+        await createFileDurable(pathFor(offer.jobId), JSON.stringify(entry), STATE_FILE_MODE);
         entries.set(offer.jobId, entry);
         return structuredClone(entry);
       }),
@@ -291,7 +305,9 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
     remove: (jobId) =>
       queue.run(async () => {
         await forgetStepLog(jobId);
-        await removeFileDurable(pathFor(jobId));
+        // not fsynced: the job's final report is durably in the outbox and history first, so an
+        // entry a crash brings back is only removed again at start (job-path.ts recover)
+        await removeFileLazily(pathFor(jobId));
         entries.delete(jobId);
       }),
     get: (jobId) => {

@@ -4,7 +4,7 @@ import { chmod, lstat, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Clock } from '../clock/clock.js';
 import type { Log } from '../log/log.js';
-import { describeIoError, isErrnoCode, syncDirectory, writeFileAtomic } from './atomic-file.js';
+import { describeIoError, isErrnoCode, removeFileDurable, syncDirectory, writeFileAtomic } from './atomic-file.js';
 import { ValidationProblem, type Validator } from './validate.js';
 
 /** Mode of state files: they may hold job output and secrets. */
@@ -79,6 +79,21 @@ export async function quarantineFile(path: string, reason: string, log: Log, clo
     reason,
   });
   return target;
+}
+
+/**
+ * What a store does with a record file (created by createFileDurable) that
+ * does not read back: an empty one is a creation a crash cut short before its
+ * content reached the disk, never acknowledged, so it is removed with an info
+ * line; anything else is quarantined.
+ */
+export async function setAsideRecordFile(path: string, text: string, reason: string, log: Log, clock: TimeSource): Promise<void> {
+  if (text.length > 0) {
+    await quarantineFile(path, reason, log, clock);
+    return;
+  }
+  await removeFileDurable(path);
+  log.info(`removed the empty state file ${path}: a record whose writing a crash or power cut interrupted before it was acknowledged`, { file: path });
 }
 
 /** Formats ms since the epoch as `20261128T100000Z`. */

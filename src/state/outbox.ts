@@ -41,9 +41,8 @@ import type { Clock } from '../clock/clock.js';
 import { isFinalStatus, type StatusReport } from '../contract/types.js';
 import { AbortedError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
-import { ensurePrivateDir, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
-import { checkJson, quarantineFile, readTextIfExists, STATE_FILE_MODE } from './json-file.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { createFileDurable, ensurePrivateDir, listDirectory, removeFileDurable, removeStaleTempFiles } from './atomic-file.js';
+import { checkJson, quarantineFile, readTextIfExists, setAsideRecordFile, STATE_FILE_MODE } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { resolveStatePaths } from './state-paths.js';
 import {
@@ -162,7 +161,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
     const read = await readStored(path);
     if (read === null) continue;
     if ('reason' in read) {
-      await quarantineFile(path, read.reason, log, clock);
+      await setAsideRecordFile(path, read.text, read.reason, log, clock);
       continue;
     }
     if (read.stored.seq !== Number(match[1])) {
@@ -197,11 +196,11 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
     return (jobs.get(jobId)?.finals ?? 0) > 0;
   }
 
-  async function readStored(path: string): Promise<{ stored: StoredOutboxEntry; bytes: number } | { reason: string } | null> {
+  async function readStored(path: string): Promise<{ stored: StoredOutboxEntry; bytes: number } | { reason: string; text: string } | null> {
     const text = await readTextIfExists(path);
     if (text === null) return null;
     const checked = checkJson(text, validateOutboxEntry);
-    if ('reason' in checked) return checked;
+    if ('reason' in checked) return { reason: checked.reason, text };
     return { stored: checked.value, bytes: Buffer.byteLength(text) };
   }
 
@@ -293,7 +292,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
           report: structuredClone(report),
         };
         const text = JSON.stringify(stored);
-        if (final) await writeFileAtomic(pathFor(stored.seq), text, { mode: STATE_FILE_MODE });
+        if (final) await createFileDurable(pathFor(stored.seq), text, STATE_FILE_MODE);
         else inMemory.set(stored.seq, stored.report);
         nextSeq += 1;
         const info = toInfo(stored, Buffer.byteLength(text), final);

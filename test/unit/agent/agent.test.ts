@@ -205,6 +205,27 @@ describe('Agent', () => {
     expect((await historyOf(5)).map((h) => [h.jobId, h.report.status])).toEqual([['finished', 'SUCCEEDED']]);
   });
 
+  it('a journal entry a crash brought back after its final was delivered (removal not fsynced): removed, nothing sent', async () => {
+    const stateDir = path.join(dir, 'state');
+    const clock = createSystemClock();
+    const journal = await openJournal({ stateDir, log: createNullLog(), clock });
+    const offer = offerOf('delivered', [step('only', ['true'])]);
+    await journal.begin(offer, clock.now());
+    const history = await openHistory({ stateDir, size: 10, log: createNullLog(), clock });
+    const report = { status: 'SUCCEEDED', exit_code: 0, stdout: '', stderr: '', reason: '1 of 1 steps succeeded', executed_steps: 1, failed_step: null, status_details: {} } as const;
+    const at = new Date(clock.now()).toISOString();
+    await history.add({ jobId: 'delivered', jobName: 'delivered', receivedAt: at, finishedAt: at, report });
+    const cloud = createScriptedCloud();
+    cloud.offers.push(offerOf('next', [step('ok', ['true'])]));
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'next').length === 1, 20_000, 'the next job');
+    agent.stop();
+    await running;
+    expect(cloud.sent.filter((s) => s.jobId === 'delivered')).toEqual([]);
+    expect((await openJournal({ stateDir, log: createNullLog(), clock })).list()).toEqual([]);
+  });
+
   it('keeps a final report until the cloud takes it, retrying through failures', async () => {
     const cloud = createScriptedCloud();
     cloud.answer = (_jobId, report, attempt) =>

@@ -91,8 +91,10 @@ describe('the cgroup as a kill target', () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'cg-'));
     // two processes in their own sessions: no process group or environment ties them to us
     const a = spawn('sleep', ['60'], { detached: true, stdio: 'ignore' });
-    const b = spawn('sh', ['-c', 'trap "" TERM; sleep 60'], { detached: true, stdio: 'ignore' });
+    const b = spawn('sh', ['-c', 'trap "" TERM; echo ready; sleep 60'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
     const exits = [a, b].map((child) => new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal))));
+    // the TERM must come after the trap is set, or sh dies of it (seen under load)
+    await new Promise((resolve) => b.stdout!.once('data', resolve));
     await files(root, {
       'cgroup.procs': '',
       'cloudjobs-step-1.scope/cgroup.procs': `${a.pid}\n`,

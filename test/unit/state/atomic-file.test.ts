@@ -3,8 +3,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../../src/errors/errors.js';
 import {
+  createFileDurable,
   ensurePrivateDir,
   removeFileDurable,
+  removeFileLazily,
   removeStaleTempFiles,
   writeFileAtomic,
 } from '../../../src/state/atomic-file.js';
@@ -86,14 +88,51 @@ describe('writeFileAtomic', () => {
   });
 });
 
-describe('removeFileDurable', () => {
-  it('reports whether the file existed', async () => {
+describe('removeFileDurable and removeFileLazily', () => {
+  it('report whether the file existed', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'a');
     await writeFile(path, 'x');
     expect(await removeFileDurable(path)).toBe(true);
     expect(await removeFileDurable(path)).toBe(false);
+    await writeFile(path, 'x');
+    expect(await removeFileLazily(path)).toBe(true);
+    expect(await removeFileLazily(path)).toBe(false);
     expect(await readdir(dir)).toEqual([]);
+    await expect(removeFileLazily(join(dir, 'missing-dir', 'a'))).resolves.toBe(false);
+  });
+});
+
+describe('createFileDurable', () => {
+  it('writes a new file under its own name with the exact mode: no temp file at any point', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'new.json');
+    const previous = process.umask(0o077);
+    try {
+      await createFileDurable(path, '{"a":1}', 0o640);
+    } finally {
+      process.umask(previous);
+    }
+    expect(await readFile(path, 'utf8')).toBe('{"a":1}');
+    expect((await stat(path)).mode & 0o777).toBe(0o640);
+    expect(await readdir(dir)).toEqual(['new.json']);
+  });
+
+  it('replaces a file that exists after all, as writeFileAtomic does', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'a.json');
+    await writeFile(path, 'old');
+    await createFileDurable(path, 'new', 0o600);
+    expect(await readFile(path, 'utf8')).toBe('new');
+    expect(await readdir(dir)).toEqual(['a.json']);
+  });
+
+  it('fails with STATE_IO naming the file when the directory is missing', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'missing', 'a.json');
+    await expect(createFileDurable(path, 'x', 0o600)).rejects.toSatisfy(
+      (error: unknown) => error instanceof AgentError && error.code === 'STATE_IO' && error.message.includes(path),
+    );
   });
 });
 
