@@ -48,23 +48,25 @@ const real = new Map<Kind, RealFile>();
 const cleanups: AgentDirs[] = [];
 const agents: AgentProcess[] = [];
 let interruptedJobId = '';
+let undeliveredJobId = '';
 let journalStepLog: { name: string; bytes: Buffer };
 
-// Makes the real files: a finished job (history), then a job killed mid-step while the cloud is down (journal, outbox).
+// Makes the real files: a finished job whose final report the cloud does not take (history,
+// outbox), then a job killed mid-step (journal). Progress reports are never written.
 beforeAll(async () => {
   ({ cloud, device } = await startCloudWithDevice());
-  // one progress report, made when the job starts; no later ones rewrite the outbox while we kill
   const dirs = await createAgentDirs(cloud, device, { jobs: { progress_interval: '1h' } });
   cleanups.push(dirs);
   const shared = await createSharedDir(dirs);
   const done = cloud.queueJob(device.uuid, { name: 'finished job', document: commandJob(['/bin/echo', 'finished']) });
   const killed = cloud.queueJob(device.uuid, { name: 'killed job', document: appendJob(`${shared}/killed.log`, 3, 30) });
   interruptedJobId = killed.job_id;
-  // the cloud takes no report of the killed job, so its progress report stays in the outbox
-  cloud.injectFault({ kind: 'drop', times: 'always', match: `^PATCH .*/jobs/${killed.job_id}/status$` });
+  undeliveredJobId = done.job_id;
+  // the cloud takes no report of either job: the finished job's final stays in the outbox
+  cloud.injectFault({ kind: 'drop', times: 'always', match: `^PATCH .*/jobs/(${done.job_id}|${killed.job_id})/status$` });
   const agent = startAgent(dirs);
   agents.push(agent);
-  await cloud.waitForJobStatus(done.job_id, 'SUCCEEDED', 20_000);
+  await agent.waitForOutput(/job finished job ended SUCCEEDED/);
   await agent.waitForOutput(/starting step 1 jobId=\S+ jobName="killed job"/);
   await agent.waitForOutput(/sending the IN_PROGRESS report failed/);
   await killHard(agent);
@@ -109,6 +111,16 @@ async function expectQuarantined(agent: AgentProcess, file: string, content: Buf
   if (content.length === 0) expect(warnings[0]).toContain('(the file is empty)');
 }
 
+// An empty record file is a creation a crash cut short (createFileDurable): removed with an info line; any other length is quarantined.
+async function expectSetAside(agent: AgentProcess, file: string, content: Buffer, dirNames: readonly string[]): Promise<void> {
+  if (content.length > 0) return expectQuarantined(agent, file, content, dirNames);
+  const base = path.basename(file);
+  expect(dirNames.filter((n) => n.startsWith(base)), `${file} removed`).toEqual([]);
+  const lines = outputLines(agent, new RegExp(`removed the empty state file ${escape(file)}: a record whose writing a crash or power cut interrupted`));
+  expect(lines, `lines naming ${file}`).toHaveLength(1);
+  expect(lines[0]).toMatch(/ INFO /);
+}
+
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -127,7 +139,7 @@ async function startAndRunNextJob(dirs: AgentDirs, label: string): Promise<Agent
 
 describe('a truncated state file', () => {
   for (const kind of ['journal', 'outbox', 'history'] as const) {
-    it(`${kind}: every length from 0 to the full size is quarantined with one warning naming it, and the next job runs`, async () => {
+    it(`${kind}: every length from 1 to the full size is quarantined with one warning naming it (0: removed as an interrupted creation), and the next job runs`, async () => {
       const file = real.get(kind)!;
       const dirs = await createAgentDirs(cloud, device);
       cleanups.push(dirs);
@@ -149,9 +161,9 @@ describe('a truncated state file', () => {
       const agent = await startAndRunNextJob(dirs, `after ${kind} x${full}`);
       const took = Date.now() - started;
       const names = await readdir(dir);
-      for (const copy of copies) await expectQuarantined(agent, copy.file, copy.content, names);
-      expect(outputLines(agent, / is corrupt \(/)).toHaveLength(full);
-      console.log(`${kind}: ${full} truncated copies (lengths 0..${full - 1}) quarantined in one start of ${took} ms`);
+      for (const copy of copies) await expectSetAside(agent, copy.file, copy.content, names);
+      expect(outputLines(agent, / is corrupt \(/)).toHaveLength(full - 1);
+      console.log(`${kind}: ${full} truncated copies (lengths 0..${full - 1}) set aside in one start of ${took} ms`);
 
       // the intact file did its part
       if (kind === 'history') {
@@ -164,15 +176,15 @@ describe('a truncated state file', () => {
         expect(final.status).toBe('FAILED');
         expect(final.reason).toBe('interrupted: the agent stopped while step 1 of 3 (append 1) was running; the job was not resumed');
       } else {
-        // delivered (this state dir holds only the outbox, so the report is the job's progress report)
+        // delivered: the finished job's final report
         expect(names).not.toContain(file.name);
         const stored = JSON.parse(file.bytes.toString('utf8')) as { report: unknown };
-        expect(cloud.patches(interruptedJobId).at(-1)!.body).toEqual(stored.report);
+        expect(cloud.patches(undeliveredJobId).at(-1)!.body).toEqual(stored.report);
       }
     });
   }
 
-  it('alone under its own name, at a sample of lengths: one start each, one warning, the next job runs', async () => {
+  it('alone under its own name, at a sample of lengths: one start each, one warning (none when empty), the next job runs', async () => {
     const timings: string[] = [];
     for (const kind of ['journal', 'outbox', 'history'] as const) {
       const file = real.get(kind)!;
@@ -189,8 +201,8 @@ describe('a truncated state file', () => {
         const started = Date.now();
         const agent = await startAndRunNextJob(dirs, `${kind} ${length}/${full}`);
         timings.push(`${kind} ${length}/${full}: ${Date.now() - started} ms`);
-        await expectQuarantined(agent, target, content, await readdir(dir));
-        expect(outputLines(agent, / WARN /).filter((l) => / is corrupt /.test(l))).toHaveLength(1);
+        await expectSetAside(agent, target, content, await readdir(dir));
+        expect(outputLines(agent, / WARN /).filter((l) => / is corrupt /.test(l))).toHaveLength(length === 0 ? 0 : 1);
         await removeDirs(dirs);
       }
     }
