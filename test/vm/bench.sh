@@ -143,9 +143,9 @@ removal after delivery is one more, the journal entry's rides the periodic
 commit. V2d is why the goal is out of reach while a job is logged at all:
 journald links each entry into the entry array of every one of its fields
 (about 20, most of them added by journald itself), so the first entry in a
-writeback window dirties dozens of pages of the journal file, whatever it
+writeback window dirties some 90 KiB of the journal file, whatever it
 says; a job's lines (the agent's, and systemd's for the job's slice and
-scope) cost about what that one line does.
+scope: several processes, so more entry arrays) cost a few times that.
 
 The idle windows are ${WINDOW} s, not an hour (the CI budget): the hourly
 figure is the difference scaled up, so what happens less often than once per
