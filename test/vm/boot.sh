@@ -52,7 +52,7 @@ check_ready "first start"
 step "$SUITE: reboot; systemd starts the agent"
 # in a second, so that vm-shell answers before systemd stops it
 vm_sh --timeout 20 "setsid sh -c 'sleep 1; systemctl reboot' >/dev/null 2>&1 < /dev/null &" || true
-vm_wait_new_boot "$boot1" 120 || fail "no new boot within 120s"
+vm_wait_new_boot "$boot1" 300 || { vm_show_console; fail "no new boot within 300s"; }
 vm_wait_running || true
 check_ready "after the reboot"
 

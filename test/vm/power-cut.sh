@@ -7,6 +7,11 @@
 # fsyncs (/var/lib/vm-steps.log). After each boot: the agent is active, no
 # step that ended ran again, no state file was quarantined as corrupt; at the
 # end every job has exactly one final status at the cloud. Prints the cuts.
+# The job a cut waits for is queued while the VM is down, before the boot
+# that follows the previous cut: the agent takes it as soon as it runs, while
+# the harness checks the boot (but for the cuts just after the hand-out).
+# test/vm/run.sh splits the 20 cuts over a bookworm and a trixie VM, each
+# covering every kind of moment; the last line here counts this VM's cuts.
 #
 # Usage: test/vm/power-cut.sh [--suite bookworm|trixie] [--cuts N] [DEB]
 set -euo pipefail
@@ -58,7 +63,8 @@ queue_cut_job() {
 cut_power() {
   vm_power_cut
   MOMENTS+=("$1")
-  printf '  cut %2d: %s\n' "${#MOMENTS[@]}" "$1" >&2
+  printf '  cut %2d: %s (%ss after the previous cut)\n' "${#MOMENTS[@]}" "$1" "$(($(date +%s) - LAST_CUT))" >&2
+  LAST_CUT=$(date +%s)
 }
 
 # check_after_boot: the checks after each boot. An agent that is not active
@@ -86,6 +92,41 @@ check_steps_once() {
 # The other kinds of cut expect the VM up with the agent checked.
 boot_after_cut() { vm_boot; }
 
+# prepare_cut KIND: what a cut of KIND needs at the cloud before the boot
+# ahead of it: a job (TAG, ID) and, for report-in-flight, the cloud holding the
+# answers to that job's PATCHes for 20 s. Not for after-hand-out (its job is
+# queued once the boot is checked, so that the cut comes just after the
+# hand-out, not in a step) nor during-recovery (no job).
+prepare_cut() {
+  case "$1" in during-step|between-steps|report-in-flight) queue_cut_job ;; *) return 0 ;; esac
+  [ "$1" = report-in-flight ] || return 0
+  vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$ID" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
+}
+
+# open_step TAG: the first step of job TAG that has not recorded its end (4: none).
+open_step() {
+  steps_log | awk -v t="$1" '$1 == "E" && $2 == t { e[$3] = 1 } END { for (s = 1; s <= 3; s++) if (!e[s]) { print s; exit } print 4 }'
+}
+
+# pick_step LAST: S, a random step from 1 to LAST of job TAG that has not
+# ended yet (the job was queued before the boot and may be under way); when
+# steps 1 to LAST have all ended, a new job is queued first (TAG changes).
+pick_step() {
+  local open
+  open=$(open_step "$TAG")
+  if [ "$open" -gt "$1" ]; then queue_cut_job; open=1; fi
+  S=$((1 + RANDOM % $1))
+  [ "$S" -ge "$open" ] || S=$open
+}
+
+# report_held ID: a PATCH of job ID has arrived at the cloud and waits for its
+# held answer (the request log records it on arrival; /admin/patches only
+# once answered).
+report_held() {
+  vm_admin GET /requests | jq -e --arg id "$1" \
+    'any(.requests[]; .method == "PATCH" and (.path | contains($id)) and .fault == "slow" and .status == 0)' >/dev/null
+}
+
 # random_tenths MAX: prints 0..MAX tenths of a second as seconds (e.g. 1.3).
 random_tenths() { local t=$((RANDOM % ($1 + 1))); echo "$((t / 10)).$((t % 10))"; }
 agent_started() { [ "$(vm_unit ExecMainPID)" != 0 ]; }
@@ -97,16 +138,19 @@ wait_until 90 "agent active" vm_unit_is active || fail "the agent did not start"
 
 step "$SUITE: $CUTS power cuts"
 kinds=(during-step between-steps after-hand-out report-in-flight during-recovery)
+LAST_CUT=$(date +%s)
+prepare_cut "${kinds[0]}"
 for i in $(seq 1 "$CUTS"); do
   kind=${kinds[$(( (i - 1) % ${#kinds[@]} ))]}
+  next=${kinds[$(( i % ${#kinds[@]} ))]}
   case "$kind" in
     during-step)
-      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 3))
+      pick_step 3; tag=$TAG s=$S
       wait_until 60 "$tag step $s started" has_line "^S $tag $s " || fail "$tag step $s never started"
       pause=$(random_tenths 15); sleep "$pause"
       cut_power "$kind: $tag step $s running (${pause}s after its start was seen)" ;;
     between-steps)
-      queue_cut_job; tag=$TAG; s=$((1 + RANDOM % 2))
+      pick_step 2; tag=$TAG s=$S
       wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || fail "$tag step $s never ended"
       cut_power "$kind: $tag after step $s ended" ;;
     after-hand-out)
@@ -115,12 +159,10 @@ for i in $(seq 1 "$CUTS"); do
       pause=$(random_tenths 10); sleep "$pause"
       cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
     report-in-flight)
-      queue_cut_job; tag=$TAG id=$ID
-      # the cloud holds the answers to this job's PATCHes for 20 s
-      vm_admin POST /faults "$(jq -cn --arg m "^PATCH .*$id" '{kind:"slow", delayMs:20000, times:"always", match:$m}')" >/dev/null
-      wait_until 60 "$tag's first report received" sh -c "[ \"\$(curl -fsS http://127.0.0.1:$CLOUD_PORT/admin/patches?jobId=$id | jq '.patches | length')\" -gt 0 ]" || fail "$tag's first report never arrived"
+      tag=$TAG id=$ID
+      wait_until 60 "a report of $tag in flight" report_held "$id" || fail "$tag's first report never arrived"
       pause=$(random_tenths 10); sleep "$pause"
-      cut_power "$kind: $tag, ${pause}s after its first PATCH arrived (answer held 20 s)"
+      cut_power "$kind: $tag, ${pause}s after a PATCH of it arrived (its answer held 20 s)"
       vm_admin DELETE /faults >/dev/null ;;
     during-recovery)
       boot_after_cut
@@ -129,8 +171,9 @@ for i in $(seq 1 "$CUTS"); do
       sleep "$pause"
       cut_power "$kind: ${pause}s after the agent's start in the boot after cut ${#MOMENTS[@]}" ;;
   esac
+  [ "$i" = "$CUTS" ] || prepare_cut "$next"
   # a during-recovery cut next boots this disk itself and cuts the recovery short
-  if [ "$i" = "$CUTS" ] || [ "${kinds[$(( i % ${#kinds[@]} ))]}" != during-recovery ]; then
+  if [ "$i" = "$CUTS" ] || [ "$next" != during-recovery ]; then
     boot_after_cut
     check_after_boot
   fi
@@ -159,6 +202,7 @@ done
 check_steps_once "at the end"
 printf '%s power cuts:\n' "${#MOMENTS[@]}" >&2
 printf '  %s\n' "${MOMENTS[@]}" >&2
+printf '  POWER-CUTS %s %s (%s)\n' "$SUITE" "${#MOMENTS[@]}" "$(printf '%s\n' "${MOMENTS[@]}" | cut -d: -f1 | sort | uniq -c | awk '{ printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1 }')" >&2
 [ "${#MOMENTS[@]}" -ge "$CUTS" ] || bad "only ${#MOMENTS[@]} of $CUTS cuts happened"
 vm_poweroff
 finish

@@ -63,8 +63,15 @@ VM_CPUS=${VM_CPUS:-2}
 # vm_cleanup says how often that happened (vm_report_panics).
 VM_CMDLINE="root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 fsck.mode=skip quiet loglevel=4 mitigations=off no_timer_check panic=1"
 # What the base image adds to the rootfs; a change rebuilds the cached image.
-VM_IMAGE_REV=2
-VM_MASKED_UNITS="apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer getty@tty1.service systemd-networkd-wait-online.service"
+VM_IMAGE_REV=3
+# Masked: timers and services no test needs, and (each unit costs a fork and
+# exec, slow under TCG, on every one of the ~30 boots of a run) the pseudo
+# file systems and modules no test uses: mqueue, hugepages, debugfs, tracefs,
+# configfs, fuse, modprobe@ (the kernel loads what the devices need through
+# udev all the same), utmp.
+VM_MASKED_UNITS="apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer man-db.timer dpkg-db-backup.timer getty@tty1.service systemd-networkd-wait-online.service
+  dev-mqueue.mount dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount sys-fs-fuse-connections.mount
+  modprobe@.service kmod-static-nodes.service systemd-update-utmp.service systemd-update-utmp-runlevel.service"
 
 vm_unusable() {
   [ "$(id -u)" = 0 ] || { echo "not root (the VM rootfs is built with debootstrap)"; return; }
@@ -81,7 +88,8 @@ vm_unusable() {
 vm_image() {
   local suite=$1 dir stamp
   ensure_rootfs amd64 "$suite" || fail "building the VM rootfs of $suite failed"
-  dir="$CLOUDJOBS_IT_CACHE/vm-$suite-amd64"
+  # one directory per revision: a branch with another revision does not rebuild this one's
+  dir="$CLOUDJOBS_IT_CACHE/vm-$suite-amd64.r$VM_IMAGE_REV"
   stamp="rev $VM_IMAGE_REV $(stat -c %Y "$(rootfs_tarball amd64 "$suite")") $(cat "$VM_DIR"/guest/* | sha256sum | cut -c1-16)"
   mkdir -p "$dir"
   (
@@ -107,6 +115,7 @@ vm_build_image() {
   printf '127.0.0.1 localhost\n127.0.1.1 cloudjobs-vm\n' > "$tree/etc/hosts"
   mkdir -p "$tree/mnt/host" "$tree/var/log/journal" "$tree/usr/local/sbin"
   install -m 0755 "$VM_DIR/guest/vm-shell" "$tree/usr/local/sbin/vm-shell"
+  install -D -m 0644 "$VM_DIR/guest/vm-net.batch" "$tree/usr/local/lib/vm-net.batch"
   install -m 0644 "$VM_DIR/guest/vm-shell.service" "$VM_DIR/guest/vm-net.service" "$tree/etc/systemd/system/"
   mkdir -p "$tree/etc/systemd/system/sysinit.target.wants" "$tree/etc/systemd/system/network-online.target.wants" \
     "$tree/etc/systemd/system/multi-user.target.wants"
