@@ -34,7 +34,7 @@ import { planSteps, type PlannedStep, type PlanNode } from './job-plan.js';
 import { JobResources } from './job-resources.js';
 import type { CgroupCounters } from './cgroup.js';
 import { openJobUnit, type JobUnit, type LimitSupport } from './job-unit.js';
-import { createCgroupTarget, createJobTarget, runKillLadder, type KillTarget } from './kill-ladder.js';
+import { createCgroupTarget, createJobTarget, runKillLadder } from './kill-ladder.js';
 import { applyLimitRequest, describeLimits, describeOutOfMemory, describeTasksMax, type EffectiveLimits, type JobLimits } from './limits.js';
 import type { AgentPrivileges } from './launch.js';
 import { decideOutcome, findDecisive, type FinishedStep, type JobStop, type Verdict } from './outcome.js';
@@ -434,23 +434,16 @@ export class JobRun {
     return this.startedAtMs + this.elapsedMs();
   }
 
-  // Where the job's leftovers are: its slice (or, without one, the processes carrying its id). What a step
-  // run outside the slice left is in the agent's cgroup, which is stopping: KillMode=mixed ends it after
-  // the agent, and no process is picked by what it says about itself (its environment).
-  private sweepTargets(unit: JobUnit | null): KillTarget[] {
-    return unit === null ? [createJobTarget(this.job.jobId, process.pid)] : [createCgroupTarget(unit.cgroupDir)];
-  }
-
   private async cleanUp(): Promise<void> {
     this.timer.abort();
     const unit = this.unit;
     try {
       // the last counters (peak memory) before the sweep empties the slice
       if (unit !== null) this.lastCounters = await unit.counters();
-      for (const target of this.sweepTargets(unit)) {
-        const outcome = await runKillLadder(target, this.options.killGraceMs, this.options.clock);
-        if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
-      }
+      // what a step run outside the slice left is in the agent's stopping cgroup: KillMode=mixed ends it
+      const target = unit === null ? createJobTarget(this.job.jobId, process.pid) : createCgroupTarget(unit.cgroupDir);
+      const outcome = await runKillLadder(target, this.options.killGraceMs, this.options.clock);
+      if (outcome !== 'gone') this.log.warn(`stopped processes the job left behind (${outcome})`, { jobId: this.job.jobId });
       await unit?.release();
     } catch (error) {
       this.log.error(`could not sweep the job's leftover processes: ${describeError(error)}`, { jobId: this.job.jobId });
