@@ -70,8 +70,6 @@ export interface OutboxEntryInfo {
   enqueuedAt: string;
   /** Size of its file (or, in memory, of its JSON) in bytes. */
   bytes: number;
-  /** Whether it is on disk (finals, and progress reports an older version wrote). */
-  onDisk: boolean;
 }
 
 /** One waiting report with its body. */
@@ -143,7 +141,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   const index = new Map<number, OutboxEntryInfo>();
   // jobId -> its waiting progress report's seq (at most one after coalescing) and number of waiting finals
   const jobs = new Map<string, { progress: number[]; finals: number }>();
-  // seq -> body of a waiting progress report kept in memory only
+  // seq -> body of a waiting progress report kept in memory only; every other entry is a file
   const inMemory = new Map<number, StatusReport>();
   let totalBytes = 0;
   let totalFinals = 0;
@@ -168,7 +166,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       await quarantineFile(path, `it holds report ${read.stored.seq}, whose file name is different`, log, clock);
       continue;
     }
-    loaded.push(toInfo(read.stored, read.bytes, true));
+    loaded.push(toInfo(read.stored, read.bytes));
   }
   loaded.sort((a, b) => a.seq - b.seq);
   for (const info of loaded) addToIndex(info);
@@ -234,8 +232,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   async function dropEntry(seq: number): Promise<void> {
     const info = index.get(seq);
     if (!info) return;
-    if (info.onDisk) await removeFileDurable(pathFor(seq));
-    inMemory.delete(seq);
+    if (!inMemory.delete(seq)) await removeFileDurable(pathFor(seq));
     forgetInIndex(info);
   }
 
@@ -295,7 +292,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
         if (final) await createFileDurable(pathFor(stored.seq), text, STATE_FILE_MODE);
         else inMemory.set(stored.seq, stored.report);
         nextSeq += 1;
-        const info = toInfo(stored, Buffer.byteLength(text), final);
+        const info = toInfo(stored, Buffer.byteLength(text));
         addToIndex(info);
         for (const seq of jobs.get(jobId)?.progress ?? []) if (seq < info.seq) await dropEntry(seq);
         await enforceBounds();
@@ -372,9 +369,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
   };
 }
 
-function toInfo(stored: StoredOutboxEntry, bytes: number, onDisk: boolean): OutboxEntryInfo {
+function toInfo(stored: StoredOutboxEntry, bytes: number): OutboxEntryInfo {
   return {
-    onDisk,
     seq: stored.seq,
     jobId: stored.jobId,
     final: stored.final,

@@ -140,7 +140,7 @@ describe('outbox', () => {
     await writeFile(fileOf(stateDir, 1), JSON.stringify(written(1, 'old')));
     await writeFile(fileOf(stateDir, 2), JSON.stringify(written(2, 'new')));
     const reopened = await open(stateDir);
-    expect(reopened.entries().map((e) => [e.seq, e.onDisk])).toEqual([[2, true]]);
+    expect(reopened.entries().map((e) => [e.seq, e.status])).toEqual([[2, 'IN_PROGRESS']]);
     expect(await readdir(join(stateDir, 'outbox'))).toEqual(['0000000000000002.json']);
     expect((await reopened.enqueue('a', makeReport('SUCCEEDED', 'final')))?.seq).toBe(3);
     expect(await readdir(join(stateDir, 'outbox'))).toEqual(['0000000000000003.json']);
