@@ -43,7 +43,7 @@ import type { StepResult } from '../jobs/types.js';
 import type { Log } from '../log/log.js';
 import { createFileDurable, describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileLazily, removeStaleTempFiles } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
-import { checkJson, quarantineFile, readTextIfExists, setAsideRecordFile, STATE_FILE_MODE, writeJsonFile } from './json-file.js';
+import { quarantineFile, readRecordFile, STATE_FILE_MODE, writeJsonFile } from './json-file.js';
 import { createSerialQueue } from './serial-queue.js';
 import { openStepLog, readStepLog, type StepLogRecord, type StepLogWriter } from './step-log.js';
 import { resolveStatePaths } from './state-paths.js';
@@ -166,7 +166,8 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   for (const name of names) {
     if (!isFileKeyName(name, SUFFIX)) continue;
     const path = join(dir, name);
-    const entry = await readEntry(path);
+    // an empty file is a begin() a crash cut short, never acknowledged: removed
+    const entry = await readRecordFile(path, validateJournalEntry, log, clock);
     if (entry === null) continue;
     if (fileNameFor(entry.jobId) !== name) {
       await quarantineFile(path, `it holds job ${JSON.stringify(entry.jobId.slice(0, 80))}, whose file name is different`, log, clock);
@@ -180,16 +181,6 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
     if (isFileKeyName(name, STEP_LOG_SUFFIX) && !known.has(name)) {
       await quarantineFile(join(dir, name), 'it is the step log of a job the journal does not hold', log, clock);
     }
-  }
-
-  // null when missing or set aside (an empty file: a begin() a crash cut short, never acknowledged)
-  async function readEntry(path: string): Promise<JournalEntry | null> {
-    const text = await readTextIfExists(path);
-    if (text === null) return null;
-    const checked = checkJson(text, validateJournalEntry);
-    if ('value' in checked) return checked.value;
-    await setAsideRecordFile(path, text, checked.reason, log, clock);
-    return null;
   }
 
   // the step records of an interrupted job, applied in the order they were written

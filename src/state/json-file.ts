@@ -20,11 +20,20 @@ export async function readJsonFile<T>(
   log: Log,
   clock: TimeSource = { now: () => Date.now() },
 ): Promise<T | null> {
+  return readChecked(path, validate, (_text, reason) => quarantineFile(path, reason, log, clock));
+}
+
+/** readJsonFile for a record file made by createFileDurable: an empty one is removed, not quarantined (setAsideRecordFile). */
+export async function readRecordFile<T>(path: string, validate: Validator<T>, log: Log, clock: TimeSource): Promise<T | null> {
+  return readChecked(path, validate, (text, reason) => setAsideRecordFile(path, text, reason, log, clock));
+}
+
+async function readChecked<T>(path: string, validate: Validator<T>, setAside: (text: string, reason: string) => Promise<unknown>): Promise<T | null> {
   const text = await readTextIfExists(path);
   if (text === null) return null;
-  const problem = checkJson(text, validate);
-  if ('value' in problem) return problem.value;
-  await quarantineFile(path, problem.reason, log, clock);
+  const checked = checkJson(text, validate);
+  if ('value' in checked) return checked.value;
+  await setAside(text, checked.reason);
   return null;
 }
 
