@@ -15,7 +15,8 @@ import { createManualClock, createSystemClock } from '../../../src/clock/clock.j
 import { createPollScheduler } from '../../../src/cloud/backoff.js';
 import type { PollAnswer } from '../../../src/cloud/client.js';
 import { CloudError } from '../../../src/cloud/cloud-error.js';
-import { createNullLog } from '../../../src/log/log.js';
+import { createNullLog, type Log } from '../../../src/log/log.js';
+import { createRecordingLog } from '../state/helpers.js';
 import { openHistory } from '../../../src/state/history.js';
 import { openJournal } from '../../../src/state/journal.js';
 import { openOutbox } from '../../../src/state/outbox.js';
@@ -91,8 +92,7 @@ describe('Agent', () => {
     return createHarnessEngine(dir, createNullLog(), jobs);
   }
 
-  async function build(cloud: ScriptedCloud, overrides: Partial<AgentDeps> = {}): Promise<Agent> {
-    const log = createNullLog();
+  async function build(cloud: ScriptedCloud, overrides: Partial<AgentDeps> = {}, log: Log = createNullLog()): Promise<Agent> {
     const stores = await openStores(path.join(dir, 'state'), log);
     return buildAgent({
       dir,
@@ -217,12 +217,15 @@ describe('Agent', () => {
     await history.add({ jobId: 'delivered', jobName: 'delivered', receivedAt: at, finishedAt: at, report });
     const cloud = createScriptedCloud();
     cloud.offers.push(offerOf('next', [step('ok', ['true'])]));
-    const agent = await build(cloud);
+    const log = createRecordingLog();
+    const agent = await build(cloud, {}, log);
     const running = agent.run();
     await waitFor(() => finals(cloud.sent, 'next').length === 1, 20_000, 'the next job');
     agent.stop();
     await running;
     expect(cloud.sent.filter((s) => s.jobId === 'delivered')).toEqual([]);
+    // finished, not interrupted: no FAILED report is made for it, not even one history keeps out
+    expect(log.messages('warn').filter((m) => m.includes('interrupted'))).toEqual([]);
     expect((await openJournal({ stateDir, log: createNullLog(), clock })).list()).toEqual([]);
   });
 
