@@ -103,7 +103,7 @@ export interface Outbox {
   stats(): OutboxStats;
   /** Whether a final report of `jobId` waits. */
   hasPendingFinal(jobId: string): boolean;
-  /** The oldest waiting final report of `jobId` (read from disk), or undefined. */
+  /** The oldest waiting final report of `jobId` (read from disk; one that went bad is quarantined as next() does), or undefined. */
   pendingFinal(jobId: string): Promise<StatusReport | undefined>;
   /** The waiting reports in delivery order (no bodies). */
   entries(): OutboxEntryInfo[];
@@ -200,6 +200,19 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
     const checked = checkJson(text, validateOutboxEntry);
     if ('reason' in checked) return { reason: checked.reason, text };
     return { stored: checked.value, bytes: Buffer.byteLength(text) };
+  }
+
+  // The body of a waiting report; a file that went bad or away since open is set aside (said why) and forgotten.
+  async function readBody(info: OutboxEntryInfo): Promise<StatusReport | undefined> {
+    const body = inMemory.get(info.seq);
+    if (body !== undefined) return structuredClone(body);
+    const path = pathFor(info.seq);
+    const read = await readStored(path);
+    if (read !== null && !('reason' in read)) return read.stored.report;
+    if (read !== null) await quarantineFile(path, read.reason, log, clock);
+    else log.warn(`outbox report ${path} disappeared from disk; skipping it`, { jobId: info.jobId });
+    forgetInIndex(info);
+    return undefined;
   }
 
   function addToIndex(info: OutboxEntryInfo): void {
@@ -305,14 +318,8 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
       queue.run(async () => {
         // deleting the current key while iterating a Map is safe
         for (const info of index.values()) {
-          const body = inMemory.get(info.seq);
-          if (body !== undefined) return { ...info, report: structuredClone(body) };
-          const path = pathFor(info.seq);
-          const read = await readStored(path);
-          if (read !== null && !('reason' in read)) return { ...info, report: read.stored.report };
-          if (read !== null) await quarantineFile(path, read.reason, log, clock);
-          else log.warn(`outbox report ${path} disappeared from disk; skipping it`, { jobId: info.jobId });
-          forgetInIndex(info);
+          const report = await readBody(info);
+          if (report !== undefined) return { ...info, report };
         }
         return undefined;
       }),
@@ -340,9 +347,7 @@ export async function openOutbox(options: OutboxOptions): Promise<Outbox> {
     pendingFinal: (jobId) =>
       queue.run(async () => {
         const info = [...index.values()].find((i) => i.final && i.jobId === jobId);
-        if (!info) return undefined;
-        const read = await readStored(pathFor(info.seq));
-        return read !== null && !('reason' in read) ? read.stored.report : undefined;
+        return info === undefined ? undefined : readBody(info);
       }),
     entries: () => [...index.values()].map((i) => ({ ...i })),
     waitForEntry: (signal) =>

@@ -245,6 +245,22 @@ describe('outbox', () => {
     expect((await drain(reopened)).map(([id]) => id)).toEqual([...HOSTILE_JOB_IDS]);
   });
 
+  it('pendingFinal reads the waiting final of a job; one that went bad is quarantined and no longer pending', async () => {
+    const stateDir = await makeTempDir();
+    const log = createRecordingLog();
+    const outbox = await open(stateDir, { log });
+    await outbox.enqueue('a', makeReport('IN_PROGRESS', 'progress'));
+    await outbox.enqueue('a', makeReport('SUCCEEDED', 'a final'));
+    await outbox.enqueue('b', makeReport('FAILED', 'b final'));
+    expect((await outbox.pendingFinal('a'))?.reason).toBe('a final');
+    expect(await outbox.pendingFinal('c')).toBeUndefined();
+    await writeFile(fileOf(stateDir, 3), '{"version":1');
+    expect(await outbox.pendingFinal('b')).toBeUndefined();
+    expect(outbox.hasPendingFinal('b')).toBe(false);
+    expect(log.messages('warn')).toHaveLength(1);
+    expect(log.messages('warn')[0]).toContain(`state file ${fileOf(stateDir, 3)} is corrupt`);
+  });
+
   it('quarantines a report that went bad after open and delivers the next one', async () => {
     const stateDir = await makeTempDir();
     const log = createRecordingLog();
