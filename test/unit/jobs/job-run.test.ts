@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { JobRun } from '../../../src/jobs/job-run.js';
 import type { LimitSupport } from '../../../src/jobs/job-unit.js';
 import type { StepResult } from '../../../src/jobs/types.js';
-import type { Log } from '../../../src/log/log.js';
+import { createRecordingLog } from '../state/helpers.js';
 import { commandStep, makeJob, makeOptions, scriptStep } from './engine-helpers.js';
 import { createStepResult } from '../../../src/jobs/step-result.js';
 
@@ -206,22 +206,10 @@ async function fakeSystemd(): Promise<{ dir: string; support: Extract<LimitSuppo
   return { dir, support: { enforced: true, tools, layout, agentUnit: 'cloudjobs.service', gaps: [] } };
 }
 
-function warningLog(): Log & { warnings: string[] } {
-  const log: Log & { warnings: string[] } = {
-    warnings: [],
-    error() {},
-    warn: (message) => void log.warnings.push(message),
-    info() {},
-    debug() {},
-    child: () => log,
-  };
-  return log;
-}
-
 describe('JobRun under limits while the agent stops', () => {
   it('runs the steps that start after the stop outside the slice, says so once, and the job succeeds', async () => {
     const { dir, support } = await fakeSystemd();
-    const log = warningLog();
+    const log = createRecordingLog();
     const uid = process.getuid?.() ?? 0;
     const built = await options();
     const opts = {
@@ -255,7 +243,7 @@ describe('JobRun under limits while the agent stops', () => {
     const limits = report.status_details.limits as Record<string, unknown>;
     expect(limits.steps_outside_slice).toEqual([2, 3]);
     expect(limits.unit).toMatch(/^cloudjobs-jobs-[0-9a-f]{18}\.slice$/);
-    expect(log.warnings).toEqual([
+    expect(log.messages('warn')).toEqual([
       `step 2 and any later step of this job run outside the job's slice ${String(limits.unit)}, so its limits (memory 256 MiB, 512 tasks, CPU 80%) are not enforced on them: ` +
         "the agent is stopping, and systemd starts no new scope in the job's slice while it does; they still end by the agent's drain_timeout",
     ]);
