@@ -154,10 +154,14 @@ for i in $(seq 1 "$CUTS"); do
       wait_until 60 "$tag step $s ended" has_line "^E $tag $s$" || fail "$tag step $s never ended"
       cut_power "$kind: $tag after step $s ended" ;;
     after-hand-out)
+      # From the agent's status: the job is journaled before it shows there.
+      # A cut before that (the answer still on its way) loses the job for
+      # good, which no agent can prevent (README, Durability).
       queue_cut_job; tag=$TAG id=$ID
       wait_until 60 "$tag handed out" vm_job_is "$id" IN_PROGRESS || fail "$tag was never handed out"
+      wait_until 60 "$tag taken by the agent" vm_current_job_is "$id" || fail "the agent never showed $tag as its job"
       pause=$(random_tenths 10); sleep "$pause"
-      cut_power "$kind: $tag ${pause}s after the cloud marked it IN_PROGRESS" ;;
+      cut_power "$kind: $tag ${pause}s after the agent's status showed it" ;;
     report-in-flight)
       tag=$TAG id=$ID
       wait_until 60 "a report of $tag in flight" report_held "$id" || fail "$tag's first report never arrived"

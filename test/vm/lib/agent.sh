@@ -113,6 +113,8 @@ vm_job_status() { vm_admin GET "/jobs/$1" | jq -r .status; }
 vm_job_is() { [ "$(vm_job_status "$1")" = "$2" ]; }
 vm_job_final() { case "$(vm_job_status "$1")" in SUCCEEDED|FAILED|TIMED_OUT|REJECTED|CANCELED) return 0 ;; *) return 1 ;; esac; }
 vm_reports() { vm_admin GET "/patches?jobId=$1" | jq -c '.patches[].body'; }
+# vm_current_job_is ID: the agent's status file names job ID as its current job.
+vm_current_job_is() { vm_sh 'cat /run/cloudjobs/status.json 2>/dev/null || true' | jq -e --arg id "$1" '.currentJob.jobId == $id' >/dev/null 2>&1; }
 vm_boot_id() { vm_sh cat /proc/sys/kernel/random/boot_id; }
 
 vm_run_job_doc() {
