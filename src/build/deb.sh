@@ -20,8 +20,8 @@
 # Depends is computed from the ELF needs of the executable or addon (readelf),
 # timestamps come from debian/changelog (SOURCE_DATE_EPOCH), so two builds are identical.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BUILD="$ROOT/build"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"  # ROOT, BUILD, package_version, changelog_version
 
 die() { echo "deb: $*" >&2; exit 1; }
 
@@ -64,8 +64,8 @@ readelf -h "$ELF" | grep -q "Machine:.*$MACHINE" \
   || die "$ELF is not a $MACHINE object: $(readelf -h "$ELF" | grep Machine: | sed 's/ *Machine: *//')"
 
 # --- version: package.json is the upstream version, debian/changelog adds the revision
-UPSTREAM=$(node -p "require('$ROOT/package.json').version")
-DEB_VERSION=$(sed -n '1s/^cloudjobs (\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")
+UPSTREAM=$(package_version)
+DEB_VERSION=$(changelog_version)
 [ "${DEB_VERSION%-*}" = "$UPSTREAM" ] \
   || die "debian/changelog's top entry is $DEB_VERSION but package.json says $UPSTREAM: add a changelog entry"
 # CLOUDJOBS_VERSION (make deb VERSION=x.y.z) builds another version of the same

@@ -13,6 +13,15 @@ ADDON_ARCHES=(x64 arm64 armhf)  # datagram addons and bundles
 
 die() { echo "build: $*" >&2; exit 1; }
 
+# package_version: the upstream version (package.json).
+package_version() { node -p "require('$ROOT/package.json').version"; }
+
+# changelog_version: the Debian version of debian/changelog's top entry (upstream-revision).
+changelog_version() { sed -n '1s/^cloudjobs (\([^)]*\)).*/\1/p' "$ROOT/debian/changelog"; }
+
+# built_deb ARCH: the .deb that `make deb` builds for the Debian ARCH at the changelog's version.
+built_deb() { printf '%s/cloudjobs_%s_%s.deb\n' "$BUILD" "$(changelog_version)" "$1"; }
+
 # pin ARCH FIELD: prints one field of node-pins.json.
 pin() {
   node -e 'const p=require(process.argv[1])[process.argv[2]]; if(!p) process.exit(3); const v=p[process.argv[3]]; if(v===undefined) process.exit(4); console.log(v ?? "")' \

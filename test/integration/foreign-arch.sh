@@ -40,8 +40,7 @@ case "$ARCH" in
   armhf) QEMU=/usr/bin/qemu-arm-static UNAME_M='armv7l' RUNTIME_RE='node v(18|2[0-9])\.[0-9]+\.[0-9]+, linux-arm, system nodejs' ;;
   *) fail "unknown --arch '$ARCH' (arm64 or armhf)" ;;
 esac
-VERSION=$(node -p "require('$ROOT/package.json').version")
-DEB=${DEB:-$ROOT/build/cloudjobs_$VERSION-1_$ARCH.deb}
+DEB=${DEB:-$(built_deb "$ARCH")}
 [ -f "$DEB" ] || fail "no $ARCH .deb at $DEB (run make deb ARCH=$ARCH first)"
 DEB=$(realpath "$DEB")
 CLOUD_JS=$ROOT/build/reference-cloud.cjs
@@ -184,7 +183,7 @@ check_match "apt-get install" 'apt-rc=0' "$(section apt)"
 check_match "postinst names the groups" "added to[[:space:]]+the groups video gpio i2c spi" "$(section apt | tr '\n' ' ')"
 check_eq "installed package" "$ARCH install ok installed" "$(section arch)"
 check_eq "cloudjobs is in the hardware groups" "cloudjobs video gpio i2c spi" "$(section member-of)"
-check_match "cloudjobs --version" "^cloudjobs $VERSION \\($RUNTIME_RE\\)\$" "$(section version | head -n1)"
+check_match "cloudjobs --version" "^cloudjobs $(package_version) \\($RUNTIME_RE\\)\$" "$(section version | head -n1)"
 check_match "--version exit" 'version-rc=0' "$(section version)"
 if [ "$ARCH" = armhf ]; then
   node_version=$(section node)

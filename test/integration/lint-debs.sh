@@ -13,10 +13,9 @@ command -v lintian >/dev/null || skip "lintian missing (apt install lintian)"
 if [ $# -gt 0 ]; then
   debs=("$@")
 else
-  version=$(sed -n '1s/^cloudjobs (\([^)]*\)).*/\1/p' "$ROOT/debian/changelog")
   debs=()
   for arch in amd64 arm64 armhf; do
-    deb="$ROOT/build/cloudjobs_${version}_${arch}.deb"
+    deb=$(built_deb "$arch")
     [ -f "$deb" ] || fail "missing $deb (run make deb)"
     debs+=("$deb")
   done

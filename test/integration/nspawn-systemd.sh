@@ -76,7 +76,7 @@ check_match "group cloudjobs-hold" '^cloudjobs-hold:' "$(ct getent group cloudjo
 check_eq "hold dir made by tmpfiles.d" "3770 root:cloudjobs-hold" "$(ct stat -c '%a %U:%G' /run/cloudjobs-holds)"
 check_eq "agent.ini mode" "640 root:root" "$(ct stat -c '%a %U:%G' /etc/cloudjobs/agent.ini)"
 check_eq "state dir mode" "700 root:root" "$(ct stat -c '%a %U:%G' /var/lib/cloudjobs)"
-check_match "cloudjobs --version" "^cloudjobs $(node -p "require('$ROOT/package.json').version") \\(node v24\\.[0-9]+\\.[0-9]+, linux-x64, single executable\\)\$" "$(ct cloudjobs --version)"
+check_match "cloudjobs --version" "^cloudjobs $(package_version) \\(node v24\\.[0-9]+\\.[0-9]+, linux-x64, single executable\\)\$" "$(ct cloudjobs --version)"
 
 step "a real boot's mounts: /run, /tmp, /var/tmp noexec"
 # Debian's initramfs mounts /run nodev,noexec,nosuid; nspawn gives the container

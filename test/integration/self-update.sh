@@ -28,13 +28,13 @@ if [ ! -s "$(rootfs_tarball amd64)" ] && ! command -v debootstrap >/dev/null; th
   skip "no cached rootfs at $(rootfs_tarball amd64) and no debootstrap to build it"
 fi
 
-BASE=$(node -p "require('$ROOT/package.json').version")
+BASE=$(package_version)
 NEWER="$BASE+up1"
 if [ $# -eq 2 ]; then
   OLD_DEB=$(realpath "$1") NEW_DEB=$(realpath "$2")
 else
   # the release package as the old one (make integration built it), and the same tree as $NEWER
-  OLD_DEB="$ROOT/build/cloudjobs_${BASE}-1_amd64.deb"
+  OLD_DEB=$(built_deb amd64)
   [ -f "$OLD_DEB" ] || fail "no $OLD_DEB (run make deb ARCH=amd64 first)"
   step "build $NEWER (make deb VERSION=$NEWER)"
   make -C "$ROOT" --no-print-directory deb ARCH=amd64 VERSION="$NEWER" CLOUDJOBS_DEB_COMPRESS=gzip >/dev/null

@@ -14,7 +14,7 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/src/build/lib.sh"
 cd "$ROOT"
 [ $# -gt 0 ] || set -- arm64 armhf
 PYTHON=/usr/bin/python3; [ -x "$PYTHON" ] || PYTHON=python3
-version=$(node -p 'require("./package.json").version')
+version=$(package_version)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cloudjobs-qemu.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }

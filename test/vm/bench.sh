@@ -36,7 +36,7 @@ IT_NAME=vm-bench-$SUITE
 . "$VM_REPO/test/integration/lib/common.sh"
 . "$HERE/lib/vm.sh"
 . "$HERE/lib/agent.sh"
-DEB=$(realpath "${1:-$VM_REPO/build/cloudjobs_$(node -p "require('$VM_REPO/package.json').version")-1_amd64.deb}" 2>/dev/null || true)
+DEB=$(realpath "${1:-$(built_deb amd64)}" 2>/dev/null || true)
 why=$(vm_unusable)
 [ -z "$why" ] || fail "$why"
 WINDOW=${VM_BENCH_WINDOW:-300}

@@ -5,6 +5,10 @@
 IT_NAME=${IT_NAME:-integration}
 IT_FAILURES=0
 
+# The build's helpers too (package_version, built_deb, ...; sets ROOT, BUILD).
+# shellcheck source=../../../src/build/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../../src/build/lib.sh"
+
 # Print a step heading.
 step() { printf '\n== %s: %s\n' "$IT_NAME" "$*" >&2; }
 

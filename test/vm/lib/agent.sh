@@ -34,7 +34,7 @@ VM_UUID=3c9e0d1a-7b2f-4e5d-9a6c-1f2e3d4c5b6a
 # temp dir (/tmp/cloudjobs-vm-NAME.*). The test sets its own trap.
 vm_test_prepare() {
   local name=$1 why
-  DEB=$(realpath "${2:-$VM_REPO/build/cloudjobs_$(node -p "require('$VM_REPO/package.json').version")-1_amd64.deb}" 2>/dev/null || true)
+  DEB=$(realpath "${2:-$(built_deb amd64)}" 2>/dev/null || true)
   why=$(vm_unusable)
   [ -z "$why" ] || skip "$why"
   WORK=$(mktemp -d "/tmp/cloudjobs-vm-$name.XXXXXX")
