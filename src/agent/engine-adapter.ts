@@ -14,6 +14,7 @@ import { describeError } from '../errors/errors.js';
 import type { Log } from '../log/log.js';
 import { createYoungCollector } from '../service/memory.js';
 import type { JobVerifier } from '../security/job-verifier.js';
+import { hasRebooted, type BootIdentity } from '../state/boot-identity.js';
 import type { JournalEntry } from '../state/journal.js';
 import type { EnginePort, JobRunPort } from './ports.js';
 
@@ -125,7 +126,7 @@ export function createEngine(deps: EngineDeps): EnginePort {
     rejectedReport: (problems) => boundReport(createRejectedReport(problems, agentVersion), true, log, null),
     unstartedReport: (reason) =>
       composeReport({ status: 'FAILED', reason, results: [], includeStdOut: false, agentVersion, durationMs: 0, decisive: null }),
-    interruptedReport: (entry) => boundReport(createInterruptedReport(entry, agentVersion), true, log, entry.offer.jobId),
+    interruptedReport: (entry, currentBoot) => boundReport(createInterruptedReport(entry, agentVersion, currentBoot), true, log, entry.offer.jobId),
     timeoutOf: async (offer) => (await import('../jobs/document.js')).jobTimeoutMs(offer.timeoutSeconds, jobs.default_timeout),
     journaledReport: (entry, status, reason) =>
       boundReport(createJournaledReport(entry, status, reason, agentVersion), true, log, entry.offer.jobId),
@@ -185,8 +186,14 @@ function createJournaledReport(
   });
 }
 
-/** The FAILED report of a job that was running when the agent stopped (crash, kill -9, power loss). */
-export function createInterruptedReport(entry: JournalEntry, agentVersion: string): StatusReport {
+/**
+ * The FAILED report of a job that was running when the agent stopped (crash,
+ * kill -9, power loss), found by the agent running in `currentBoot` (null: not
+ * known). Step records are not synced one by one (journal.ts): in another boot
+ * than the entry's, or when either boot is unknown, the journal's account is
+ * only a lower bound, and the reason says so instead of "before the first step".
+ */
+export function createInterruptedReport(entry: JournalEntry, agentVersion: string, currentBoot: BootIdentity | null): StatusReport {
   const results = entry.steps.map((s) => s.result);
   const running = entry.running[0];
   const total = running?.total ?? countDocumentSteps(entry.offer.document);
@@ -201,6 +208,11 @@ export function createInterruptedReport(entry: JournalEntry, agentVersion: strin
   } else {
     where = 'before the first step started';
   }
+  const mayLag = entry.boot === null || currentBoot === null || hasRebooted(entry.boot, currentBoot);
+  if (mayLag) {
+    const why = entry.boot === null || currentBoot === null ? 'it cannot tell whether the device restarted since' : 'the device restarted since (power loss or reboot)';
+    where += ` as far as its journal shows; ${why}, and steps are not synced to disk one by one, so later steps may have started`;
+  }
   const receivedAt = Date.parse(entry.receivedAt);
   const lastEnd = results.reduce((max, r) => Math.max(max, Date.parse(r.startedAt) + r.durationMs), receivedAt);
   return composeReport({
@@ -211,7 +223,7 @@ export function createInterruptedReport(entry: JournalEntry, agentVersion: strin
     agentVersion,
     durationMs: Number.isFinite(lastEnd - receivedAt) ? lastEnd - receivedAt : 0,
     decisive: null,
-    extraDetails: { interrupted: true, running_steps: entry.running.map((r) => ({ index: r.index + 1, name: r.name })) },
+    extraDetails: { interrupted: true, running_steps: entry.running.map((r) => ({ index: r.index + 1, name: r.name })), journal_may_lag: mayLag },
   });
 }
 

@@ -115,6 +115,22 @@ export function createJobPath(options: JobPathOptions): JobPath {
     return done;
   };
 
+  // The boot for the journal (journal.ts: which boot a step log belongs to),
+  // read once (a process never outlives its boot; recovery reads it at start,
+  // so a job's hand-out waits for no file); one that cannot be read is named
+  // and counts as unknown, never as this boot.
+  let journalBoot: BootIdentity | null = null;
+  const bootForJournal = async (what: string): Promise<BootIdentity | null> => {
+    if (journalBoot !== null) return journalBoot;
+    try {
+      journalBoot = await reboot.currentBoot();
+      return journalBoot;
+    } catch (error) {
+      log.warn(`could not read the boot identity ${what} (${describeError(error)}); an interrupted job's report will say how far it got only as a lower bound`);
+      return null;
+    }
+  };
+
   const showRebooting = (offer: JobOffer, reboots: number): void => {
     const currentJob = { jobId: offer.jobId, jobName: offer.jobName, step: null, stepIndex: 0, stepCount: 0, startedAt: clock.now(), reboots };
     status.setState('rebooting', { currentJob });
@@ -174,7 +190,7 @@ export function createJobPath(options: JobPathOptions): JobPath {
       const problems = (error as { problems?: readonly string[] }).problems ?? [describeError(error)];
       return finishJournaled(entry, 'FAILED', `could not resume after ${after}: the job document no longer validates: ${problems.join('; ')}`);
     }
-    await journal.recordResumed(offer.jobId);
+    await journal.recordResumed(offer.jobId, await bootForJournal(`to resume job ${offer.jobName}`));
     await forgetSelfUpdate(offer.jobId);
     const restartedFrom = pending.kind === 'restart' ? (pending.agentVersion ?? 'unknown') : undefined;
     const what = restartedFrom === undefined ? `reboot ${entry.reboots}` : `the agent restart (agent ${restartedFrom} -> ${options.version})`;
@@ -219,7 +235,7 @@ export function createJobPath(options: JobPathOptions): JobPath {
       // Journal first: the cloud already marked the job IN_PROGRESS, and validation
       // (user lookups) takes long enough that a crash inside it would strand the job.
       try {
-        await journal.begin(offer, receivedAt);
+        await journal.begin(offer, receivedAt, await bootForJournal(`for job ${offer.jobName}`));
       } catch (error) {
         const fault = asLocalFault(error);
         options.degraded.enter(fault, `journaling job ${offer.jobName}`);
@@ -239,6 +255,7 @@ export function createJobPath(options: JobPathOptions): JobPath {
       }
     },
     async recover(waiting) {
+      const boot = await bootForJournal('at start');
       for (const entry of journal.list()) {
         const { offer } = entry;
         let report = entry.final;
@@ -249,7 +266,7 @@ export function createJobPath(options: JobPathOptions): JobPath {
         // finished: its final report reached the outbox (held-finals.ts) before the agent stopped
         report ??= (await options.outbox.pendingFinal(offer.jobId)) ?? (await options.history.get(offer.jobId))?.report ?? null;
         if (!report) {
-          report = engine.interruptedReport(entry);
+          report = engine.interruptedReport(entry, boot);
           log.warn(`job ${offer.jobName} was interrupted by an agent stop; reporting it FAILED, it is not run again`, { jobId: offer.jobId, jobName: offer.jobName, jobStatus: report.status });
           await journal.recordFinal(offer.jobId, report);
           await engine.removeLeftovers?.(offer.jobId);

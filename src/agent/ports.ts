@@ -107,7 +107,8 @@ export interface EnginePort {
   rejectedReport(problems: readonly string[]): StatusReport;
   /** The FAILED report of a job that was never started (nothing ran), with `reason`. */
   unstartedReport(reason: string): StatusReport;
-  interruptedReport(entry: JournalEntry): StatusReport;
+  /** The FAILED report of an interrupted job, found in `currentBoot` (null: not known). */
+  interruptedReport(entry: JournalEntry, currentBoot: BootIdentity | null): StatusReport;
   /** The job's whole time limit (timeout_seconds, else jobs.default_timeout). */
   timeoutOf(offer: JobOffer): Promise<number>;
   /** A final report from the journal alone (a rebooting job that ends without running on). */

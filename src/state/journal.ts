@@ -12,7 +12,10 @@
 //   OOM) loses none of them, a power loss can lose the last few, never leave a
 //   torn one that is read. An fsync or a file replacement per step would cost
 //   more than a short step itself (and wear SD cards); after a power loss the
-//   job is still reported interrupted, naming an earlier step.
+//   job is still reported interrupted, naming an earlier step. So each entry
+//   keeps the boot its step log was started in (begin, recordResumed): an
+//   interrupted job found in another boot (or in a boot not known) may have
+//   run further than its step log says, and its report must say so.
 // - Changes go through a serial queue; the in-memory copy changes only after
 //   the write succeeded, so memory never claims more than the disk holds.
 // - The final entry holds every step, so the step log is deleted after it;
@@ -41,6 +44,7 @@ import type { JobOffer, StatusReport } from '../contract/types.js';
 import { AgentError } from '../errors/errors.js';
 import type { StepResult } from '../jobs/types.js';
 import type { Log } from '../log/log.js';
+import type { BootIdentity } from './boot-identity.js';
 import { createFileDurable, describeIoError, ensurePrivateDir, isErrnoCode, listDirectory, removeFileLazily, removeStaleTempFiles } from './atomic-file.js';
 import { encodeFileKey, isFileKeyName } from './file-key.js';
 import { quarantineFile, readRecordFile, STATE_FILE_MODE, writeJsonFile } from './json-file.js';
@@ -119,20 +123,25 @@ export interface JournalEntry {
   reboots: number;
   /** Set while the job is REBOOTING; null otherwise. */
   rebooting: RebootingRecord | null;
+  /**
+   * The boot the step log was started in (begin, recordResumed); null when not
+   * known (a file from before this field, or the boot could not be read).
+   */
+  boot: BootIdentity | null;
 }
 
 /** The job journal. */
 export interface Journal {
-  /** Records a job before its first process starts; fails if the job is already journaled. */
-  begin(offer: JobOffer, receivedAt: number): Promise<JournalEntry>;
+  /** Records a job, in `boot`, before its first process starts; fails if the job is already journaled. */
+  begin(offer: JobOffer, receivedAt: number, boot: BootIdentity | null): Promise<JournalEntry>;
   /** Records that step `index` (0-based) of `total` started (atomic; not fsynced: survives a crash, maybe not power loss). */
   recordStepStart(jobId: string, index: number, total: number, name: string): Promise<void>;
   /** Records a step's result and clears it from the running steps. */
   recordStep(jobId: string, index: number, result: StepResult): Promise<void>;
   /** Marks the job REBOOTING (or RESTARTING), durably, with every step so far; counts a reboot. */
   recordReboot(jobId: string, record: RebootingRecord): Promise<void>;
-  /** Marks a REBOOTING job running again, durably, before its next step starts. */
-  recordResumed(jobId: string): Promise<void>;
+  /** Marks a REBOOTING job running again in `boot`, durably, before its next step starts. */
+  recordResumed(jobId: string, boot: BootIdentity | null): Promise<void>;
   /** Records the final report; must be on disk before the report is enqueued or sent. */
   recordFinal(jobId: string, report: StatusReport): Promise<void>;
   /** Forgets a job once its final is durably in the outbox and history (not fsynced itself); missing is fine. */
@@ -233,7 +242,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
   };
 
   return {
-    begin: (offer, receivedAt) =>
+    begin: (offer, receivedAt, boot) =>
       queue.run(async () => {
         if (entries.has(offer.jobId)) {
           throw new AgentError('STATE_IO', `job ${offer.jobId} is already in the journal; it must not run twice`);
@@ -250,6 +259,7 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
           finishedAt: null,
           reboots: 0,
           rebooting: null,
+          boot: boot && { ...boot },
         };
         await createFileDurable(pathFor(offer.jobId), JSON.stringify(entry), STATE_FILE_MODE);
         entries.set(offer.jobId, entry);
@@ -273,9 +283,9 @@ export async function openJournal(options: JournalOptions): Promise<Journal> {
         // the entry now holds every step: the log is no longer needed
         await forgetStepLog(jobId);
       }),
-    recordResumed: (jobId) =>
+    recordResumed: (jobId, boot) =>
       queue.run(async () => {
-        const next: JournalEntry = { ...current(jobId), rebooting: null };
+        const next: JournalEntry = { ...current(jobId), rebooting: null, boot: boot && { ...boot } };
         await writeJsonFile(pathFor(jobId), next);
         entries.set(jobId, next);
       }),
@@ -359,6 +369,7 @@ function validateJournalEntry(value: unknown): JournalEntry {
   const reboots = r.reboots === undefined ? 0 : expectInteger(r, 'reboots', 0);
   const rebooting = r.rebooting === undefined || r.rebooting === null ? null : validateRebooting(r.rebooting);
   if (rebooting !== null && final !== null) failValidation('rebooting: must be null once final is set');
+  const boot = r.boot === undefined || r.boot === null ? null : validateBoot(r.boot);
   return {
     version: JOURNAL_VERSION,
     jobId,
@@ -371,7 +382,13 @@ function validateJournalEntry(value: unknown): JournalEntry {
     finishedAt,
     reboots,
     rebooting,
+    boot,
   };
+}
+
+function validateBoot(value: unknown): BootIdentity {
+  const r = expectRecord(value, 'boot');
+  return { bootId: expectNullableString(r, 'bootId'), marker: expectNonEmptyString(r, 'marker') };
 }
 
 function validateRebooting(value: unknown): RebootingRecord {

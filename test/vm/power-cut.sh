@@ -6,7 +6,9 @@
 # the previous cut. Each step records its start and its end in a file it
 # fsyncs (/var/lib/vm-steps.log). After each boot: the agent is active, no
 # step that ended ran again, no state file was quarantined as corrupt; at the
-# end every job has exactly one final status at the cloud. Prints the cuts.
+# end every job has exactly one final status at the cloud, and an interrupted
+# one's report says its step count is a lower bound (journal_may_lag: the step
+# records are not synced one by one). Prints the cuts.
 # The job a cut waits for is queued while the VM is down, before the boot
 # that follows the previous cut: the agent takes it as soon as it runs, while
 # the harness checks the boot (but for the cuts just after the hand-out).
@@ -196,12 +198,18 @@ for entry in "${JOBS[@]}"; do
   id=${entry%%:*} tag=${entry#*:}
   finals=$(vm_reports "$id" | jq -r 'select(.status != "IN_PROGRESS") | .status' | sort -u | tr '\n' ' ')
   status=$(vm_job_status "$id")
-  reason=$(vm_reports "$id" | tail -n1 | jq -r .reason)
+  last=$(vm_reports "$id" | tail -n1)
+  reason=$(jq -r .reason <<<"$last")
   if [ "$(wc -w <<<"$finals")" = 1 ] && [ "${finals% }" = "$status" ]; then
     ok "job $tag: $status ($reason)"
   else
     bad "job $tag: status '$status', final statuses reported: '$finals'"
   fi
+  # every interruption here is a power cut: the step records may have rolled back, and the report must say so
+  case "$reason" in
+    interrupted:*) [ "$(jq -r .status_details.journal_may_lag <<<"$last")" = true ] \
+      || bad "job $tag: interrupted by a power cut, but its report takes the journal's step count as exact" ;;
+  esac
 done
 check_steps_once "at the end"
 printf '%s power cuts:\n' "${#MOMENTS[@]}" >&2

@@ -167,7 +167,7 @@ describe('Agent', () => {
     const clock = createSystemClock();
     const journal = await openJournal({ stateDir, log: createNullLog(), clock });
     const offer = offerOf('crashed', [step('first', ['true']), step('second', ['sleep', '5'])]);
-    await journal.begin(offer, clock.now());
+    await journal.begin(offer, clock.now(), await createFakeMachine().port().currentBoot());
     await journal.recordStepStart('crashed', 1, 2, 'second');
     const cloud = createScriptedCloud();
     const agent = await build(cloud);
@@ -180,9 +180,29 @@ describe('Agent', () => {
     expect(final!.report.reason).toBe(
       'interrupted: the agent stopped while step 2 of 2 (second) was running; the job was not resumed',
     );
+    expect(final!.report.status_details).toMatchObject({ interrupted: true, journal_may_lag: false });
     expect(cloud.sent.filter((s) => s.jobId === 'crashed')).toHaveLength(1);
     const reopened = await openJournal({ stateDir, log: createNullLog(), clock });
     expect(reopened.list()).toEqual([]);
+  });
+
+  it('a job interrupted in an earlier boot (power loss: step records may have rolled back) is reported with its journal as a lower bound', async () => {
+    const stateDir = path.join(dir, 'state');
+    const clock = createSystemClock();
+    const journal = await openJournal({ stateDir, log: createNullLog(), clock });
+    await journal.begin(offerOf('cut', [step('first', ['true']), step('second', ['true'])]), clock.now(), { bootId: 'boot-0', marker: 'marker-of-boot-0' });
+    const cloud = createScriptedCloud();
+    const agent = await build(cloud);
+    const running = agent.run();
+    await waitFor(() => finals(cloud.sent, 'cut').length === 1, 20_000, 'the recovered final');
+    agent.stop();
+    await running;
+    const [final] = finals(cloud.sent, 'cut');
+    expect(final!.report).toMatchObject({ status: 'FAILED', executed_steps: 0, status_details: { interrupted: true, journal_may_lag: true } });
+    expect(final!.report.reason).toBe(
+      'interrupted: the agent stopped before the first step started as far as its journal shows; the device restarted since (power loss or reboot), ' +
+        'and steps are not synced to disk one by one, so later steps may have started; the job was not resumed',
+    );
   });
 
   it('a crash after the final report reached the outbox: that final goes out once, the job is not called interrupted', async () => {
@@ -190,7 +210,7 @@ describe('Agent', () => {
     const clock = createSystemClock();
     const journal = await openJournal({ stateDir, log: createNullLog(), clock });
     const offer = offerOf('finished', [step('only', ['true'])]);
-    await journal.begin(offer, clock.now());
+    await journal.begin(offer, clock.now(), await createFakeMachine().port().currentBoot());
     const outbox = await openOutbox({ stateDir, maxReports: 10, maxBytes: 1e6, log: createNullLog(), clock });
     const report = { status: 'SUCCEEDED', exit_code: 0, stdout: '', stderr: '', reason: '1 of 1 steps succeeded', executed_steps: 1, failed_step: null, status_details: {} } as const;
     await outbox.enqueue('finished', report);
@@ -210,7 +230,7 @@ describe('Agent', () => {
     const clock = createSystemClock();
     const journal = await openJournal({ stateDir, log: createNullLog(), clock });
     const offer = offerOf('delivered', [step('only', ['true'])]);
-    await journal.begin(offer, clock.now());
+    await journal.begin(offer, clock.now(), await createFakeMachine().port().currentBoot());
     const history = await openHistory({ stateDir, size: 10, log: createNullLog(), clock });
     const report = { status: 'SUCCEEDED', exit_code: 0, stdout: '', stderr: '', reason: '1 of 1 steps succeeded', executed_steps: 1, failed_step: null, status_details: {} } as const;
     const at = new Date(clock.now()).toISOString();
@@ -908,15 +928,37 @@ describe('Agent', () => {
 });
 
 describe('createInterruptedReport', () => {
+  const SAME = { bootId: 'boot-1', marker: 'marker-1' };
+  const offer = offerOf('x', [step('a', ['true']), { parallel: [step('b', ['true']), step('c', ['true'])] }]);
+  const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null, reboots: 0, rebooting: null, boot: SAME };
+  const resultA = createStepResult({ name: 'a', argv: ['true'], handler: null, user: 'nobody', startedAt: new Date(0).toISOString() }, { exitCode: 0, durationMs: 5, stdout: 'x\n', stdoutBytes: 2 });
+
   it('names the step that was running, or how many of how many had finished', async () => {
     const { createInterruptedReport } = await import('../../../src/agent/engine-adapter.js');
-    const offer = offerOf('x', [step('a', ['true']), { parallel: [step('b', ['true']), step('c', ['true'])] }]);
-    const base = { version: 1 as const, jobId: 'x', jobName: 'job x', offer, receivedAt: new Date(0).toISOString(), final: null, finishedAt: null, reboots: 0, rebooting: null };
-    const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v');
+    const between = createInterruptedReport({ ...base, steps: [], running: [] }, 'v', SAME);
     expect(between.reason).toBe('interrupted: the agent stopped before the first step started; the job was not resumed');
-    const result = createStepResult({ name: 'a', argv: ['true'], handler: null, user: 'nobody', startedAt: new Date(0).toISOString() }, { exitCode: 0, durationMs: 5, stdout: 'x\n', stdoutBytes: 2 });
-    const after = createInterruptedReport({ ...base, steps: [{ index: 0, result }], running: [] }, 'v');
+    const after = createInterruptedReport({ ...base, steps: [{ index: 0, result: resultA }], running: [] }, 'v', SAME);
     expect(after.reason).toBe('interrupted: the agent stopped after 1 of 3 steps had finished; the job was not resumed');
     expect(after).toMatchObject({ status: 'FAILED', executed_steps: 1, stdout: '=== Step: a ===\nx\n', failed_step: null });
+  });
+
+  it('after another boot, or with a boot not known, says the journal is a lower bound (steps are not synced one by one)', async () => {
+    const { createInterruptedReport } = await import('../../../src/agent/engine-adapter.js');
+    const lowerBound = (why: string) =>
+      `as far as its journal shows; ${why}, and steps are not synced to disk one by one, so later steps may have started; the job was not resumed`;
+    const entry = { ...base, steps: [{ index: 0, result: resultA }], running: [{ index: 1, total: 3, name: 'b', startedAt: new Date(0).toISOString() }] };
+    const newBoot = createInterruptedReport(entry, 'v', { bootId: 'boot-2', marker: 'marker-2' });
+    expect(newBoot.reason).toBe(`interrupted: the agent stopped while step 2 of 3 (b) was running ${lowerBound('the device restarted since (power loss or reboot)')}`);
+    expect(newBoot.status_details).toMatchObject({ interrupted: true, journal_may_lag: true, running_steps: [{ index: 2, name: 'b' }] });
+    // the same boot_id with a new marker: runtime_dir was emptied, which only a boot does
+    expect(createInterruptedReport(entry, 'v', { bootId: 'boot-1', marker: 'marker-2' }).status_details).toMatchObject({ journal_may_lag: true });
+    const unknownNow = createInterruptedReport(entry, 'v', null);
+    expect(unknownNow.reason).toContain(lowerBound('it cannot tell whether the device restarted since'));
+    const olderFile = createInterruptedReport({ ...entry, boot: null }, 'v', SAME);
+    expect(olderFile.reason).toBe(unknownNow.reason);
+    expect(createInterruptedReport(entry, 'v', SAME)).toMatchObject({
+      reason: 'interrupted: the agent stopped while step 2 of 3 (b) was running; the job was not resumed',
+      status_details: { journal_may_lag: false },
+    });
   });
 });

@@ -8,6 +8,7 @@ import type { JobOffer, StatusReport } from '../../../src/contract/types.js';
 import type { StepResult } from '../../../src/jobs/types.js';
 import type { Log, LogFields } from '../../../src/log/log.js';
 import { createStepResult } from '../../../src/jobs/step-result.js';
+import type { BootIdentity } from '../../../src/state/boot-identity.js';
 
 /** One recorded log call. */
 export interface LogRecord {
@@ -61,6 +62,9 @@ export async function makeTempDir(options: { onTmpfs?: boolean } = {}): Promise<
 
 /** 2026-11-28T10:00:00.000Z in ms. */
 export const T0 = Date.parse('2026-11-28T10:00:00.000Z');
+
+/** A boot identity for journal entries (boot-identity.ts). */
+export const BOOT: BootIdentity = { bootId: '3f0c8f4e-6a8b-4d0e-9f6e-0a1b2c3d4e5f', marker: 'marker-of-boot-1' };
 
 /** A status report with every field set. */
 export function makeReport(status: StatusReport['status'], reason = `${status} report`): StatusReport {

@@ -5,6 +5,7 @@ import { createManualClock } from '../../../src/clock/clock.js';
 import { encodeFileKey } from '../../../src/state/file-key.js';
 import { openJournal, type JournalEntry } from '../../../src/state/journal.js';
 import {
+  BOOT,
   checkEveryTruncation,
   createRecordingLog,
   HOSTILE_JOB_IDS,
@@ -27,7 +28,7 @@ describe('journal', () => {
   it('has the job on disk when begin() resolves', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    const entry = await journal.begin(makeOffer(ID), T0);
+    const entry = await journal.begin(makeOffer(ID), T0, BOOT);
     const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
     const onDisk = JSON.parse(await readFile(path, 'utf8')) as JournalEntry;
     expect(onDisk).toEqual(entry);
@@ -43,13 +44,41 @@ describe('journal', () => {
       finishedAt: null,
       reboots: 0,
       rebooting: null,
+      boot: BOOT,
     });
+  });
+
+  it('keeps the boot the step log belongs to: begin()\'s, then the one a resumed job goes on in; unknown (null) stays null', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0, BOOT);
+    await journal.begin(makeOffer('unknown-boot'), T0, null);
+    const reopened = await open(stateDir);
+    expect(reopened.get(ID)!.boot).toEqual(BOOT);
+    expect(reopened.get('unknown-boot')!.boot).toBeNull();
+    await reopened.recordReboot(ID, { requestedAt: '2026-11-28T10:00:05.000Z', bootId: BOOT.bootId, marker: BOOT.marker, resumeAt: 0, stepLabel: 'step 1 ("reboot")' });
+    const next = { bootId: 'boot-2', marker: 'marker-of-boot-2' };
+    await reopened.recordResumed(ID, next);
+    expect((await open(stateDir)).get(ID)!.boot).toEqual(next);
+  });
+
+  it('refuses a boot without its marker (quarantined as corrupt)', async () => {
+    const stateDir = await makeTempDir();
+    const journal = await open(stateDir);
+    await journal.begin(makeOffer(ID), T0, BOOT);
+    const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
+    const bad = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    bad.boot = { bootId: 'boot-1' };
+    await writeFile(path, JSON.stringify(bad));
+    const log = createRecordingLog();
+    expect((await open(stateDir, log)).get(ID)).toBeUndefined();
+    expect(log.records.some((r) => r.level === 'warn' && /is corrupt \(marker: expected a string/.test(r.message))).toBe(true);
   });
 
   it('keeps a REBOOTING job, every step before it and the boot it asked in, across a restart', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 3, 'mark');
     await journal.recordStep(ID, 0, makeStepResult('mark'));
     await journal.recordStepStart(ID, 1, 3, 'reboot');
@@ -68,7 +97,7 @@ describe('journal', () => {
     ]);
 
     // resumed: cleared on disk before the next step, later steps go to a new step log
-    await reopened.recordResumed(ID);
+    await reopened.recordResumed(ID, BOOT);
     await reopened.recordStepStart(ID, 2, 3, 'check');
     await reopened.recordStep(ID, 2, makeStepResult('check'));
     const again = (await open(stateDir)).get(ID)!;
@@ -79,19 +108,20 @@ describe('journal', () => {
   it('reads entries written before reboots existed as never rebooted', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
     const old = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
     delete old.reboots;
     delete old.rebooting;
+    delete old.boot;
     await writeFile(path, JSON.stringify(old));
-    expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 0, rebooting: null });
+    expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 0, rebooting: null, boot: null });
   });
 
   it('journals RESTARTING (kind restart) without counting a reboot; a crash after it finds the job RESTARTING with its steps', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 3, 'install');
     await journal.recordStep(ID, 0, makeStepResult('install'));
     await journal.recordReboot(ID, { kind: 'restart', agentVersion: '0.2.0', requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'restart', resumeAt: 1, stepLabel: 'step 1 ("install")' });
@@ -106,7 +136,7 @@ describe('journal', () => {
     const stateDir = await makeTempDir();
     const log = createRecordingLog();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordReboot(ID, { kind: 'restart', requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'restart', resumeAt: 0, stepLabel: 'the job' });
     const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
     const raw = JSON.parse(await readFile(path, 'utf8'));
@@ -119,7 +149,7 @@ describe('journal', () => {
   it('clears REBOOTING with the final report', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordReboot(ID, { requestedAt: '2026-11-28T10:00:05.000Z', bootId: null, marker: 'm', resumeAt: 1, stepLabel: 'step 1' });
     await journal.recordFinal(ID, makeReport('FAILED'));
     expect((await open(stateDir)).get(ID)).toMatchObject({ reboots: 1, rebooting: null, final: makeReport('FAILED') });
@@ -128,7 +158,7 @@ describe('journal', () => {
   it('recovers an interrupted job with the step that was running and the results so far', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 5, 'a');
     await journal.recordStep(ID, 0, makeStepResult('a'));
     await journal.recordStepStart(ID, 1, 5, 'b');
@@ -143,7 +173,7 @@ describe('journal', () => {
   it('keeps the step records in the step log, and a torn last record cut anywhere costs only that record', async () => {
     const stateDir = await makeTempDir({ onTmpfs: true });
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 5, 'a');
     await journal.recordStep(ID, 0, makeStepResult('a', 2));
     await journal.recordStepStart(ID, 1, 5, 'b');
@@ -170,7 +200,7 @@ describe('journal', () => {
   it('quarantines a step log with a corrupt record, keeping the records before it', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 2, 'a');
     const logPath = join(stateDir, 'journal', `${encodeFileKey(ID)}.steps`);
     await writeFile(logPath, `${await readFile(logPath, 'utf8')}{"type":"end","index":0,"result":{"name":1}}\n{"type":"start","index":1,"total":2,"name":"b","startedAt":"2026-11-28T10:00:05.000Z"}\n`);
@@ -190,7 +220,7 @@ describe('journal', () => {
     const log = createRecordingLog();
     const reopened = await open(stateDir, log);
     expect(log.messages('warn')).toEqual([expect.stringMatching(/step log of a job the journal does not hold/)]);
-    await reopened.begin(makeOffer(ID), T0);
+    await reopened.begin(makeOffer(ID), T0, BOOT);
     await reopened.recordStepStart(ID, 0, 1, 'a');
     await reopened.recordStep(ID, 0, makeStepResult('a'));
     expect((await readdir(join(stateDir, 'journal'))).filter((n) => !n.includes('.corrupt-')).sort()).toEqual(
@@ -206,7 +236,7 @@ describe('journal', () => {
   it('keeps a finished entry with its final until removed', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 1, 'a');
     await journal.recordFinal(ID, makeReport('SUCCEEDED'));
     const reopened = await open(stateDir);
@@ -223,7 +253,7 @@ describe('journal', () => {
   it('records concurrent steps of a parallel group without losing one', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await Promise.all([0, 1, 2].map((i) => journal.recordStepStart(ID, i, 3, `p${i}`)));
     await Promise.all([2, 0, 1].map((i) => journal.recordStep(ID, i, makeStepResult(`p${i}`))));
     const [entry] = (await open(stateDir)).list();
@@ -237,8 +267,8 @@ describe('journal', () => {
 
   it('refuses to begin a job twice and to record an unknown job', async () => {
     const journal = await open(await makeTempDir());
-    await journal.begin(makeOffer(ID), T0);
-    await expect(journal.begin(makeOffer(ID), T0)).rejects.toThrow(
+    await journal.begin(makeOffer(ID), T0, BOOT);
+    await expect(journal.begin(makeOffer(ID), T0, BOOT)).rejects.toThrow(
       `job ${ID} is already in the journal; it must not run twice`,
     );
     await expect(journal.recordStep('other', 0, makeStepResult('a'))).rejects.toThrow(
@@ -249,7 +279,7 @@ describe('journal', () => {
   it('stores hostile job ids inside its directory and reads them back exactly', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    for (const id of HOSTILE_JOB_IDS) await journal.begin(makeOffer(id), T0);
+    for (const id of HOSTILE_JOB_IDS) await journal.begin(makeOffer(id), T0, BOOT);
     expect((await readdir(stateDir)).sort()).toEqual(['journal']);
     const names = await readdir(join(stateDir, 'journal'));
     expect(names).toHaveLength(HOSTILE_JOB_IDS.length);
@@ -261,7 +291,7 @@ describe('journal', () => {
   it('removes temp files a crash left and still opens', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     const name = `${encodeFileKey(ID)}.json`;
     await writeFile(join(stateDir, 'journal', `.${name}.tmp-00ff00ff00ff00ff`), '{"version":1,"jo');
     const reopened = await open(stateDir);
@@ -272,7 +302,7 @@ describe('journal', () => {
   it('quarantines a file whose job id does not match its name', async () => {
     const stateDir = await makeTempDir();
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     const dir = join(stateDir, 'journal');
     const wrong = join(dir, `${encodeFileKey('other')}.json`);
     await writeFile(wrong, await readFile(join(dir, `${encodeFileKey(ID)}.json`)));
@@ -287,11 +317,11 @@ describe('journal', () => {
   it('quarantines an entry truncated to every length and still opens with the other jobs', async () => {
     const stateDir = await makeTempDir({ onTmpfs: true });
     const journal = await open(stateDir);
-    await journal.begin(makeOffer(ID), T0);
+    await journal.begin(makeOffer(ID), T0, BOOT);
     await journal.recordStepStart(ID, 0, 2, 'a');
     await journal.recordStep(ID, 0, makeStepResult('a', 3));
     await journal.recordFinal(ID, makeReport('FAILED'));
-    await journal.begin(makeOffer('survivor'), T0);
+    await journal.begin(makeOffer('survivor'), T0, BOOT);
     const path = join(stateDir, 'journal', `${encodeFileKey(ID)}.json`);
     const full = await readFile(path);
     const checked = await checkEveryTruncation(path, full, async (log) => {
