@@ -48,18 +48,21 @@ check_match() {
   if grep -Eq -- "$2" <<< "$3"; then ok "$1 ~ /$2/"; else bad "$1: expected to match /$2/, got '$3'"; fi
 }
 
-# wait_until SECONDS DESCRIPTION CMD...: retries CMD every 0.2 s; 1 on timeout.
-wait_until() {
-  local limit=$1 what=$2 deadline
-  shift 2
-  deadline=$(($(date +%s) + limit))
+# poll_until SECONDS CMD...: retries CMD every 0.2 s; 1 on timeout, silently.
+poll_until() {
+  local deadline=$(($(date +%s) + $1))
+  shift
   until "$@" >/dev/null 2>&1; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-      bad "timed out after ${limit}s waiting for $what"
-      return 1
-    fi
+    [ "$(date +%s)" -lt "$deadline" ] || return 1
     sleep 0.2
   done
+}
+
+# wait_until SECONDS DESCRIPTION CMD...: poll_until, a failed check on timeout.
+wait_until() {
+  local limit=$1 what=$2
+  shift 2
+  poll_until "$limit" "$@" || { bad "timed out after ${limit}s waiting for $what"; return 1; }
 }
 
 # Exit with the verdict.
