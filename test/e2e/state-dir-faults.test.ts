@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appendJob, createSharedDir, expectOneFinalLast, readLines } from './durability-helpers.js';
 import { AGENT_BIN, runCommand, startAgent, stopAgent, type AgentDirs, type AgentProcess } from './harness.js';
 import { createScope, expectCleanStop } from './polling-helpers.js';
+import { waitFor } from '../cloud/wait-for.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -59,6 +60,14 @@ async function statusText(dirs: AgentDirs): Promise<string> {
 // A few poll intervals in which a degraded agent must not take a queued job.
 const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// appendJob whose step 1 holds until `goFile` exists (at most 60 s): a fault set meanwhile lands
+// after step 1's start and before its end are journaled.
+function gatedAppendJob(logFile: string, steps: number, goFile: string): Record<string, unknown> {
+  const document = appendJob(logFile, steps, 0) as { steps: { action: { input: { command: string[] } } }[] };
+  document.steps[0]!.action.input.command = ['/bin/sh', '-c', `echo "step 1" >> '${logFile}'; i=0; while [ ! -e '${goFile}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`];
+  return document;
+}
+
 describe.runIf(isRoot)('state_dir on a real file system that fails (root only)', () => {
   it('fills up during a job: the job starts no further step and its FAILED report is sent directly; after space returns the next job runs', async () => {
     const { cloud, device } = await scope.cloud();
@@ -67,9 +76,7 @@ describe.runIf(isRoot)('state_dir on a real file system that fails (root only)',
     const agent = await startOnTmpfs(dirs, '2m');
 
     // step 1 holds until the disk is full (a go file, at most 60 s), so the fill always lands before its end is journaled
-    const document = appendJob(`${shared}/first.log`, 3, 0) as { steps: { action: { input: { command: string[] } } }[] };
-    document.steps[0]!.action.input.command = ['/bin/sh', '-c', `echo "step 1" >> '${shared}/first.log'; i=0; while [ ! -e '${shared}/go' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`];
-    const first = cloud.queueJob(device.uuid, { name: 'filler', document });
+    const first = cloud.queueJob(device.uuid, { name: 'filler', document: gatedAppendJob(`${shared}/first.log`, 3, `${shared}/go`) });
     await agent.waitForOutput(/starting step 1/);
     await cloud.waitFor((c) => c.patches(first.job_id).length > 0, 20_000, 'a first IN_PROGRESS');
     await fill(agent, dirs.stateDir);
@@ -124,9 +131,12 @@ describe.runIf(isRoot)('state_dir on a real file system that fails (root only)',
     await cloud.waitForJobStatus(idleJob.job_id, 'SUCCEEDED', 30_000);
 
     // during a job
-    const busy = cloud.queueJob(device.uuid, { name: 'busy', document: appendJob(`${shared}/busy.log`, 3, 1.5) });
-    await cloud.waitFor((c) => c.patches(busy.job_id).length > 0, 20_000, 'a first IN_PROGRESS');
+    // step 1 (its start journaled) holds until the flip: the first IN_PROGRESS goes out before step 1
+    // starts, and a flip then would halt the job before it (0 of 3 steps ran: right, but not this check)
+    const busy = cloud.queueJob(device.uuid, { name: 'busy', document: gatedAppendJob(`${shared}/busy.log`, 3, `${shared}/busy-go`) });
+    await waitFor(async () => (await readLines(`${shared}/busy.log`)).includes('step 1'), 20_000, 'step 1 of busy to start');
     await inAgentNs(agent, 'mount', '-o', 'remount,ro', dirs.stateDir);
+    await writeFile(`${shared}/busy-go`, '');
     const next = cloud.queueJob(device.uuid, { name: 'next', document: appendJob(`${shared}/next.log`, 1, 0) });
     await agent.waitForOutput(/job busy ended FAILED: the agent cannot write its state \(\S+: EROFS: /, 30_000);
     await settle(1500);
