@@ -208,9 +208,11 @@ export function createInterruptedReport(entry: JournalEntry, agentVersion: strin
   } else {
     where = 'before the first step started';
   }
-  const mayLag = entry.boot === null || currentBoot === null || hasRebooted(entry.boot, currentBoot);
+  const entryBoot = entry.boot;
+  const known = entryBoot !== null && currentBoot !== null;
+  const mayLag = !known || hasRebooted(entryBoot, currentBoot);
   if (mayLag) {
-    const why = entry.boot === null || currentBoot === null ? 'it cannot tell whether the device restarted since' : 'the device restarted since (power loss or reboot)';
+    const why = known ? 'the device restarted since (power loss or reboot)' : 'it cannot tell whether the device restarted since';
     where += ` as far as its journal shows; ${why}, and steps are not synced to disk one by one, so later steps may have started`;
   }
   const receivedAt = Date.parse(entry.receivedAt);
