@@ -157,7 +157,7 @@ take_moment() {
     after-hand-out)
       # From the agent's status: the job is journaled before it shows there.
       # A cut before that (the answer still on its way) loses the job for
-      # good, which no agent can prevent (README, Durability).
+      # good, which no agent can prevent (README, "Nothing lost, nothing run twice").
       queue_cut_job; tag=$TAG id=$ID
       poll_until 60 vm_job_is "$id" IN_PROGRESS || { WHY="$tag was never handed out"; return 0; }
       poll_until 60 vm_current_job_is "$id" || { WHY="the agent never showed $tag as its job"; return 0; }
@@ -184,8 +184,8 @@ take_moment() {
 PANICS=0
 new_panic() {
   local n
-  n=$(grep -c 'Kernel panic' "$VM_WORK/console.$VM_BOOTS.log" 2>/dev/null || true)
-  [ "${n:-0}" -gt "$PANICS" ] || return 1
+  n=$(vm_panics)
+  [ "$n" -gt "$PANICS" ] || return 1
   PANICS=$n
 }
 

@@ -192,14 +192,22 @@ vm_boot() {
   vm_mount_share
 }
 
-# vm_report_panics: names every boot whose console shows a guest kernel panic
-# (each one rebooted itself: panic=1), so an emulator fault is never silent.
+# vm_panics [LOG]: how many guest kernel panics LOG (the current boot's
+# console by default) shows; each one rebooted the guest by itself (panic=1).
+vm_panics() {
+  local n
+  n=$(grep -c 'Kernel panic' "${1:-$VM_WORK/console.$VM_BOOTS.log}" 2>/dev/null || true)
+  echo "${n:-0}"
+}
+
+# vm_report_panics: names every boot whose console shows a guest kernel panic,
+# so an emulator fault is never silent.
 vm_report_panics() {
   local log
   [ -n "$VM_WORK" ] || return 0
   for log in "$VM_WORK"/console.*.log; do
     [ -e "$log" ] || continue
-    if grep -q 'Kernel panic' "$log"; then
+    if [ "$(vm_panics "$log")" -gt 0 ]; then
       echo "NOTE ${IT_NAME:-vm}: the guest kernel panicked in ${log##*/} and rebooted itself (panic=1): $(grep -m1 -o 'RIP: [^ ]*' "$log" || echo 'no RIP line')" >&2
     fi
   done
